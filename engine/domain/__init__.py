@@ -1,0 +1,55 @@
+"""The pure core of Waymark: definitions, conditions, actions, the instance aggregate and its events.
+
+Nothing here performs I/O or reads the clock: time, ids and the HTTP port come in as arguments.
+"""
+
+from engine.domain.builtins import default_registry
+from engine.domain.definition import WorkflowDefinition, load_json, mermaid, parse_definition
+from engine.domain.errors import (
+    ConcurrencyConflict,
+    DuplicateTrigger,
+    ExecutionError,
+    ExpressionError,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InvalidDefinition,
+    NotFound,
+    Problem,
+    StoreUnavailable,
+    TenantNotFound,
+    WaymarkError,
+    WorkflowNotFound,
+)
+from engine.domain.events import Commit, Event, EventType, timestamp
+from engine.domain.extensions import (
+    ContextChange,
+    HttpPort,
+    HttpRequest,
+    HttpResponse,
+    HttpTransportError,
+    Registry,
+    Scope,
+    Services,
+    SpecProblems,
+)
+from engine.domain.instance import (
+    Decision,
+    Fault,
+    Instance,
+    Outcome,
+    Status,
+    Trigger,
+    apply,
+    decide_create,
+    decide_trigger,
+    fold,
+)
+
+__all__ = [
+    "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event", "EventType",
+    "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest", "HttpResponse", "HttpTransportError",
+    "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidDefinition", "NotFound", "Outcome", "Problem",
+    "Registry", "Scope", "Services", "SpecProblems", "Status", "StoreUnavailable", "TenantNotFound", "Trigger",
+    "WaymarkError", "WorkflowDefinition", "WorkflowNotFound", "apply", "decide_create", "decide_trigger",
+    "default_registry", "fold", "load_json", "mermaid", "parse_definition", "timestamp",
+]

@@ -1,0 +1,120 @@
+"""The error tree of Waymark. Every error names what it concerns.
+
+    WaymarkError
+    ├── InvalidDefinition        a workflow definition has problems (all of them listed)
+    ├── NotFound
+    │   ├── TenantNotFound
+    │   ├── WorkflowNotFound
+    │   └── InstanceNotFound
+    ├── InstanceAlreadyExists    create with an id that is taken
+    ├── ConcurrencyConflict      append with a stale expected version; nothing was written
+    ├── DuplicateTrigger         append of a trigger id already recorded on the instance
+    ├── StoreUnavailable         the storage could not be reached; the command stays queued
+    └── ExecutionError           a condition or action failed while running (faults the instance)
+        └── ExpressionError      a CEL expression failed at run time
+
+The API maps each type to one problem+json status in one place (engine/api/problems.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class WaymarkError(Exception):
+    """Base of every error Waymark raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a definition: where it is (a JSON path) and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidDefinition(WaymarkError):
+    def __init__(self, workflow_id: str | None, problems: list[Problem]) -> None:
+        self.workflow_id = workflow_id
+        self.problems = problems
+        listing = "; ".join(str(p) for p in problems)
+        super().__init__(f"workflow {workflow_id!r} is invalid ({len(problems)} problem(s)): {listing}")
+
+
+class NotFound(WaymarkError):
+    pass
+
+
+class TenantNotFound(NotFound):
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"tenant {tenant!r} does not exist")
+
+
+class WorkflowNotFound(NotFound):
+    def __init__(self, tenant: str, workflow_id: str, version: int | None = None) -> None:
+        self.tenant = tenant
+        self.workflow_id = workflow_id
+        self.version = version
+        which = f" version {version}" if version is not None else ""
+        super().__init__(f"workflow {workflow_id!r}{which} does not exist in tenant {tenant!r}")
+
+
+class InstanceNotFound(NotFound):
+    def __init__(self, tenant: str, instance_id: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        super().__init__(f"instance {instance_id!r} does not exist in tenant {tenant!r}")
+
+
+class InstanceAlreadyExists(WaymarkError):
+    def __init__(self, tenant: str, instance_id: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        super().__init__(f"instance {instance_id!r} already exists in tenant {tenant!r}")
+
+
+class ConcurrencyConflict(WaymarkError):
+    def __init__(self, tenant: str, instance_id: str, expected_version: int, actual_version: int | None) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"instance {instance_id!r} in tenant {tenant!r} is at version {actual_version}, "
+            f"not the expected {expected_version}; nothing was written"
+        )
+
+
+class DuplicateTrigger(WaymarkError):
+    def __init__(self, tenant: str, instance_id: str, trigger_id: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.trigger_id = trigger_id
+        super().__init__(f"trigger {trigger_id!r} is already recorded on instance {instance_id!r} in tenant {tenant!r}")
+
+
+class StoreUnavailable(WaymarkError):
+    """The storage failed in a way that may pass; the command must stay queued and be retried."""
+
+    def __init__(self, store: str, detail: str) -> None:
+        self.store = store
+        self.detail = detail
+        super().__init__(f"{store} is unavailable: {detail}")
+
+
+class ExecutionError(WaymarkError):
+    """A condition or action failed while running. It faults the instance; it never crashes the worker."""
+
+    def __init__(self, where: str, error_type: str, message: str) -> None:
+        self.where = where
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"{where}: {error_type}: {message}")
+
+
+class ExpressionError(ExecutionError):
+    pass

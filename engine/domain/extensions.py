@@ -1,0 +1,129 @@
+"""The ports of conditions and actions, and the registry that maps a `type` to its implementation.
+
+Python code may register its own condition and action types; a definition naming a type that is
+not registered is invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.domain.expressions import Expression
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    json_body: Any
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: Any  # parsed JSON, or None when the body is not JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class HttpTransportError(Exception):
+    """The request did not get a response (connection refused, timeout, …)."""
+
+
+class HttpPort(Protocol):
+    """How the domain calls external services. The service layer injects an httpx implementation."""
+
+    def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+class NoHttp:
+    """The HTTP port of an engine that has none configured: every call fails (and faults)."""
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        raise HttpTransportError("no HTTP client is configured for this engine")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What conditions and actions may use from outside the domain."""
+
+    http: HttpPort = field(default_factory=NoHttp)
+    sleep: Callable[[float], None] = time.sleep
+    log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
+
+
+@dataclass(slots=True)
+class Scope:
+    """What an expression sees while one command is processed. `context` changes as actions run."""
+
+    instance: dict[str, Any]
+    context: dict[str, Any]
+    trigger: dict[str, Any] | None
+    sequence: int  # the sequence the commit being decided will start at
+    services: Services
+
+    def activation(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "context": self.context,
+            "trigger": self.trigger if self.trigger is not None else {"id": "", "topic": "", "content": {}},
+        }
+
+    def evaluate(self, expression: Expression, where: str) -> Any:
+        return expression.evaluate(self.activation(), where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextChange:
+    """Top-level keys to set (merge) and to remove from the instance context."""
+
+    set: Mapping[str, Any] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.set and not self.remove
+
+
+class Condition(Protocol):
+    def holds(self, scope: Scope, where: str) -> bool: ...
+
+
+class Action(Protocol):
+    def run(self, scope: Scope, where: str) -> ContextChange: ...
+
+
+class SpecProblems(Exception):
+    """Raised by a factory for a spec it cannot build; each item is (relative path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+
+
+ConditionFactory = Callable[[Mapping[str, Any]], Condition]
+ActionFactory = Callable[[Mapping[str, Any]], Action]
+
+
+class Registry:
+    """Condition and action types by name. `default_registry()` has the built-in ones."""
+
+    def __init__(self) -> None:
+        self.conditions: dict[str, ConditionFactory] = {}
+        self.actions: dict[str, ActionFactory] = {}
+
+    def condition(self, type_name: str, factory: ConditionFactory) -> None:
+        self.conditions[type_name] = factory
+
+    def action(self, type_name: str, factory: ActionFactory) -> None:
+        self.actions[type_name] = factory
+
+    def copy(self) -> Registry:
+        other = Registry()
+        other.conditions = dict(self.conditions)
+        other.actions = dict(self.actions)
+        return other

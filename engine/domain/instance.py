@@ -1,0 +1,344 @@
+"""The workflow instance aggregate: what it is (a fold of its events) and what a command does to it.
+
+`decide_*` functions take the instance, its pinned definition, the command and the time, run
+conditions and actions, and return the events of one commit. `apply` folds an event into the
+instance; the instance after a decision is always `fold(previous, events)`, never built apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from engine.domain.definition import ActionStep, ConditionStep, WorkflowDefinition
+from engine.domain.errors import ExecutionError
+from engine.domain.events import Event, EventType, timestamp
+from engine.domain.extensions import ContextChange, Scope, Services
+
+
+class Status(StrEnum):
+    WAITING = "Waiting"
+    COMPLETE = "Complete"
+    FAULTED = "Faulted"
+    TERMINATED = "Terminated"
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    FAULTED = "faulted"
+    RECOVERED = "recovered"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    topic: str
+    id: str
+    content: Any = None
+    subjects: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "topic": self.topic, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    sequence: int
+    trigger_id: str | None
+    where: str
+    error_type: str
+    message: str
+    at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "triggerId": self.trigger_id, "where": self.where,
+                "errorType": self.error_type, "message": self.message, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Fault:
+        return cls(doc["sequence"], doc.get("triggerId"), doc["where"], doc["errorType"], doc["message"],
+                   doc.get("at", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: str
+    workflow_id: str
+    workflow_version: int
+    state: str
+    status: Status
+    context: Mapping[str, Any]
+    interests: tuple[str, ...]
+    version: int
+    fault: Fault | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflowId": self.workflow_id,
+            "workflowVersion": self.workflow_version,
+            "state": self.state,
+            "status": str(self.status),
+            "context": dict(self.context),
+            "interests": list(self.interests),
+            "version": self.version,
+            "fault": self.fault.to_dict() if self.fault else None,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Instance:
+        fault = doc.get("fault")
+        return cls(
+            id=doc["id"],
+            workflow_id=doc["workflowId"],
+            workflow_version=int(doc["workflowVersion"]),
+            state=doc["state"],
+            status=Status(doc["status"]),
+            context=doc.get("context") or {},
+            interests=tuple(doc.get("interests") or ()),
+            version=int(doc["version"]),
+            fault=Fault.from_dict(fault) if fault else None,
+            created_at=doc.get("createdAt", ""),
+            updated_at=doc.get("updatedAt", ""),
+        )
+
+
+# ---------------------------------------------------------------------------------------------- fold
+
+def _changed(context: Mapping[str, Any], change: Mapping[str, Any] | None) -> dict[str, Any]:
+    result = dict(context)
+    if change:
+        result.update(change.get("set") or {})
+        for key in change.get("removed") or ():
+            result.pop(key, None)
+    return result
+
+
+def apply(instance: Instance | None, event: Event) -> Instance:
+    """The instance after one more event. Pure: the only way instance state ever changes."""
+    data = event.data
+    if event.type is EventType.CREATED:
+        return Instance(
+            id=event.instance_id,
+            workflow_id=data["workflowId"],
+            workflow_version=int(data["workflowVersion"]),
+            state=data["state"],
+            status=Status.WAITING,
+            context=dict(data.get("context") or {}),
+            interests=tuple(data.get("interests") or ()),
+            version=event.sequence,
+            created_at=event.at,
+            updated_at=event.at,
+        )
+    if instance is None:
+        raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
+    base = replace(instance, version=event.sequence, updated_at=event.at)
+    match event.type:
+        case EventType.TRANSITION_APPLIED:
+            return replace(base, state=data["to"], context=_changed(instance.context, data.get("contextChanges")))
+        case EventType.COMPLETED:
+            return replace(base, status=Status.COMPLETE)
+        case EventType.FAULTED:
+            fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"],
+                          event.at)
+            return replace(base, status=Status.FAULTED, fault=fault)
+        case EventType.RECOVERED:
+            return replace(base, status=Status.WAITING, fault=None, state=data["state"],
+                           context=dict(data.get("context") or {}))
+        case EventType.TERMINATED:
+            return replace(base, status=Status.TERMINATED)
+        case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
+            return base
+
+
+def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:
+    for event in events:
+        instance = apply(instance, event)
+    return instance
+
+
+# ---------------------------------------------------------------------------------------------- decide
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    events: tuple[Event, ...]
+    instance: Instance
+    reason: str | None = None
+
+
+class _Recorder:
+    """Numbers the events of one commit from the instance's next sequence."""
+
+    def __init__(self, instance_id: str, version: int, trigger_id: str | None, at: str) -> None:
+        self.instance_id = instance_id
+        self.next = version + 1
+        self.trigger_id = trigger_id
+        self.at = at
+        self.events: list[Event] = []
+
+    def record(self, type_: EventType, data: Mapping[str, Any]) -> None:
+        self.events.append(Event(self.instance_id, self.next, type_, self.at, self.trigger_id, data))
+        self.next += 1
+
+
+def _view(instance_id: str, workflow: WorkflowDefinition, state: str, status: Status, version: int) -> dict[str, Any]:
+    return {"id": instance_id, "workflowId": workflow.id, "workflowVersion": workflow.version,
+            "state": state, "status": str(status), "version": version}
+
+
+def _check(conditions: tuple[ConditionStep, ...], scope: Scope) -> ConditionStep | None:
+    """The first condition that does not hold, or None. Raises ExecutionError if one errors."""
+    for step in conditions:
+        try:
+            holds = step.impl.holds(scope, step.where)
+        except ExecutionError:
+            raise
+        except Exception as e:  # a registered condition's own bug must fault, not crash the worker
+            raise ExecutionError(step.where, type(e).__name__, str(e) or repr(e)) from e
+        if not holds:
+            return step
+    return None
+
+
+def _run(actions: tuple[ActionStep, ...], scope: Scope, changes: dict[str, Any], removed: set[str]) -> None:
+    for step in actions:
+        try:
+            change: ContextChange = step.impl.run(scope, step.where)
+        except ExecutionError:
+            raise
+        except Exception as e:
+            raise ExecutionError(step.where, type(e).__name__, str(e) or repr(e)) from e
+        if change.empty:
+            continue
+        context = dict(scope.context)
+        for key, value in change.set.items():
+            context[key] = value
+            changes[key] = value
+            removed.discard(key)
+        for key in change.remove:
+            context.pop(key, None)
+            changes.pop(key, None)
+            removed.add(key)
+        scope.context = context
+
+
+def _context_changes(changes: dict[str, Any], removed: set[str]) -> dict[str, Any]:
+    return {"set": changes, "removed": sorted(removed)}
+
+
+def _fault(recorder: _Recorder, error: ExecutionError, trigger: Trigger | None, transition: str | None) -> None:
+    recorder.record(EventType.FAULTED, {
+        "where": error.where, "errorType": error.error_type, "message": error.message,
+        "trigger": trigger.to_dict() if trigger else None, "transition": transition,
+    })
+
+
+def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Mapping[str, Any],
+                  interests: Iterable[str], trigger_id: str, now: datetime, services: Services) -> Decision:
+    """Create an instance in the initial state: run its entry conditions and actions (a failure faults)."""
+    at = timestamp(now)
+    recorder = _Recorder(instance_id, 0, trigger_id, at)
+    initial = workflow.state(workflow.initial_state)
+    scope = Scope(_view(instance_id, workflow, initial.id, Status.WAITING, 1), dict(context), None, 1, services)
+    changes: dict[str, Any] = {}
+    removed: set[str] = set()
+    created = {"workflowId": workflow.id, "workflowVersion": workflow.version, "state": initial.id,
+               "interests": sorted(set(interests))}
+    try:
+        failed = _check(initial.entry_conditions, scope)
+        if failed is not None:
+            raise ExecutionError(failed.where, "EntryConditionFailed",
+                                 f"an entry condition of the initial state {initial.id!r} does not hold")
+        _run(initial.entry_actions, scope, changes, removed)
+    except ExecutionError as error:
+        recorder.record(EventType.CREATED, {**created, "context": dict(context)})
+        _fault(recorder, error, None, None)
+        outcome = Outcome.FAULTED
+    else:
+        recorder.record(EventType.CREATED, {**created, "context": scope.context,
+                                            "contextChanges": _context_changes(changes, removed)})
+        if initial.terminal:
+            recorder.record(EventType.COMPLETED, {"state": initial.id})
+        outcome = Outcome.CREATED
+    instance = fold(None, recorder.events)
+    assert instance is not None
+    return Decision(outcome, tuple(recorder.events), instance)
+
+
+def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Trigger, *, now: datetime,
+                   services: Services) -> Decision:
+    """What one trigger does to the instance: applied, ignored (with why), rejected or faulted."""
+    at = timestamp(now)
+    recorder = _Recorder(instance.id, instance.version, trigger.id, at)
+
+    def done(outcome: Outcome, reason: str | None = None) -> Decision:
+        after = fold(instance, recorder.events)
+        assert after is not None
+        return Decision(outcome, tuple(recorder.events), after, reason)
+
+    if instance.status is not Status.WAITING:
+        reason = f"the instance is {instance.status} and accepts no trigger"
+        recorder.record(EventType.TRIGGER_REJECTED, {"topic": trigger.topic, "status": str(instance.status),
+                                                     "reason": reason})
+        return done(Outcome.REJECTED, reason)
+
+    source = workflow.state(instance.state)
+    scope = Scope(_view(instance.id, workflow, source.id, instance.status, instance.version), dict(instance.context),
+                  trigger.to_dict(), instance.version + 1, services)
+    transition_id: str | None = None
+    try:
+        failed = _check(source.exit_conditions, scope)
+        if failed is not None:
+            reason = f"exit condition {failed.where} of state {source.id!r} does not hold"
+            return _ignored(recorder, trigger, reason, done)
+        chosen = None
+        for transition in source.transitions:
+            if transition.trigger == trigger.topic and _check(transition.conditions, scope) is None:
+                chosen = transition
+                break
+        if chosen is None:
+            if any(t.trigger == trigger.topic for t in source.transitions):
+                reason = (f"no transition for topic {trigger.topic!r} from state {source.id!r} "
+                          "has all its conditions true")
+            else:
+                reason = f"state {source.id!r} has no transition for topic {trigger.topic!r}"
+            return _ignored(recorder, trigger, reason, done)
+        transition_id = chosen.id
+        target = workflow.state(chosen.target)
+        failed = _check(target.entry_conditions, scope)
+        if failed is not None:
+            reason = f"entry condition {failed.where} of target state {target.id!r} does not hold"
+            return _ignored(recorder, trigger, reason, done)
+        changes: dict[str, Any] = {}
+        removed: set[str] = set()
+        _run(source.exit_actions, scope, changes, removed)
+        _run(chosen.actions, scope, changes, removed)
+        scope.instance = {**scope.instance, "state": target.id}
+        _run(target.entry_actions, scope, changes, removed)
+    except ExecutionError as error:
+        _fault(recorder, error, trigger, transition_id)
+        return done(Outcome.FAULTED, error.message)
+    recorder.record(EventType.TRANSITION_APPLIED, {
+        "transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
+        "content": trigger.content, "contextChanges": _context_changes(changes, removed),
+    })
+    if target.terminal:
+        recorder.record(EventType.COMPLETED, {"state": target.id})
+    return done(Outcome.APPLIED)
+
+
+def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any) -> Decision:
+    recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason})
+    result: Decision = done(Outcome.IGNORED, reason)
+    return result

@@ -1,0 +1,1 @@
+"""Command queue adapters (memory, sqlite, azure storage)."""

@@ -1,0 +1,56 @@
+"""The command queue port. Every adapter (memory, sqlite, azure storage) passes tests/contract/test_queue.py.
+
+At-least-once: a received message is invisible for the visibility timeout and comes back unless it is
+completed. Nothing is deleted before it is processed. A message received more than `max_dequeue_count`
+times is moved to the poison queue instead of being handed out again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    body: dict[str, Any]
+    dequeue_count: int
+    receipt: str  # proves this receiver holds the message; stale after the visibility timeout
+
+
+class MessageLost(Exception):
+    """complete/release with a receipt that is no longer valid (the message was handed to another receiver)."""
+
+
+class CommandQueue(Protocol):
+    def send(self, body: Mapping[str, Any], *, delay: float = 0.0) -> str:
+        """Enqueue a JSON-serialisable body; returns the message id."""
+        ...
+
+    def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
+        ...
+
+    def complete(self, message: Message) -> None:
+        """Delete a processed message. Raises MessageLost if the receipt is stale."""
+        ...
+
+    def release(self, message: Message, *, delay: float = 0.0) -> None:
+        """Make a message visible again after `delay` seconds (a retry)."""
+        ...
+
+    def depth(self) -> int:
+        """Messages waiting (visible or not), poison excluded."""
+        ...
+
+    def poisoned(self, *, limit: int = 100) -> list[Message]:
+        """Messages moved to the poison queue, oldest first (receipt is "")."""
+        ...
+
+    def requeue_poisoned(self, message_id: str) -> None:
+        """Put a poisoned message back on the queue with its body unchanged and its dequeue count reset."""
+        ...
+
+    def discard_poisoned(self, message_id: str) -> None:
+        ...

@@ -1,0 +1,1 @@
+"""Storage adapters: event stores and definition stores (memory, sqlite, cosmos)."""

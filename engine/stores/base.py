@@ -1,0 +1,88 @@
+"""The storage ports. Every adapter (memory, sqlite, cosmos) passes the one contract suite in tests/contract.
+
+Adapters translate their driver's errors at the edge: a lost race becomes `ConcurrencyConflict`, a
+trigger recorded twice `DuplicateTrigger`, an unreachable store `StoreUnavailable`. Callers never see
+a driver exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.domain import Commit, Event, Instance
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of instances and the continuation token of the next page (None on the last)."""
+
+    items: list[Instance]
+    continuation: str | None
+
+
+class EventStore(Protocol):
+    def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
+               state: Instance) -> Commit:
+        """Write one commit atomically: all of `events`, or nothing.
+
+        `expected_version` is the version the caller decided from (0 for a new instance). If the stream is
+        at another version, raise `ConcurrencyConflict` and write nothing. If the commit's trigger id is
+        already recorded on this instance, raise `DuplicateTrigger` and write nothing. `state` is the
+        instance after the events (the snapshot and index row). The commit is stored undispatched and
+        gets the next position in the tenant's feed.
+        """
+        ...
+
+    def load(self, tenant: str, instance_id: str) -> Instance:
+        """The current instance, at a cost that does not grow with its history. Raises InstanceNotFound."""
+        ...
+
+    def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """Events with sequence > `after`, in order. An unknown instance reads as []."""
+        ...
+
+    def find_trigger(self, tenant: str, instance_id: str, trigger_id: str) -> Commit | None:
+        """The commit a trigger id produced on this instance, or None if it is not recorded."""
+        ...
+
+    def list_instances(self, tenant: str, *, status: str | None = None, workflow_id: str | None = None,
+                       state: str | None = None, limit: int = 100, continuation: str | None = None) -> Page:
+        """Instances matching every given filter, ordered by id, paged."""
+        ...
+
+    def interested(self, tenant: str, subjects: Sequence[str]) -> list[str]:
+        """Ids of the instances whose interests contain any of `subjects`, ordered by id."""
+        ...
+
+    def read_feed(self, tenant: str, *, after: int = 0, limit: int = 100) -> list[Commit]:
+        """Commits with position > `after`, in position (commit) order."""
+        ...
+
+    def undispatched(self, tenant: str, *, committed_before: str | None = None, limit: int = 100) -> list[Commit]:
+        """Commits not yet marked dispatched (optionally only those whose events are older than the
+        ISO timestamp `committed_before`), in position order."""
+        ...
+
+    def mark_dispatched(self, tenant: str, positions: Sequence[int]) -> None:
+        ...
+
+    def ping(self, tenant: str) -> None:
+        """Raise StoreUnavailable when the tenant's storage cannot be reached."""
+        ...
+
+
+class DefinitionStore(Protocol):
+    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+        """Store a new version of the workflow `document["id"]`; returns its version (1, 2, 3 …).
+        Every version is kept: instances pin the version they were created with."""
+        ...
+
+    def get(self, tenant: str, workflow_id: str, version: int | None = None) -> tuple[int, dict[str, Any]]:
+        """(version, document) of the given version, or of the latest. Raises WorkflowNotFound."""
+        ...
+
+    def list(self, tenant: str) -> list[tuple[str, int]]:
+        """(workflow id, latest version) of every workflow of the tenant, ordered by id."""
+        ...
