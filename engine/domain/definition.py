@@ -132,15 +132,14 @@ def parse_definition(document: Any, registry: Registry, *, version: int = 0) -> 
         raw_transitions = _list(raw_state, "transitions", path, problem)
         for index, raw_transition in enumerate(raw_transitions):
             tpath = f"{path}.transitions[{index}]"
+            raw_id = raw_transition.get("id") if isinstance(raw_transition, dict) else None
+            if isinstance(raw_id, str) and raw_id in transition_ids:
+                problem(f"{tpath}.id", f"duplicate transition id {raw_id!r} (also at {transition_ids[raw_id]})")
+            elif isinstance(raw_id, str):
+                transition_ids[raw_id] = tpath
             transition = _transition(raw_transition, tpath, raw_states, registry, problem)
-            if transition is None:
-                continue
-            if transition.id in transition_ids:
-                first = transition_ids[transition.id]
-                problem(f"{tpath}.id", f"duplicate transition id {transition.id!r} (also at {first})")
-            else:
-                transition_ids[transition.id] = tpath
-            transitions.append(transition)
+            if transition is not None:
+                transitions.append(transition)
         states[state_id] = State(
             id=state_id,
             display_name=_optional_str(raw_state, "displayName", path, problem),

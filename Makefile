@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` and `make test`. Each installs what it needs itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/waymark serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy engine function_app.py
+
+# pytest exits 5 when it collected no test: that is a broken suite here, not a pass.
+test: lint
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treated as a failure"; exit 1; fi; \
+	exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/waymark bench engine
+
+clean:
+	rm -rf $(VENV) .waymark .mypy_cache .ruff_cache .pytest_cache

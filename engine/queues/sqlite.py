@@ -1,0 +1,232 @@
+"""The embedded command queue: one SQLite file, shared by threads and processes.
+
+Each thread has its own connection. A receive claims its messages inside `BEGIN IMMEDIATE` (the write lock
+is taken before the read), so two receivers, in one process or in several, never claim the same visible
+message. A claim only hides a message (`visible_at` moves forward) and gives it a new receipt; the row is
+deleted by `complete` alone, so a receiver that dies loses nothing. Messages received more than
+`max_dequeue_count` times move to the `<name>_poison` table.
+
+Every `sqlite3` error is translated into `StoreUnavailable("command queue", ...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.domain.errors import StoreUnavailable
+from engine.queues.base import Message, MessageLost
+
+_STORE = "command queue"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class SqliteCommandQueue:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str = "commands",
+        max_dequeue_count: int = 5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"queue name {name!r} must be a letter or _ followed by letters, digits or _")
+        if max_dequeue_count < 1:
+            raise ValueError(f"max_dequeue_count must be at least 1, not {max_dequeue_count}")
+        self.path = Path(path)
+        self.name = name
+        self.max_dequeue_count = max_dequeue_count
+        # Wall-clock time, not monotonic: visible_at is compared across processes.
+        self._clock = clock
+        self._local = threading.local()
+        self._connections_lock = threading.Lock()
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._closed = False
+        self._poison_reason = f"exceeded max dequeue count {max_dequeue_count}"
+
+        t, p = name, f"{name}_poison"
+        # seq (the rowid) is the enqueue order; FIFO is by seq, which no clock skew between processes can upset.
+        self._schema = (
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, enqueued_at REAL NOT NULL,"
+            " visible_at REAL NOT NULL, dequeue_count INTEGER NOT NULL DEFAULT 0, receipt TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {p} ("
+            " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, enqueued_at REAL NOT NULL,"
+            " dequeue_count INTEGER NOT NULL, poisoned_at REAL NOT NULL, poison_reason TEXT NOT NULL)",
+        )
+        self._sql_send = f"INSERT INTO {t} (id, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)"
+        # Scans in enqueue order and skips the few held or delayed messages, rather than sorting every visible
+        # one: cheap even with a deep backlog.
+        self._sql_candidates = (
+            f"SELECT seq, id, body, dequeue_count FROM {t} WHERE visible_at <= ? ORDER BY seq LIMIT ?"
+        )
+        self._sql_claim = f"UPDATE {t} SET visible_at = ?, dequeue_count = ?, receipt = ? WHERE seq = ?"
+        self._sql_poison = (
+            f"INSERT OR REPLACE INTO {p} (id, body, enqueued_at, dequeue_count, poisoned_at, poison_reason)"
+            f" SELECT id, body, enqueued_at, dequeue_count, ?, ? FROM {t} WHERE seq = ?"
+        )
+        self._sql_delete_seq = f"DELETE FROM {t} WHERE seq = ?"
+        self._sql_complete = f"DELETE FROM {t} WHERE id = ? AND receipt = ?"
+        self._sql_release = f"UPDATE {t} SET visible_at = ?, receipt = NULL WHERE id = ? AND receipt = ?"
+        self._sql_depth = f"SELECT count(*) FROM {t}"
+        self._sql_poisoned = f"SELECT id, body, dequeue_count FROM {p} ORDER BY poisoned_at, seq LIMIT ?"
+        self._sql_take_poisoned = f"SELECT id, body FROM {p} WHERE id = ?"
+        self._sql_delete_poisoned = f"DELETE FROM {p} WHERE id = ?"
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailable(_STORE, f"cannot create the directory of {self.path}: {e}") from e
+        with self._translated(), self._transaction() as db:
+            for statement in self._schema:
+                db.execute(statement)
+
+    def send(self, body: Mapping[str, Any], *, delay: float = 0.0) -> str:
+        text = _dump(body)
+        message_id = uuid.uuid4().hex
+        now = self._clock()
+        with self._translated():
+            # Autocommit: one INSERT is one transaction, the cheapest durable send.
+            self._db().execute(self._sql_send, (message_id, text, now, now + max(delay, 0.0)))
+        return message_id
+
+    def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
+        _check_receive(max_messages, visibility_timeout)
+        received: list[Message] = []
+        with self._translated(), self._transaction() as db:
+            now = self._clock()
+            while len(received) < max_messages:
+                candidates = db.execute(self._sql_candidates, (now, max_messages - len(received))).fetchall()
+                if not candidates:
+                    break
+                for seq, message_id, body, dequeue_count in candidates:
+                    if dequeue_count >= self.max_dequeue_count:
+                        db.execute(self._sql_poison, (now, self._poison_reason, seq))
+                        db.execute(self._sql_delete_seq, (seq,))
+                        continue
+                    receipt = uuid.uuid4().hex
+                    db.execute(self._sql_claim, (now + visibility_timeout, dequeue_count + 1, receipt, seq))
+                    received.append(Message(message_id, json.loads(body), dequeue_count + 1, receipt))
+                if visibility_timeout == 0:
+                    break  # claimed rows are still visible: querying again would hand them out twice
+        return received
+
+    def complete(self, message: Message) -> None:
+        with self._translated():
+            deleted = self._db().execute(self._sql_complete, (message.id, message.receipt)).rowcount
+        if deleted != 1:
+            raise MessageLost(f"message {message.id!r} is no longer held by this receiver")
+
+    def release(self, message: Message, *, delay: float = 0.0) -> None:
+        # The receipt is cleared, as Azure changes the pop receipt on update: the receiver has let go.
+        with self._translated():
+            updated = (
+                self._db()
+                .execute(self._sql_release, (self._clock() + max(delay, 0.0), message.id, message.receipt))
+                .rowcount
+            )
+        if updated != 1:
+            raise MessageLost(f"message {message.id!r} is no longer held by this receiver")
+
+    def depth(self) -> int:
+        with self._translated():
+            (count,) = self._db().execute(self._sql_depth).fetchone()
+        return int(count)
+
+    def poisoned(self, *, limit: int = 100) -> list[Message]:
+        with self._translated():
+            rows = self._db().execute(self._sql_poisoned, (limit,)).fetchall()
+        return [Message(message_id, json.loads(body), count, "") for message_id, body, count in rows]
+
+    def requeue_poisoned(self, message_id: str) -> None:
+        with self._translated(), self._transaction() as db:
+            row = db.execute(self._sql_take_poisoned, (message_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no poisoned message {message_id!r} in queue {self.name!r}")
+            now = self._clock()
+            db.execute(self._sql_delete_poisoned, (message_id,))
+            db.execute(self._sql_send, (message_id, row[1], now, now))
+
+    def discard_poisoned(self, message_id: str) -> None:
+        with self._translated():
+            self._db().execute(self._sql_delete_poisoned, (message_id,))
+
+    def close(self) -> None:
+        """Close every thread's connection. The queue cannot be used afterwards."""
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for _, connection in connections:
+            connection.close()
+
+    def __enter__(self) -> SqliteCommandQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _db(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        with self._connections_lock:
+            if self._closed:
+                raise StoreUnavailable(_STORE, f"queue {self.name!r} at {self.path} is closed")
+            # Connections of threads that have ended would otherwise stay open until close().
+            for thread, stale in [entry for entry in self._connections if not entry[0].is_alive()]:
+                stale.close()
+                self._connections.remove((thread, stale))
+            # isolation_level=None: autocommit, transactions only where we BEGIN them.
+            # check_same_thread=False only so close() may close them from another thread.
+            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            try:
+                connection.execute("PRAGMA busy_timeout = 10000")
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+            except BaseException:
+                connection.close()
+                raise
+            self._connections.append((threading.current_thread(), connection))
+        self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreUnavailable(_STORE, f"queue {self.name!r} at {self.path}: {e}") from e
+
+
+def _dump(body: Mapping[str, Any]) -> str:
+    if not isinstance(body, Mapping):
+        raise TypeError(f"a command body must be a JSON object, not {type(body).__name__}")
+    return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _check_receive(max_messages: int, visibility_timeout: float) -> None:
+    if max_messages < 1:
+        raise ValueError(f"max_messages must be at least 1, not {max_messages}")
+    if visibility_timeout < 0:
+        raise ValueError(f"visibility_timeout must not be negative, not {visibility_timeout}")

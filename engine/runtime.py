@@ -1,0 +1,53 @@
+"""The composition root: which adapters an engine runs on, built from a data directory or settings.
+
+Hosts (`waymark serve`, the CLI, `function_app.py`) build one `Engine` per process and share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.domain import Services
+from engine.queues.base import CommandQueue
+from engine.service.definitions import DefinitionCatalog
+from engine.service.processor import CommandProcessor, CommitListener
+from engine.stores.base import DefinitionStore, EventStore
+
+
+@dataclass
+class Engine:
+    events: EventStore
+    definitions: DefinitionStore
+    queue: CommandQueue
+    catalog: DefinitionCatalog = field(init=False)
+    processor: CommandProcessor = field(init=False)
+    services: Services = field(default_factory=Services)
+    on_commit: CommitListener | None = None
+
+    def __post_init__(self) -> None:
+        self.catalog = DefinitionCatalog(self.definitions)
+        self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
+                                          on_commit=self.on_commit)
+
+
+def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5) -> Engine:
+    """The embedded default: one SQLite file per tenant, and a SQLite command queue, under `data_dir`."""
+    from engine.queues.sqlite import SqliteCommandQueue
+    from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Engine(
+        events=SqliteEventStore(data_dir),
+        definitions=SqliteDefinitionStore(data_dir),
+        queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count),
+        services=services or Services(),
+    )
+
+
+def memory_engine(*, services: Services | None = None) -> Engine:
+    from engine.queues.memory import MemoryCommandQueue
+    from engine.stores.memory import MemoryDefinitionStore, MemoryEventStore
+
+    return Engine(events=MemoryEventStore(), definitions=MemoryDefinitionStore(), queue=MemoryCommandQueue(),
+                  services=services or Services())

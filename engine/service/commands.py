@@ -1,0 +1,84 @@
+"""Commands as they travel on the queue: plain JSON bodies, built and read here only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.domain import Trigger
+
+CommandKind = Literal["create", "trigger", "broadcast"]
+
+
+@dataclass(frozen=True)
+class CreateInstance:
+    tenant: str
+    instance_id: str
+    workflow_id: str
+    trigger_id: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    interests: tuple[str, ...] = ()
+    workflow_version: int | None = None  # None: the latest at processing time
+
+
+@dataclass(frozen=True)
+class SendTrigger:
+    tenant: str
+    instance_id: str
+    trigger: Trigger
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    tenant: str
+    trigger: Trigger
+
+
+Command = CreateInstance | SendTrigger | Broadcast
+
+
+def _trigger_doc(trigger: Trigger) -> dict[str, Any]:
+    return {"id": trigger.id, "topic": trigger.topic, "content": trigger.content, "subjects": list(trigger.subjects)}
+
+
+def _trigger(doc: Mapping[str, Any]) -> Trigger:
+    subjects: Sequence[str] = doc.get("subjects") or ()
+    return Trigger(topic=doc["topic"], id=doc["id"], content=doc.get("content"), subjects=tuple(subjects))
+
+
+def to_message(command: Command) -> dict[str, Any]:
+    match command:
+        case CreateInstance():
+            return {"kind": "create", "tenant": command.tenant, "instanceId": command.instance_id,
+                    "workflowId": command.workflow_id, "workflowVersion": command.workflow_version,
+                    "triggerId": command.trigger_id, "context": dict(command.context),
+                    "interests": list(command.interests)}
+        case SendTrigger():
+            return {"kind": "trigger", "tenant": command.tenant, "instanceId": command.instance_id,
+                    "trigger": _trigger_doc(command.trigger)}
+        case Broadcast():
+            return {"kind": "broadcast", "tenant": command.tenant, "trigger": _trigger_doc(command.trigger)}
+
+
+class MalformedCommand(ValueError):
+    pass
+
+
+def from_message(body: Mapping[str, Any]) -> Command:
+    try:
+        match body["kind"]:
+            case "create":
+                return CreateInstance(tenant=body["tenant"], instance_id=body["instanceId"],
+                                      workflow_id=body["workflowId"], trigger_id=body["triggerId"],
+                                      context=body.get("context") or {}, interests=tuple(body.get("interests") or ()),
+                                      workflow_version=body.get("workflowVersion"))
+            case "trigger":
+                return SendTrigger(tenant=body["tenant"], instance_id=body["instanceId"],
+                                   trigger=_trigger(body["trigger"]))
+            case "broadcast":
+                return Broadcast(tenant=body["tenant"], trigger=_trigger(body["trigger"]))
+            case other:
+                raise MalformedCommand(f"unknown command kind {other!r}")
+    except (KeyError, TypeError) as e:
+        raise MalformedCommand(f"command message is missing or has a wrong field: {e}") from e

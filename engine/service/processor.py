@@ -1,0 +1,152 @@
+"""Processing a command: load the instance, decide with the domain, append one commit.
+
+This is the one place the engine changes state; the local worker and the Azure queue function both
+call `CommandProcessor.handle`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from engine.domain import (
+    Commit,
+    ConcurrencyConflict,
+    DuplicateTrigger,
+    EventType,
+    Instance,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    Outcome,
+    Services,
+    Trigger,
+    decide_create,
+    decide_trigger,
+)
+from engine.service.commands import Broadcast, Command, CreateInstance, SendTrigger
+from engine.service.definitions import DefinitionCatalog
+from engine.stores.base import EventStore
+
+log = logging.getLogger("waymark.processor")
+
+# How often a command is re-decided after losing a race for the same instance before it is handed
+# back to the queue (which retries it later). Races are short: each retry re-reads the instance.
+MAX_CONFLICT_RETRIES = 50
+
+_OUTCOMES = {
+    EventType.CREATED: Outcome.CREATED,
+    EventType.TRANSITION_APPLIED: Outcome.APPLIED,
+    EventType.TRIGGER_IGNORED: Outcome.IGNORED,
+    EventType.TRIGGER_REJECTED: Outcome.REJECTED,
+    EventType.FAULTED: Outcome.FAULTED,
+    EventType.RECOVERED: Outcome.RECOVERED,
+    EventType.TERMINATED: Outcome.TERMINATED,
+}
+
+
+def outcome_of(commit: Commit) -> Outcome:
+    """What a commit did, read from its events (a fault anywhere in it wins)."""
+    types = [event.type for event in commit.events]
+    if EventType.FAULTED in types:
+        return Outcome.FAULTED
+    return _OUTCOMES.get(types[0], Outcome.APPLIED)
+
+
+@dataclass(frozen=True)
+class Result:
+    tenant: str
+    instance_id: str
+    trigger_id: str
+    outcome: Outcome
+    commit: Commit
+    duplicate: bool = False  # the trigger was already recorded: nothing new was written
+
+    @property
+    def instance(self) -> Instance:
+        return self.commit.state
+
+
+CommitListener = Callable[[str, Commit], None]
+
+
+class CommandProcessor:
+    def __init__(self, events: EventStore, definitions: DefinitionCatalog, *, services: Services | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_commit: CommitListener | None = None) -> None:
+        self.events = events
+        self.definitions = definitions
+        self.services = services or Services()
+        self.clock = clock
+        self.on_commit = on_commit
+
+    def handle(self, command: Command) -> list[Result]:
+        match command:
+            case CreateInstance():
+                return [self.create(command)]
+            case SendTrigger():
+                return [self.trigger(command.tenant, command.instance_id, command.trigger)]
+            case Broadcast():
+                return self.broadcast(command.tenant, command.trigger)
+
+    def create(self, command: CreateInstance) -> Result:
+        tenant, instance_id = command.tenant, command.instance_id
+        existing = self.events.find_trigger(tenant, instance_id, command.trigger_id)
+        if existing is not None:
+            return Result(tenant, instance_id, command.trigger_id, outcome_of(existing), existing, duplicate=True)
+        workflow = self.definitions.get(tenant, command.workflow_id, command.workflow_version)
+        decision = decide_create(workflow, instance_id, context=command.context, interests=command.interests,
+                                 trigger_id=command.trigger_id, now=self.clock(), services=self.services)
+        try:
+            commit = self.events.append(tenant, instance_id, 0, decision.events, state=decision.instance)
+        except DuplicateTrigger:
+            return self._recorded(tenant, instance_id, command.trigger_id)
+        except ConcurrencyConflict as e:
+            raise InstanceAlreadyExists(tenant, instance_id) from e
+        return self._committed(tenant, instance_id, command.trigger_id, decision.outcome, commit)
+
+    def trigger(self, tenant: str, instance_id: str, trigger: Trigger) -> Result:
+        existing = self.events.find_trigger(tenant, instance_id, trigger.id)
+        if existing is not None:
+            return Result(tenant, instance_id, trigger.id, outcome_of(existing), existing, duplicate=True)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            instance = self.events.load(tenant, instance_id)
+            workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
+            decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
+            try:
+                commit = self.events.append(tenant, instance_id, instance.version, decision.events,
+                                            state=decision.instance)
+            except ConcurrencyConflict:
+                continue
+            except DuplicateTrigger:
+                return self._recorded(tenant, instance_id, trigger.id)
+            return self._committed(tenant, instance_id, trigger.id, decision.outcome, commit)
+        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+
+    def broadcast(self, tenant: str, trigger: Trigger) -> list[Result]:
+        """The trigger goes to every instance interested in one of its subjects. Each instance records the
+        trigger id once, so a broadcast redelivered after a crash half way through applies nowhere twice."""
+        results = []
+        for instance_id in self.events.interested(tenant, trigger.subjects):
+            try:
+                results.append(self.trigger(tenant, instance_id, trigger))
+            except InstanceNotFound:
+                continue
+        return results
+
+    def _recorded(self, tenant: str, instance_id: str, trigger_id: str) -> Result:
+        commit = self.events.find_trigger(tenant, instance_id, trigger_id)
+        assert commit is not None, "DuplicateTrigger means the trigger is recorded"
+        return Result(tenant, instance_id, trigger_id, outcome_of(commit), commit, duplicate=True)
+
+    def _committed(self, tenant: str, instance_id: str, trigger_id: str, outcome: Outcome, commit: Commit) -> Result:
+        log.info("%s", outcome, extra={"tenant": tenant, "instanceId": instance_id, "triggerId": trigger_id,
+                                        "sequence": commit.last_sequence})
+        if self.on_commit is not None:
+            try:
+                self.on_commit(tenant, commit)
+            except Exception:  # publishing never faults an instance; the sweeper will retry the commit
+                log.exception("publishing a commit failed; the outbox sweeper will retry it",
+                              extra={"tenant": tenant, "instanceId": instance_id, "sequence": commit.last_sequence})
+        return Result(tenant, instance_id, trigger_id, outcome, commit)

@@ -1,0 +1,94 @@
+"""The queue worker: receive a command, process it, complete it — or leave it queued for a retry.
+
+A command is completed only after its commit is stored (or it is known to be recorded already). When
+the engine itself fails (storage unreachable, a bug), the message is released with a backoff and its
+dequeue count grows, until the queue moves it to the poison queue: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from engine.domain import InstanceAlreadyExists
+from engine.queues.base import CommandQueue, Message, MessageLost
+from engine.service.commands import MalformedCommand, from_message
+from engine.service.processor import CommandProcessor
+
+log = logging.getLogger("waymark.worker")
+
+
+def retry_delay(dequeue_count: int) -> float:
+    """Exponential backoff for a command that failed: 1, 2, 4 … seconds, at most a minute."""
+    return float(min(60, 2 ** max(0, dequeue_count - 1)))
+
+
+class Worker:
+    def __init__(self, queue: CommandQueue, processor: CommandProcessor, *, visibility_timeout: float = 30.0,
+                 batch_size: int = 16, idle_wait: float = 0.05) -> None:
+        self.queue = queue
+        self.processor = processor
+        self.visibility_timeout = visibility_timeout
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+
+    def process(self, message: Message) -> bool:
+        """Handle one message; True when it was completed (done with, for good)."""
+        fields = {"messageId": message.id, "dequeueCount": message.dequeue_count,
+                  "tenant": message.body.get("tenant"), "instanceId": message.body.get("instanceId")}
+        try:
+            command = from_message(message.body)
+            self.processor.handle(command)
+        except (MalformedCommand, InstanceAlreadyExists) as e:
+            # The command can never succeed: retrying changes nothing. Recorded in the log, then completed.
+            # (An unknown instance is retried instead: its create may still be on the queue.)
+            log.warning("command dropped as it cannot be processed: %s", e, extra=fields)
+        except Exception as e:
+            log.error("processing failed; the command stays queued and is retried: %s", e, extra=fields,
+                      exc_info=not isinstance(e, OSError))
+            try:
+                self.queue.release(message, delay=retry_delay(message.dequeue_count))
+            except MessageLost:
+                pass
+            except Exception:
+                log.exception("could not release the message; it comes back after its visibility timeout",
+                              extra=fields)
+            return False
+        try:
+            self.queue.complete(message)
+        except MessageLost:
+            # It took longer than the visibility timeout and someone else holds it now: they will find
+            # the trigger recorded and complete it without applying it twice.
+            log.warning("message was handed to another receiver before it was completed", extra=fields)
+        return True
+
+    def run_once(self) -> int:
+        """Receive and process one batch; the number of messages received."""
+        messages = self.queue.receive(max_messages=self.batch_size, visibility_timeout=self.visibility_timeout)
+        for message in messages:
+            self.process(message)
+        return len(messages)
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set. A stop finishes the message at hand; the rest of a received batch is
+        released at once so another worker picks it up (nothing waits out a visibility timeout)."""
+        while not stop.is_set():
+            try:
+                messages = self.queue.receive(max_messages=self.batch_size,
+                                              visibility_timeout=self.visibility_timeout)
+            except Exception as e:
+                log.error("receiving from the command queue failed: %s", e)
+                stop.wait(1.0)
+                continue
+            if not messages:
+                stop.wait(self.idle_wait)
+                continue
+            for index, message in enumerate(messages):
+                if stop.is_set():
+                    for rest in messages[index:]:
+                        try:
+                            self.queue.release(rest)
+                        except Exception:
+                            log.warning("could not release a message on stop; it returns after its timeout")
+                    break
+                self.process(message)

@@ -1,0 +1,249 @@
+"""In-memory event and definition stores: the fast fake for unit tests. They pass the same contract suite as
+the real adapters (tests/contract), so a test that passes here means the same against SQLite or Cosmos.
+
+Each tenant has its own dictionaries, and one lock per store makes every call atomic, so the guarantees of the
+ports (a commit is all or nothing, sequences are gapless, a trigger id is recorded once) hold across threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine.domain import (
+    Commit,
+    ConcurrencyConflict,
+    DuplicateTrigger,
+    Event,
+    Instance,
+    InstanceNotFound,
+    InvalidDefinition,
+    Problem,
+    WorkflowNotFound,
+)
+from engine.stores.base import Page
+
+__all__ = ["MemoryDefinitionStore", "MemoryEventStore"]
+
+
+@dataclass(slots=True)
+class _Stream:
+    events: list[Event]
+    state: Instance
+    triggers: dict[str, Commit]
+
+
+@dataclass(slots=True)
+class _Tenant:
+    streams: dict[str, _Stream] = field(default_factory=dict)
+    feed: list[Commit] = field(default_factory=list)  # feed[position - 1], stored undispatched
+    undispatched: dict[int, None] = field(default_factory=dict)  # positions, in position order
+    interests: dict[str, set[str]] = field(default_factory=dict)  # subject -> instance ids
+
+
+class MemoryEventStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: dict[str, _Tenant] = {}
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        found = self._tenants.get(tenant)
+        if found is None:
+            found = self._tenants[tenant] = _Tenant()
+        return found
+
+    def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
+               state: Instance) -> Commit:
+        events = tuple(events)
+        check_commit(instance_id, expected_version, events, state)
+        trigger_id = events[0].trigger_id
+        with self._lock:
+            silo = self._tenant(tenant)
+            stream = silo.streams.get(instance_id)
+            if stream is not None and trigger_id is not None and trigger_id in stream.triggers:
+                raise DuplicateTrigger(tenant, instance_id, trigger_id)
+            version = stream.state.version if stream is not None else 0
+            if version != expected_version:
+                raise ConcurrencyConflict(tenant, instance_id, expected_version, version)
+            position = len(silo.feed) + 1
+            commit = Commit(instance_id, events, state, position=position)
+            silo.feed.append(commit)
+            silo.undispatched[position] = None
+            old_interests: tuple[str, ...] = ()
+            if stream is None:
+                stream = silo.streams[instance_id] = _Stream(list(events), state, {})
+            else:
+                old_interests = stream.state.interests
+                stream.events.extend(events)
+                stream.state = state
+            if trigger_id is not None:
+                stream.triggers[trigger_id] = commit
+            if old_interests != state.interests:
+                for subject in old_interests:
+                    silo.interests[subject].discard(instance_id)
+                for subject in state.interests:
+                    silo.interests.setdefault(subject, set()).add(instance_id)
+            return commit
+
+    def load(self, tenant: str, instance_id: str) -> Instance:
+        with self._lock:
+            stream = self._tenant(tenant).streams.get(instance_id)
+            if stream is None:
+                raise InstanceNotFound(tenant, instance_id)
+            return stream.state
+
+    def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        with self._lock:
+            stream = self._tenant(tenant).streams.get(instance_id)
+            if stream is None:
+                return []
+            # events[i].sequence == i + 1: the stream is gapless.
+            start = max(after, 0)
+            stop = None if limit is None else start + max(limit, 0)
+            return stream.events[start:stop]
+
+    def find_trigger(self, tenant: str, instance_id: str, trigger_id: str) -> Commit | None:
+        with self._lock:
+            silo = self._tenant(tenant)
+            stream = silo.streams.get(instance_id)
+            if stream is None:
+                return None
+            commit = stream.triggers.get(trigger_id)
+            return None if commit is None else self._current(silo, commit)
+
+    def list_instances(self, tenant: str, *, status: str | None = None, workflow_id: str | None = None,
+                       state: str | None = None, limit: int = 100, continuation: str | None = None) -> Page:
+        check_limit(limit)
+        after = decode_continuation(continuation)
+        with self._lock:
+            matching = sorted(
+                (stream.state for id_, stream in self._tenant(tenant).streams.items()
+                 if (after is None or id_ > after)
+                 and (status is None or stream.state.status == status)
+                 and (workflow_id is None or stream.state.workflow_id == workflow_id)
+                 and (state is None or stream.state.state == state)),
+                key=lambda instance: instance.id,
+            )
+        items = matching[:limit]
+        more = len(matching) > limit
+        return Page(items, encode_continuation(items[-1].id) if more else None)
+
+    def interested(self, tenant: str, subjects: Sequence[str]) -> list[str]:
+        with self._lock:
+            index = self._tenant(tenant).interests
+            found: set[str] = set()
+            for subject in subjects:
+                found |= index.get(subject, set())
+        return sorted(found)
+
+    def read_feed(self, tenant: str, *, after: int = 0, limit: int = 100) -> list[Commit]:
+        with self._lock:
+            silo = self._tenant(tenant)
+            start = max(after, 0)
+            return [self._current(silo, commit) for commit in silo.feed[start:start + max(limit, 0)]]
+
+    def undispatched(self, tenant: str, *, committed_before: str | None = None, limit: int = 100) -> list[Commit]:
+        with self._lock:
+            silo = self._tenant(tenant)
+            found: list[Commit] = []
+            for position in silo.undispatched:
+                if len(found) >= limit:
+                    break
+                commit = silo.feed[position - 1]
+                if committed_before is None or commit.events[0].at < committed_before:
+                    found.append(commit)
+            return found
+
+    def mark_dispatched(self, tenant: str, positions: Sequence[int]) -> None:
+        with self._lock:
+            undispatched = self._tenant(tenant).undispatched
+            for position in positions:
+                undispatched.pop(position, None)
+
+    def ping(self, tenant: str) -> None:
+        return None
+
+    @staticmethod
+    def _current(silo: _Tenant, commit: Commit) -> Commit:
+        if commit.position in silo.undispatched:
+            return commit
+        return replace(commit, dispatched=True)
+
+
+class MemoryDefinitionStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+        workflow_id = workflow_id_of(document)
+        stored = copy.deepcopy(dict(document))  # the caller may go on changing its dict
+        with self._lock:
+            versions = self._tenants.setdefault(tenant, {}).setdefault(workflow_id, [])
+            versions.append(stored)
+            return len(versions)
+
+    def get(self, tenant: str, workflow_id: str, version: int | None = None) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            versions = self._tenants.get(tenant, {}).get(workflow_id)
+            if not versions:
+                raise WorkflowNotFound(tenant, workflow_id, version)
+            if version is None:
+                found = len(versions)
+            elif 1 <= version <= len(versions):
+                found = version
+            else:
+                raise WorkflowNotFound(tenant, workflow_id, version)
+            return found, copy.deepcopy(versions[found - 1])
+
+    def list(self, tenant: str) -> list[tuple[str, int]]:
+        with self._lock:
+            return sorted((workflow_id, len(versions)) for workflow_id, versions in self._tenants.get(tenant, {}).items())
+
+
+# ---------------------------------------------------------------------------------------------- shared checks
+# The SQLite adapter uses these too, so both reject a malformed call the same way.
+
+def check_commit(instance_id: str, expected_version: int, events: Sequence[Event], state: Instance) -> None:
+    """A commit is one or more events of `instance_id`, numbered on from `expected_version` without a gap, and
+    `state` is the instance after the last of them. Anything else is a caller's bug (ValueError)."""
+    if not events:
+        raise ValueError(f"a commit of instance {instance_id!r} needs at least one event")
+    for offset, event in enumerate(events, start=expected_version + 1):
+        if event.instance_id != instance_id or event.sequence != offset:
+            raise ValueError(f"event {event.instance_id!r}#{event.sequence} does not follow version "
+                             f"{offset - 1} of instance {instance_id!r}")
+    if state.id != instance_id or state.version != events[-1].sequence:
+        raise ValueError(f"the state given ({state.id!r} at version {state.version}) is not instance "
+                         f"{instance_id!r} after event {events[-1].sequence}")
+
+
+def check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+
+
+def encode_continuation(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode("ascii")
+
+
+def decode_continuation(continuation: str | None) -> str | None:
+    """The id a page ended at. A token that is not one this store made is the caller's error (ValueError)."""
+    if continuation is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(continuation.encode("ascii")).decode()
+    except (ValueError, binascii.Error) as e:  # UnicodeError is a ValueError
+        raise ValueError(f"continuation token {continuation!r} is not valid") from e
+
+
+def workflow_id_of(document: Mapping[str, Any]) -> str:
+    workflow_id = document.get("id")
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise InvalidDefinition(None, [Problem("$.id", "is required to store a definition")])
+    return workflow_id

@@ -1,0 +1,427 @@
+"""The command queue contract (engine/queues/base.py): every adapter passes this one suite.
+
+Adapters are built in one place, `open_queue`, from a picklable `QueueSpec` (so a spawned process can open
+the same queue), and handed to tests by the `adapter` fixture. Tests never sleep for an exact time: they
+poll with a deadline, and the visibility timeouts they wait out are `adapter.short_timeout`, which an
+adapter with coarse timeouts (Azure: whole seconds) sets to 1.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from engine.queues.base import CommandQueue, Message, MessageLost
+from engine.queues.memory import MemoryCommandQueue
+from engine.queues.sqlite import SqliteCommandQueue
+
+MAX_DEQUEUE_COUNT = 3
+MARGIN = 5.0  # how long past a timeout a poll may wait before the test fails; only spent on failure
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    kind: str
+    location: str = ""
+
+
+def open_queue(spec: QueueSpec) -> CommandQueue:
+    """Open a client of the queue `spec` names. The one place adapters are constructed."""
+    if spec.kind == "sqlite":
+        return SqliteCommandQueue(Path(spec.location), max_dequeue_count=MAX_DEQUEUE_COUNT)
+    raise ValueError(f"{spec.kind} queues cannot be opened again from a spec")
+
+
+@dataclass
+class Adapter:
+    spec: QueueSpec
+    queue: CommandQueue
+    short_timeout: float  # a visibility timeout the adapter honours, short enough to wait out
+    across_processes: bool  # whether another process can open the same queue
+    _clients: list[CommandQueue] = field(default_factory=list)
+
+    def another_client(self) -> CommandQueue:
+        """A second client of the same queue, as another worker would hold (the memory queue has only one)."""
+        if self.spec.kind == "memory":
+            return self.queue
+        client = open_queue(self.spec)
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in [*self._clients, self.queue]:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
+    if request.param == "memory":
+        spec = QueueSpec("memory")
+        under_test = Adapter(spec, MemoryCommandQueue(max_dequeue_count=MAX_DEQUEUE_COUNT), 0.2, False)
+    elif request.param == "sqlite":
+        spec = QueueSpec("sqlite", str(tmp_path / "queue.db"))
+        under_test = Adapter(spec, open_queue(spec), 0.2, True)
+    else:
+        raise ValueError(request.param)
+    try:
+        yield under_test
+    finally:
+        under_test.close()
+
+
+@pytest.fixture
+def queue(adapter: Adapter) -> CommandQueue:
+    return adapter.queue
+
+
+def receive_within(queue: CommandQueue, seconds: float, **options: Any) -> list[Message]:
+    """Receive, polling until something comes or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        received = queue.receive(**options)
+        if received or time.monotonic() >= deadline:
+            return received
+        time.sleep(0.02)
+
+
+def receive_one(queue: CommandQueue, seconds: float, **options: Any) -> Message:
+    received = receive_within(queue, seconds, **options)
+    assert len(received) == 1, f"expected one message within {seconds} s, got {received}"
+    return received[0]
+
+
+# --- basics -----------------------------------------------------------------------------------------------
+
+
+def test_send_receive_complete(queue: CommandQueue) -> None:
+    message_id = queue.send({"command": "create", "instanceId": "claim-42"})
+
+    message = receive_one(queue, MARGIN)
+
+    assert message.id == message_id
+    assert message.body == {"command": "create", "instanceId": "claim-42"}
+    assert message.dequeue_count == 1
+    assert message.receipt
+    queue.complete(message)
+    assert queue.depth() == 0
+    assert queue.receive() == []
+    with pytest.raises(MessageLost):
+        queue.complete(message)
+
+
+def test_messages_come_out_in_the_order_they_went_in(queue: CommandQueue) -> None:
+    sent = [queue.send({"n": n}) for n in range(10)]
+
+    one_at_a_time = [receive_one(queue, MARGIN, visibility_timeout=30) for _ in range(4)]
+    batch = receive_within(queue, MARGIN, max_messages=6, visibility_timeout=30)
+
+    assert [m.id for m in one_at_a_time + batch] == sent
+    assert [m.body["n"] for m in one_at_a_time + batch] == list(range(10))
+
+
+def test_depth_counts_held_messages(queue: CommandQueue) -> None:
+    assert queue.depth() == 0
+    for n in range(3):
+        queue.send({"n": n})
+    assert queue.depth() == 3
+
+    held = receive_one(queue, MARGIN, visibility_timeout=30)
+    assert queue.depth() == 3
+
+    queue.complete(held)
+    assert queue.depth() == 2
+
+
+def test_bodies_round_trip_as_json(queue: CommandQueue) -> None:
+    body = {
+        "text": "Zoë → 東京 ✓ 🚀",
+        "quote": 'she said "hi"\n\ttab \\ backslash',
+        "int": 2**53,
+        "float": 12.5,
+        "negative": -0.001,
+        "flags": [True, False, None],
+        "nested": {"deeper": {"list": [1, "two", {"three": 3}]}, "empty": {}},
+        "emptyList": [],
+    }
+    queue.send(body)
+    queue.send(MappingProxyType({"mapping": "not a dict"}))
+
+    first, second = receive_within(queue, MARGIN, max_messages=2)
+
+    assert first.body == body
+    assert isinstance(second.body, dict)
+    assert second.body == {"mapping": "not a dict"}
+
+
+def test_a_body_that_is_not_json_is_refused_at_send(queue: CommandQueue) -> None:
+    with pytest.raises(TypeError):
+        queue.send({"when": object()})
+    assert queue.depth() == 0
+
+
+def test_send_with_delay(adapter: Adapter, queue: CommandQueue) -> None:
+    message_id = queue.send({"later": True}, delay=adapter.short_timeout)
+
+    assert queue.receive() == []
+    assert queue.depth() == 1
+    assert receive_one(queue, adapter.short_timeout + MARGIN).id == message_id
+
+
+# --- visibility, receipts, retries ------------------------------------------------------------------------
+
+
+def test_a_held_message_is_invisible_then_comes_back(adapter: Adapter, queue: CommandQueue) -> None:
+    message_id = queue.send({"n": 1})
+
+    first = receive_one(queue, MARGIN, visibility_timeout=adapter.short_timeout)
+    assert queue.receive() == []
+
+    again = receive_one(queue, adapter.short_timeout + MARGIN, visibility_timeout=30)
+    assert again.id == message_id
+    assert again.body == {"n": 1}
+    assert again.dequeue_count == first.dequeue_count + 1 == 2
+    assert again.receipt != first.receipt
+    queue.complete(again)
+    assert queue.depth() == 0
+
+
+def test_a_stale_receipt_is_refused_and_the_message_is_kept(adapter: Adapter, queue: CommandQueue) -> None:
+    queue.send({"n": 1})
+    first = receive_one(queue, MARGIN, visibility_timeout=adapter.short_timeout)
+    second = receive_one(queue, adapter.short_timeout + MARGIN, visibility_timeout=30)
+
+    with pytest.raises(MessageLost):
+        queue.complete(first)
+    with pytest.raises(MessageLost):
+        queue.release(first)
+    assert queue.depth() == 1
+
+    queue.complete(second)
+    assert queue.depth() == 0
+
+
+def test_release_makes_a_message_visible_again(adapter: Adapter, queue: CommandQueue) -> None:
+    message_id = queue.send({"n": 1})
+    first = receive_one(queue, MARGIN, visibility_timeout=30)
+
+    queue.release(first)
+
+    second = receive_one(queue, MARGIN, visibility_timeout=30)
+    assert (second.id, second.dequeue_count) == (message_id, 2)
+    with pytest.raises(MessageLost):
+        queue.complete(first)  # released: the first receiver has let go
+    queue.complete(second)
+    assert queue.depth() == 0
+
+
+def test_release_with_delay(adapter: Adapter, queue: CommandQueue) -> None:
+    message_id = queue.send({"n": 1})
+    first = receive_one(queue, MARGIN, visibility_timeout=30)
+
+    queue.release(first, delay=adapter.short_timeout)
+
+    assert queue.receive() == []
+    with pytest.raises(MessageLost):
+        queue.complete(first)
+    second = receive_one(queue, adapter.short_timeout + MARGIN, visibility_timeout=30)
+    assert (second.id, second.dequeue_count) == (message_id, 2)
+    queue.complete(second)
+
+
+# --- poison -----------------------------------------------------------------------------------------------
+
+
+def poison(queue: CommandQueue, body: dict[str, Any]) -> str:
+    """Send `body` and receive it `MAX_DEQUEUE_COUNT` times without completing it; the next receive poisons it."""
+    message_id = queue.send(body)
+    for count in range(1, MAX_DEQUEUE_COUNT + 1):
+        message = receive_one(queue, MARGIN, visibility_timeout=30)
+        assert (message.id, message.dequeue_count) == (message_id, count)
+        queue.release(message)
+    assert receive_within(queue, 0.3) == []
+    return message_id
+
+
+def test_a_message_received_too_often_is_poisoned_not_dropped(queue: CommandQueue) -> None:
+    body = {"command": "trigger", "topic": "sübmit"}
+    message_id = poison(queue, body)
+
+    assert queue.receive() == []
+    assert queue.depth() == 0
+    [poisoned] = queue.poisoned()
+    assert poisoned.id == message_id
+    assert poisoned.body == body
+    assert poisoned.dequeue_count == MAX_DEQUEUE_COUNT
+    assert poisoned.receipt == ""
+
+
+def test_a_requeued_poison_message_works_again(queue: CommandQueue) -> None:
+    body = {"command": "trigger", "n": 7}
+    message_id = poison(queue, body)
+
+    queue.requeue_poisoned(message_id)
+
+    assert queue.poisoned() == []
+    assert queue.depth() == 1
+    message = receive_one(queue, MARGIN, visibility_timeout=30)
+    assert message.body == body
+    assert message.dequeue_count == 1
+    queue.complete(message)
+    assert queue.depth() == 0
+    assert queue.poisoned() == []
+
+
+def test_a_discarded_poison_message_is_gone(queue: CommandQueue) -> None:
+    kept = poison(queue, {"keep": True})
+    discarded = poison(queue, {"keep": False})
+    assert [m.id for m in queue.poisoned()] == [kept, discarded]
+
+    queue.discard_poisoned(discarded)
+
+    assert [m.id for m in queue.poisoned()] == [kept]
+    assert queue.poisoned(limit=1)[0].body == {"keep": True}
+    assert queue.depth() == 0
+
+
+# --- crashes and concurrency ------------------------------------------------------------------------------
+
+
+def test_nothing_is_lost_when_a_receiver_crashes(adapter: Adapter, queue: CommandQueue) -> None:
+    sent = [queue.send({"n": n}) for n in range(3)]
+    crashed = adapter.another_client()
+    held = receive_within(crashed, MARGIN, max_messages=2, visibility_timeout=adapter.short_timeout)
+    assert [m.id for m in held] == sent[:2]
+    if crashed is not queue:
+        crashed.close()  # type: ignore[attr-defined]  # gone without completing anything
+
+    third = receive_one(queue, MARGIN, visibility_timeout=30)
+    assert third.id == sent[2]
+    back: list[Message] = []
+    deadline = time.monotonic() + adapter.short_timeout + MARGIN
+    while len(back) < 2 and time.monotonic() < deadline:
+        back += queue.receive(max_messages=2, visibility_timeout=30)
+        time.sleep(0.02)
+
+    assert sorted(m.id for m in back) == sorted(sent[:2])
+    assert all(m.dequeue_count == 2 for m in back)
+    for message in [third, *back]:
+        queue.complete(message)
+    assert queue.depth() == 0
+
+
+def test_concurrent_receivers_each_complete_a_message_exactly_once(queue: CommandQueue) -> None:
+    sent = [queue.send({"n": n}) for n in range(200)]
+    completed: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 60
+
+    def work() -> None:
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(completed) == len(sent):
+                        return
+                for message in queue.receive(max_messages=8, visibility_timeout=30):
+                    queue.complete(message)
+                    with lock:
+                        completed.append(message.id)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sorted(completed) == sorted(sent)
+    assert queue.depth() == 0
+
+
+def drain_in_process(spec: QueueSpec, start: Any, results: Any) -> None:
+    """Run in a spawned process: receive and complete until the queue is empty; report the ids handled."""
+    queue = open_queue(spec)
+    handled: list[str] = []
+    start.wait(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        received = queue.receive(max_messages=5, visibility_timeout=30)
+        for message in received:
+            queue.complete(message)
+            handled.append(message.id)
+        if not received and queue.depth() == 0:
+            break
+    close = getattr(queue, "close", None)
+    if close is not None:
+        close()
+    results.put(handled)
+
+
+def hold_and_die(spec: QueueSpec, count: int, visibility_timeout: float, held: Any) -> None:
+    """Run in a spawned process: receive `count` messages and exit abruptly without completing them."""
+    queue = open_queue(spec)
+    received = queue.receive(max_messages=count, visibility_timeout=visibility_timeout)
+    held.put([m.id for m in received])
+    held.close()
+    held.join_thread()
+    os._exit(1)
+
+
+def test_two_processes_each_handle_a_message_exactly_once(adapter: Adapter, queue: CommandQueue) -> None:
+    if not adapter.across_processes:
+        pytest.skip(f"a {adapter.spec.kind} queue lives in one process")
+    sent = [queue.send({"n": n}) for n in range(300)]
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=drain_in_process, args=(adapter.spec, start, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+
+    handled = [results.get(timeout=90) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+
+    everything = handled[0] + handled[1]
+    assert sorted(everything) == sorted(sent), "a message was handled twice or not at all"
+    assert queue.depth() == 0
+
+
+def test_a_process_killed_while_holding_messages_loses_nothing(adapter: Adapter, queue: CommandQueue) -> None:
+    if not adapter.across_processes:
+        pytest.skip(f"a {adapter.spec.kind} queue lives in one process")
+    sent = [queue.send({"n": n}) for n in range(5)]
+    context = multiprocessing.get_context("spawn")
+    held_ids = context.Queue()
+    dying = context.Process(target=hold_and_die, args=(adapter.spec, 5, adapter.short_timeout, held_ids))
+    dying.start()
+    held = held_ids.get(timeout=60)
+    dying.join(timeout=30)
+    assert dying.exitcode == 1
+    assert held == sent
+
+    back: list[Message] = []
+    deadline = time.monotonic() + adapter.short_timeout + MARGIN
+    while len(back) < len(sent) and time.monotonic() < deadline:
+        back += queue.receive(max_messages=5, visibility_timeout=30)
+        time.sleep(0.02)
+
+    assert [m.id for m in back] == sent
+    assert all(m.dequeue_count == 2 for m in back)
+    for message in back:
+        queue.complete(message)
+    assert queue.depth() == 0
