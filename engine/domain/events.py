@@ -84,4 +84,6 @@ class Commit:
 
 def timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, the one time format of stored events."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

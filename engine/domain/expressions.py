@@ -18,6 +18,9 @@ from engine.domain.errors import ExpressionError
 MAX_EXPRESSION_LENGTH = 4096
 
 
+SCOPE_VARIABLES = frozenset({"trigger", "context", "instance"})
+
+
 class CompileError(ValueError):
     pass
 
@@ -25,7 +28,7 @@ class CompileError(ValueError):
 class Expression:
     """A compiled CEL program over the variables `trigger`, `context` and `instance`."""
 
-    __slots__ = ("_program", "source")
+    __slots__ = ("_program", "source", "variables")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -37,10 +40,14 @@ class Expression:
             self._program = cel.compile(source)
         except Exception as e:  # the binding raises ValueError, but a Rust panic surfaces as others
             raise CompileError(_first_line(str(e))) from e
+        # The top-level variables the program reads. Converting a Python value to CEL costs more than
+        # evaluating a typical condition, so a scope hands each program only what it reads.
+        self.variables = frozenset(self._program.variables()) & SCOPE_VARIABLES
 
-    def evaluate(self, activation: Mapping[str, Any], *, where: str) -> Any:
+    def evaluate(self, activation: Mapping[str, Any] | cel.Context, *, where: str) -> Any:
+        """Evaluate over a mapping of variables or a prepared `cel.Context` (whose conversion is cached)."""
         try:
-            return self._program.execute(dict(activation))
+            return self._program.execute(activation if isinstance(activation, cel.Context) else dict(activation))
         except Exception as e:
             detail = f"no such key: {e}" if isinstance(e, KeyError) else _first_line(str(e))
             raise ExpressionError(where, _error_type(e), f"{detail} (in `{self.source}`)") from e

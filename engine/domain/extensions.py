@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cel
+
 from engine.domain.expressions import Expression
 
 
@@ -56,25 +58,55 @@ class Services:
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
 
 
-@dataclass(slots=True)
-class Scope:
-    """What an expression sees while one command is processed. `context` changes as actions run."""
+_NO_TRIGGER: dict[str, Any] = {"id": "", "topic": "", "content": {}}
 
-    instance: dict[str, Any]
-    context: dict[str, Any]
-    trigger: dict[str, Any] | None
-    sequence: int  # the sequence the commit being decided will start at
-    services: Services
+
+class Scope:
+    """What an expression sees while one command is processed. `context` changes as actions run.
+
+    Each set of variables is converted to CEL once and reused until `instance` or `context` is replaced
+    (assign a new dict; never mutate one in place).
+    """
+
+    __slots__ = ("_context", "_instance", "_prepared", "sequence", "services", "trigger")
+
+    def __init__(self, instance: dict[str, Any], context: dict[str, Any], trigger: dict[str, Any] | None,
+                 sequence: int, services: Services) -> None:
+        self._instance = instance
+        self._context = context
+        self.trigger = trigger if trigger is not None else _NO_TRIGGER
+        self.sequence = sequence  # the sequence the commit being decided will start at
+        self.services = services
+        self._prepared: dict[frozenset[str], cel.Context] = {}
+
+    @property
+    def instance(self) -> dict[str, Any]:
+        return self._instance
+
+    @instance.setter
+    def instance(self, value: dict[str, Any]) -> None:
+        self._instance = value
+        self._prepared.clear()
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self._context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._context = value
+        self._prepared.clear()
 
     def activation(self) -> dict[str, Any]:
-        return {
-            "instance": self.instance,
-            "context": self.context,
-            "trigger": self.trigger if self.trigger is not None else {"id": "", "topic": "", "content": {}},
-        }
+        return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
-        return expression.evaluate(self.activation(), where=where)
+        needed = expression.variables
+        prepared = self._prepared.get(needed)
+        if prepared is None:
+            full = self.activation()
+            prepared = self._prepared[needed] = cel.Context({name: full[name] for name in needed})
+        return expression.evaluate(prepared, where=where)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ instance; the instance after a decision is always `fold(previous, events)`, neve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -142,23 +142,24 @@ def apply(instance: Instance | None, event: Event) -> Instance:
         )
     if instance is None:
         raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
-    base = replace(instance, version=event.sequence, updated_at=event.at)
+    state, status, context, fault = instance.state, instance.status, instance.context, instance.fault
     match event.type:
         case EventType.TRANSITION_APPLIED:
-            return replace(base, state=data["to"], context=_changed(instance.context, data.get("contextChanges")))
+            state, context = data["to"], _changed(context, data.get("contextChanges"))
         case EventType.COMPLETED:
-            return replace(base, status=Status.COMPLETE)
+            status = Status.COMPLETE
         case EventType.FAULTED:
-            fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"],
-                          event.at)
-            return replace(base, status=Status.FAULTED, fault=fault)
+            status = Status.FAULTED
+            fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"], event.at)
         case EventType.RECOVERED:
-            return replace(base, status=Status.WAITING, fault=None, state=data["state"],
-                           context=dict(data.get("context") or {}))
+            state, status, context, fault = data["state"], Status.WAITING, dict(data.get("context") or {}), None
         case EventType.TERMINATED:
-            return replace(base, status=Status.TERMINATED)
+            status = Status.TERMINATED
         case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
-            return base
+            pass
+    # Built directly rather than with dataclasses.replace: this runs for every event of every trigger.
+    return Instance(instance.id, instance.workflow_id, instance.workflow_version, state, status, context,
+                    instance.interests, event.sequence, fault, instance.created_at, event.at)
 
 
 def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:

@@ -7,6 +7,7 @@ times is moved to the poison queue instead of being handed out again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,7 +38,12 @@ class CommandQueue(Protocol):
         ...
 
     def release(self, message: Message, *, delay: float = 0.0) -> None:
-        """Make a message visible again after `delay` seconds (a retry)."""
+        """Make a message visible again after `delay` seconds (a retry). The receipt is spent: a later
+        complete/release with the same message raises MessageLost (as Azure issues a new pop receipt)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. The queue is not used afterwards."""
         ...
 
     def depth(self) -> int:
@@ -54,3 +60,17 @@ class CommandQueue(Protocol):
 
     def discard_poisoned(self, message_id: str) -> None:
         ...
+
+
+def dump_body(body: Mapping[str, Any]) -> str:
+    """A command body as the compact JSON text every adapter stores; refuses what is not a JSON object."""
+    if not isinstance(body, Mapping):
+        raise TypeError(f"a command body must be a JSON object, not {type(body).__name__}")
+    return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def check_receive(max_messages: int, visibility_timeout: float) -> None:
+    if max_messages < 1:
+        raise ValueError(f"max_messages must be at least 1, not {max_messages}")
+    if visibility_timeout < 0:
+        raise ValueError(f"visibility_timeout must not be negative, not {visibility_timeout}")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.queues.base import Message, MessageLost
+from engine.queues.base import Message, MessageLost, check_receive, dump_body
 
 
 @dataclass(slots=True)
@@ -40,14 +40,14 @@ class MemoryCommandQueue:
         self._poison: dict[str, tuple[_Entry, float, str]] = {}  # id -> (entry, poisoned_at, reason)
 
     def send(self, body: Mapping[str, Any], *, delay: float = 0.0) -> str:
-        text = _dump(body)
+        text = dump_body(body)
         message_id = uuid.uuid4().hex
         with self._lock:
             self._messages[message_id] = _Entry(message_id, text, self._clock() + max(delay, 0.0))
         return message_id
 
     def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
-        _check_receive(max_messages, visibility_timeout)
+        check_receive(max_messages, visibility_timeout)
         received: list[Message] = []
         with self._lock:
             now = self._clock()
@@ -101,6 +101,12 @@ class MemoryCommandQueue:
     def close(self) -> None:
         """Nothing to release; here so every adapter can be closed the same way."""
 
+    def __enter__(self) -> MemoryCommandQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _held(self, message: Message) -> _Entry:
         entry = self._messages.get(message.id)
         if entry is None or not message.receipt or entry.receipt != message.receipt:
@@ -108,14 +114,3 @@ class MemoryCommandQueue:
         return entry
 
 
-def _dump(body: Mapping[str, Any]) -> str:
-    if not isinstance(body, Mapping):
-        raise TypeError(f"a command body must be a JSON object, not {type(body).__name__}")
-    return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _check_receive(max_messages: int, visibility_timeout: float) -> None:
-    if max_messages < 1:
-        raise ValueError(f"max_messages must be at least 1, not {max_messages}")
-    if visibility_timeout < 0:
-        raise ValueError(f"visibility_timeout must not be negative, not {visibility_timeout}")

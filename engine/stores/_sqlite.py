@@ -9,6 +9,7 @@ it, which is what makes several threads and several processes appending to one t
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
@@ -22,10 +23,11 @@ SCHEMA_VERSION = 1
 
 # Commits hold their events (JSON) and the instance after them (JSON); there is no separate events table, so
 # an event is written once. `commits_sequence` is the backstop of the gapless guarantee: no two commits of an
-# instance start at the same sequence. Positions come from AUTOINCREMENT, so one is never reused.
+# instance start at the same sequence. A position is the rowid: commits are never deleted, so
+# positions are never reused (AUTOINCREMENT would cost one more page written per commit).
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS commits (
-        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        position INTEGER PRIMARY KEY,
         instance_id TEXT NOT NULL,
         first_sequence INTEGER NOT NULL,
         last_sequence INTEGER NOT NULL,
@@ -86,14 +88,15 @@ class TenantDatabases:
     def connection(self, tenant: str) -> sqlite3.Connection:
         """This thread's connection to the tenant's file, opened (and the schema created) on first use."""
         try:
-            return self._local.connections[tenant]  # type: ignore[no-any-return]
+            connection: sqlite3.Connection = self._local.connections[tenant]
+            return connection
         except AttributeError:
             self._local.connections = {}
         except KeyError:
             pass
-        connection = self._open(tenant)
-        self._local.connections[tenant] = connection
-        return connection
+        opened = self._open(tenant)
+        self._local.connections[tenant] = opened
+        return opened
 
     def unavailable(self, tenant: str, error: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self.store, f"tenant {tenant!r} ({self.directory}): {type(error).__name__}: {error}")
@@ -149,7 +152,5 @@ class TenantDatabases:
 def rollback(connection: sqlite3.Connection) -> None:
     """Undo the open transaction, if any. A failing rollback must not hide the error that caused it."""
     if connection.in_transaction:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass

@@ -203,7 +203,8 @@ class MemoryDefinitionStore:
 
     def list(self, tenant: str) -> list[tuple[str, int]]:
         with self._lock:
-            return sorted((workflow_id, len(versions)) for workflow_id, versions in self._tenants.get(tenant, {}).items())
+            workflows = self._tenants.get(tenant, {})
+            return sorted((workflow_id, len(versions)) for workflow_id, versions in workflows.items())
 
 
 # ---------------------------------------------------------------------------------------------- shared checks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from engine.domain.errors import StoreUnavailable
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.queues.memory import MemoryCommandQueue
 from engine.queues.sqlite import SqliteCommandQueue
@@ -59,9 +61,11 @@ class Adapter:
 
     def close(self) -> None:
         for client in [*self._clients, self.queue]:
-            close = getattr(client, "close", None)
-            if close is not None:
-                close()
+            close_client(client)
+
+
+def close_client(queue: CommandQueue) -> None:
+    queue.close()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -303,7 +307,7 @@ def test_nothing_is_lost_when_a_receiver_crashes(adapter: Adapter, queue: Comman
     held = receive_within(crashed, MARGIN, max_messages=2, visibility_timeout=adapter.short_timeout)
     assert [m.id for m in held] == sent[:2]
     if crashed is not queue:
-        crashed.close()  # type: ignore[attr-defined]  # gone without completing anything
+        close_client(crashed)  # gone without completing anything
 
     third = receive_one(queue, MARGIN, visibility_timeout=30)
     assert third.id == sent[2]
@@ -355,18 +359,17 @@ def drain_in_process(spec: QueueSpec, start: Any, results: Any) -> None:
     """Run in a spawned process: receive and complete until the queue is empty; report the ids handled."""
     queue = open_queue(spec)
     handled: list[str] = []
-    start.wait(30)
+    start.wait(30)  # a barrier: every worker is up before any receives, so they really do compete
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        received = queue.receive(max_messages=5, visibility_timeout=30)
+        received = queue.receive(max_messages=2, visibility_timeout=30)
         for message in received:
+            time.sleep(0.001)  # the work, done outside the queue's lock as a real worker does
             queue.complete(message)
             handled.append(message.id)
         if not received and queue.depth() == 0:
             break
-    close = getattr(queue, "close", None)
-    if close is not None:
-        close()
+    close_client(queue)
     results.put(handled)
 
 
@@ -383,13 +386,12 @@ def hold_and_die(spec: QueueSpec, count: int, visibility_timeout: float, held: A
 def test_two_processes_each_handle_a_message_exactly_once(adapter: Adapter, queue: CommandQueue) -> None:
     if not adapter.across_processes:
         pytest.skip(f"a {adapter.spec.kind} queue lives in one process")
-    sent = [queue.send({"n": n}) for n in range(300)]
+    sent = [queue.send({"n": n}) for n in range(400)]
     context = multiprocessing.get_context("spawn")
-    start, results = context.Event(), context.Queue()
+    start, results = context.Barrier(2), context.Queue()
     workers = [context.Process(target=drain_in_process, args=(adapter.spec, start, results)) for _ in range(2)]
     for worker in workers:
         worker.start()
-    start.set()
 
     handled = [results.get(timeout=90) for _ in workers]
     for worker in workers:
@@ -398,6 +400,7 @@ def test_two_processes_each_handle_a_message_exactly_once(adapter: Adapter, queu
 
     everything = handled[0] + handled[1]
     assert sorted(everything) == sorted(sent), "a message was handled twice or not at all"
+    assert all(handled), "one process handled everything: the test did not make them compete"
     assert queue.depth() == 0
 
 
@@ -425,3 +428,39 @@ def test_a_process_killed_while_holding_messages_loses_nothing(adapter: Adapter,
     for message in back:
         queue.complete(message)
     assert queue.depth() == 0
+
+
+# --- adapter specifics ------------------------------------------------------------------------------------
+
+
+def test_memory_queue_follows_its_injected_clock() -> None:
+    now = [100.0]
+    queue = MemoryCommandQueue(max_dequeue_count=MAX_DEQUEUE_COUNT, clock=lambda: now[0])
+    queue.send({"n": 1}, delay=10)
+    assert queue.receive() == []
+
+    now[0] += 10
+    first = queue.receive(visibility_timeout=60)[0]
+    now[0] += 59.9
+    assert queue.receive() == []
+    now[0] += 0.1
+    assert queue.receive()[0].dequeue_count == first.dequeue_count + 1
+
+
+def test_sqlite_failures_are_store_unavailable(tmp_path: Path) -> None:
+    directory = tmp_path / "a-directory.db"
+    directory.mkdir()
+    with pytest.raises(StoreUnavailable) as unopenable:
+        SqliteCommandQueue(directory)
+    assert unopenable.value.store == "command queue"
+    assert isinstance(unopenable.value.__cause__, sqlite3.Error)
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database file" * 100)
+    with pytest.raises(StoreUnavailable):
+        SqliteCommandQueue(garbage)
+
+    queue = SqliteCommandQueue(tmp_path / "closed.db")
+    queue.close()
+    with pytest.raises(StoreUnavailable):
+        queue.send({"n": 1})

@@ -1,0 +1,168 @@
+"""Who is calling: `Authorization: Bearer <key>`, checked before any route runs.
+
+Rules, in this order, for every path under `/tenants`:
+
+1. no key, or a key that is neither the admin key nor a tenant's key → 401 with `WWW-Authenticate: Bearer`;
+2. `/tenants` itself (onboarding) is for the admin key only → 403 for a tenant key;
+3. a tenant key on another tenant's path → 403, whether or not that tenant exists (a key never learns which
+   other tenants there are);
+4. the admin key on the path of a tenant that does not exist → 404.
+
+Checked keys are cached in-process for a few seconds (`auth_cache_seconds`), so accepting a command costs no
+registry lookup. Only keys that were found are cached: junk keys cannot fill the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from engine.api.problems import ApiProblem, problem_for
+from engine.tenants import TenantRegistry
+
+__all__ = ["Authenticator", "AuthMiddleware", "Principal", "principal_of"]
+
+MAX_CACHED = 10_000
+_CHALLENGE = 'Bearer realm="waymark"'
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str | None  # None: the admin
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant is None
+
+    def __str__(self) -> str:
+        return "admin" if self.tenant is None else f"tenant {self.tenant!r}"
+
+
+ADMIN = Principal(None)
+
+
+class Authenticator:
+    def __init__(self, tenants: TenantRegistry, *, admin_key: str | None, ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tenants = tenants
+        self._admin = admin_key.encode() if admin_key else None
+        self.ttl = ttl
+        self.clock = clock
+        self._keys: dict[bytes, tuple[Principal, float]] = {}
+        self._tenants: dict[str, float] = {}
+
+    def cached(self, key: bytes) -> Principal | None:
+        """The principal of a key if it is known without I/O (the admin key, or a key checked lately)."""
+        if self._admin is not None and hmac.compare_digest(key, self._admin):
+            return ADMIN
+        entry = self._keys.get(_digest(key))
+        if entry is not None and entry[1] > self.clock():
+            return entry[0]
+        return None
+
+    def lookup(self, key: bytes) -> Principal | None:
+        """Ask the registry (blocking). None for an unknown key."""
+        found = self.cached(key)
+        if found is not None:
+            return found
+        record = self.tenants.authenticate(key.decode("latin-1"))
+        if record is None:
+            return None
+        principal = Principal(record.id)
+        if self.ttl > 0:
+            if len(self._keys) >= MAX_CACHED:
+                self._keys.clear()
+            self._keys[_digest(key)] = (principal, self.clock() + self.ttl)
+            self._tenants[record.id] = self.clock() + self.ttl
+        return principal
+
+    def tenant_known(self, tenant: str) -> bool:
+        expires = self._tenants.get(tenant)
+        return expires is not None and expires > self.clock()
+
+    def check_tenant(self, tenant: str) -> None:
+        """Raise TenantNotFound unless the tenant exists (blocking on a cache miss)."""
+        if self.tenant_known(tenant):
+            return
+        self.tenants.get(tenant)
+        if self.ttl > 0:
+            if len(self._tenants) >= MAX_CACHED:
+                self._tenants.clear()
+            self._tenants[tenant] = self.clock() + self.ttl
+
+    def forget(self, tenant: str) -> None:
+        """Drop what is cached about a tenant (after its key was rotated here)."""
+        self._tenants.pop(tenant, None)
+        for digest, (principal, _) in list(self._keys.items()):
+            if principal.tenant == tenant:
+                self._keys.pop(digest, None)
+
+
+def _digest(key: bytes) -> bytes:
+    return hashlib.blake2b(key, digest_size=20).digest()
+
+
+def bearer_key(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.strip().partition(b" ")
+            key = key.strip()
+            if scheme.lower() == b"bearer" and key:
+                return key
+            return None
+    return None
+
+
+def principal_of(scope: Scope) -> Principal:
+    principal = scope.get("state", {}).get("principal")
+    assert isinstance(principal, Principal), "AuthMiddleware sets the principal of every /tenants request"
+    return principal
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/tenants" or path.startswith("/tenants/")):
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._authorise(scope, path)
+        except Exception as error:
+            await problem_for(error, path)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authorise(self, scope: Scope, path: str) -> Principal:
+        key = bearer_key(scope)
+        if key is None:
+            raise ApiProblem(401, "Unauthorized", "This route needs an `Authorization: Bearer <key>` header.",
+                             slug="unauthorized", headers={"WWW-Authenticate": _CHALLENGE})
+        auth = self.authenticator
+        principal = auth.cached(key)
+        if principal is None:
+            principal = await run_in_threadpool(auth.lookup, key)
+        if principal is None:
+            raise ApiProblem(401, "Unauthorized", "The key given is not a valid key.", slug="unauthorized",
+                             headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
+        segments = path.split("/")
+        tenant = segments[2] if len(segments) > 2 else ""
+        if not tenant:
+            if not principal.admin:
+                raise ApiProblem(403, "Forbidden", "Only the admin key may onboard tenants.", slug="forbidden")
+        elif principal.admin:
+            if not auth.tenant_known(tenant):
+                await run_in_threadpool(auth.check_tenant, tenant)  # TenantNotFound: 404
+        elif principal.tenant != tenant:
+            raise ApiProblem(403, "Forbidden", f"This key may not access tenant {tenant!r}.", slug="forbidden")
+        return principal

@@ -1,0 +1,417 @@
+"""The embedded event and definition stores: one SQLite file per tenant (see engine/stores/_sqlite.py).
+
+An append is one `BEGIN IMMEDIATE` transaction of a handful of prepared statements: read the stream's
+version (from the commits, the truth), insert the commit (its events and the state after them, as JSON),
+write the instance row, and replace the interest rows when they changed. Holding the write lock from the
+first read makes the version check and the insert one step for every thread and process.
+
+The instance row is the snapshot and the listing index. It is a cache: `load` rebuilds a missing row, and
+brings a row that is behind the commits up to date, by folding the events.
+
+Every `sqlite3` (and file-system) error is translated: a unique violation on the commit's first sequence
+becomes `ConcurrencyConflict`, one on its trigger id `DuplicateTrigger`, anything else `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.domain import (
+    Commit,
+    ConcurrencyConflict,
+    DuplicateTrigger,
+    Event,
+    Instance,
+    InstanceNotFound,
+    WorkflowNotFound,
+    fold,
+    timestamp,
+)
+from engine.stores._sqlite import TenantDatabases, rollback
+from engine.stores.base import Page
+from engine.stores.memory import (
+    check_commit,
+    check_limit,
+    decode_continuation,
+    encode_continuation,
+    workflow_id_of,
+)
+
+__all__ = ["SqliteDefinitionStore", "SqliteEventStore"]
+
+# One encoder, not json.dumps(..., separators=...) which builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+_decode = json.loads
+
+# The stream's version (from the commits: the truth) and the instance row's indexed columns, in one step.
+_HEAD = (
+    "SELECT c.version, i.state, i.status, i.interests FROM (SELECT (SELECT last_sequence FROM commits"
+    " WHERE instance_id = ?1 ORDER BY first_sequence DESC LIMIT 1) AS version) AS c"
+    " LEFT JOIN instances AS i ON i.id = ?1"
+)
+_VERSION = "SELECT last_sequence FROM commits WHERE instance_id = ? ORDER BY first_sequence DESC LIMIT 1"
+_HAS_TRIGGER = "SELECT 1 FROM commits WHERE instance_id = ? AND trigger_id = ?"
+_INSERT_COMMIT = (
+    "INSERT INTO commits (instance_id, first_sequence, last_sequence, trigger_id, committed_at, events, state)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_INSTANCE = (
+    "INSERT INTO instances (id, workflow_id, state, status, version, interests, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, state = excluded.state,"
+    " status = excluded.status, version = excluded.version, interests = excluded.interests, doc = excluded.doc"
+)
+# A rebuilt snapshot never replaces a newer one written meanwhile.
+_REFRESH_INSTANCE = _UPSERT_INSTANCE + " WHERE excluded.version > instances.version"
+
+
+def _update_instance(state: bool, status: bool, interests: bool) -> str:
+    # Only the columns that changed are set: SQLite rewrites the entries of every index whose column an
+    # UPDATE sets, changed or not, and each page it touches is written again to the WAL.
+    columns = ["version", "doc", *(["state"] if state else []), *(["status"] if status else []),
+               *(["interests"] if interests else [])]
+    return f"UPDATE instances SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+
+
+_UPDATE_INSTANCE = {(state, status, interests): _update_instance(state, status, interests)
+                    for state in (False, True) for status in (False, True) for interests in (False, True)}
+_DELETE_INTERESTS = "DELETE FROM interests WHERE instance_id = ?"
+_INSERT_INTEREST = "INSERT OR IGNORE INTO interests (subject, instance_id) VALUES (?, ?)"
+_VERSIONS = (
+    "SELECT (SELECT version FROM instances WHERE id = ?1),"
+    " (SELECT last_sequence FROM commits WHERE instance_id = ?1 ORDER BY first_sequence DESC LIMIT 1)"
+)
+_LOAD = (
+    "SELECT doc, version,"
+    " (SELECT last_sequence FROM commits WHERE instance_id = ?1 ORDER BY first_sequence DESC LIMIT 1)"
+    " FROM instances WHERE id = ?1"
+)
+# From the commit holding event `after + 1` (which may also hold events up to `after`) on.
+_READ = (
+    "SELECT events FROM commits WHERE instance_id = ?1 AND first_sequence >= coalesce("
+    "(SELECT max(first_sequence) FROM commits WHERE instance_id = ?1 AND first_sequence <= ?2 + 1), ?2 + 1)"
+    " ORDER BY first_sequence LIMIT ?3"
+)
+_FIND_TRIGGER = (
+    "SELECT position, instance_id, events, state, dispatched FROM commits WHERE instance_id = ? AND trigger_id = ?"
+)
+_FEED = (
+    "SELECT position, instance_id, events, state, dispatched FROM commits WHERE position > ?"
+    " ORDER BY position LIMIT ?"
+)
+_UNDISPATCHED = (
+    "SELECT position, instance_id, events, state, dispatched FROM commits WHERE dispatched = 0"
+    " ORDER BY position LIMIT ?"
+)
+_UNDISPATCHED_BEFORE = (
+    "SELECT position, instance_id, events, state, dispatched FROM commits WHERE dispatched = 0"
+    " AND committed_at < ? ORDER BY position LIMIT ?"
+)
+_MARK_DISPATCHED = "UPDATE commits SET dispatched = 1 WHERE position = ? AND dispatched = 0"
+_INTERESTED = (
+    "SELECT DISTINCT instance_id FROM interests WHERE subject IN (SELECT value FROM json_each(?))"
+    " ORDER BY instance_id"
+)
+
+
+class SqliteEventStore:
+    """The event store of `{data_dir}/tenants/{tenant}.db`. Safe to share between threads; several processes
+    may open the same data directory."""
+
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, cache_size: int = 4096) -> None:
+        self._db = TenantDatabases(data_dir, store="sqlite event store", busy_timeout=busy_timeout)
+        # The instances last written or loaded, so a load whose version still matches the commits skips decoding
+        # the snapshot. Instances are immutable values; the version check keeps a cached one from going stale,
+        # even when another process appends.
+        self._cache_size = cache_size
+        self._cache: dict[tuple[str, str], Instance] = {}
+        self._cache_lock = threading.Lock()
+
+    def database_path(self, tenant: str) -> Path:
+        """The file that holds the tenant's data."""
+        return self._db.path(tenant)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteEventStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
+               state: Instance) -> Commit:
+        events = tuple(events)
+        check_commit(instance_id, expected_version, events, state)
+        first, last = events[0], events[-1]
+        trigger_id = first.trigger_id
+        state_json = _encode(state.to_dict())
+        interests = list(state.interests)
+        interests_json = _encode(interests)
+        db = self._db.connection(tenant)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version, old_state, old_status, old_interests = db.execute(_HEAD, (instance_id,)).fetchone()
+                version = version or 0
+                if version != expected_version:
+                    if trigger_id is not None and db.execute(_HAS_TRIGGER, (instance_id, trigger_id)).fetchone():
+                        raise DuplicateTrigger(tenant, instance_id, trigger_id)
+                    raise ConcurrencyConflict(tenant, instance_id, expected_version, version)
+                position = db.execute(_INSERT_COMMIT, (
+                    instance_id, first.sequence, last.sequence, trigger_id, first.at,
+                    _encode([event.to_dict() for event in events]), state_json,
+                )).lastrowid
+                status = str(state.status)
+                if old_state is None:  # a new instance, or its row was lost
+                    db.execute(_UPSERT_INSTANCE, (instance_id, state.workflow_id, state.state, status,
+                                                  state.version, interests_json, state_json))
+                else:
+                    changed = (old_state != state.state, old_status != status, old_interests != interests_json)
+                    params = [state.version, state_json]
+                    if changed[0]:
+                        params.append(state.state)
+                    if changed[1]:
+                        params.append(status)
+                    if changed[2]:
+                        params.append(interests_json)
+                    params.append(instance_id)
+                    db.execute(_UPDATE_INSTANCE[changed], params)
+                if interests_json != old_interests:
+                    if version:
+                        db.execute(_DELETE_INTERESTS, (instance_id,))
+                    db.executemany(_INSERT_INTEREST, [(subject, instance_id) for subject in interests])
+                db.execute("COMMIT")
+            except BaseException:
+                rollback(db)
+                raise
+        except sqlite3.IntegrityError as e:
+            if "trigger_id" in str(e) and trigger_id is not None:
+                raise DuplicateTrigger(tenant, instance_id, trigger_id) from e
+            raise ConcurrencyConflict(tenant, instance_id, expected_version, None) from e
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        self._remember(tenant, state)
+        return Commit(instance_id, events, state, position=position)
+
+    def mark_dispatched(self, tenant: str, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        db = self._db.connection(tenant)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_MARK_DISPATCHED, [(position,) for position in positions])
+                db.execute("COMMIT")
+            except BaseException:
+                rollback(db)
+                raise
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def load(self, tenant: str, instance_id: str) -> Instance:
+        db = self._db.connection(tenant)
+        cached = self._cache.get((tenant, instance_id))
+        try:
+            if cached is not None:
+                row_version, version = db.execute(_VERSIONS, (instance_id,)).fetchone()
+                if row_version == version == cached.version:
+                    return cached
+            row = db.execute(_LOAD, (instance_id,)).fetchone()
+            if row is not None and row[1] == row[2]:
+                instance = Instance.from_dict(_decode(row[0]))
+            elif row is None:
+                if db.execute(_VERSION, (instance_id,)).fetchone() is None:
+                    raise InstanceNotFound(tenant, instance_id)
+                instance = self._rebuild(db, tenant, instance_id, None, 0)
+            elif row[2] is None:  # a row without commits is no instance: the commits are the truth
+                raise InstanceNotFound(tenant, instance_id)
+            elif row[1] > row[2]:  # a row ahead of the commits cannot be trusted either
+                instance = self._rebuild(db, tenant, instance_id, None, 0)
+            else:
+                base = Instance.from_dict(_decode(row[0]))
+                instance = self._rebuild(db, tenant, instance_id, base, base.version)
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        self._remember(tenant, instance)
+        return instance
+
+    def _remember(self, tenant: str, instance: Instance) -> None:
+        if self._cache_size <= 0:
+            return
+        with self._cache_lock:
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]  # the oldest entry
+            self._cache[(tenant, instance.id)] = instance
+
+    def _rebuild(self, db: sqlite3.Connection, tenant: str, instance_id: str, base: Instance | None,
+                 after: int) -> Instance:
+        instance = fold(base, self._read(db, instance_id, after, None))
+        if instance is None:
+            raise InstanceNotFound(tenant, instance_id)
+        doc = _encode(instance.to_dict())
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_REFRESH_INSTANCE, (instance_id, instance.workflow_id, instance.state, str(instance.status),
+                                           instance.version, _encode(list(instance.interests)), doc))
+            db.execute("COMMIT")
+        except BaseException:
+            rollback(db)
+            raise
+        return instance
+
+    def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        if limit is not None and limit <= 0:
+            return []
+        db = self._db.connection(tenant)
+        try:
+            return self._read(db, instance_id, max(after, 0), limit)
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+
+    @staticmethod
+    def _read(db: sqlite3.Connection, instance_id: str, after: int, limit: int | None) -> list[Event]:
+        # Every commit holds at least one event past `after`, so `limit` commits hold at least `limit` events.
+        rows = db.execute(_READ, (instance_id, after, -1 if limit is None else limit)).fetchall()
+        events = [Event.from_dict(doc) for (text,) in rows for doc in _decode(text) if doc["sequence"] > after]
+        return events if limit is None else events[:limit]
+
+    def find_trigger(self, tenant: str, instance_id: str, trigger_id: str) -> Commit | None:
+        db = self._db.connection(tenant)
+        try:
+            row = db.execute(_FIND_TRIGGER, (instance_id, trigger_id)).fetchone()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        return None if row is None else _commit(row)
+
+    def list_instances(self, tenant: str, *, status: str | None = None, workflow_id: str | None = None,
+                       state: str | None = None, limit: int = 100, continuation: str | None = None) -> Page:
+        check_limit(limit)
+        after = decode_continuation(continuation)
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("workflow_id", workflow_id), ("state", state), ("id", after)):
+            if value is not None:
+                where.append(f"{column} {'>' if column == 'id' else '='} ?")
+                params.append(str(value))
+        sql = "SELECT doc FROM instances" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit + 1)
+        db = self._db.connection(tenant)
+        try:
+            rows = db.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        items = [Instance.from_dict(_decode(doc)) for (doc,) in rows[:limit]]
+        return Page(items, encode_continuation(items[-1].id) if len(rows) > limit else None)
+
+    def interested(self, tenant: str, subjects: Sequence[str]) -> list[str]:
+        if not subjects:
+            return []
+        db = self._db.connection(tenant)
+        try:
+            return [instance_id for (instance_id,) in db.execute(_INTERESTED, (_encode(list(subjects)),))]
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+
+    def read_feed(self, tenant: str, *, after: int = 0, limit: int = 100) -> list[Commit]:
+        return self._commits(tenant, _FEED, (after, limit))
+
+    def undispatched(self, tenant: str, *, committed_before: str | None = None, limit: int = 100) -> list[Commit]:
+        if committed_before is None:
+            return self._commits(tenant, _UNDISPATCHED, (limit,))
+        return self._commits(tenant, _UNDISPATCHED_BEFORE, (committed_before, limit))
+
+    def _commits(self, tenant: str, sql: str, params: tuple[Any, ...]) -> list[Commit]:
+        if params[-1] <= 0:
+            return []
+        db = self._db.connection(tenant)
+        try:
+            rows = db.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        return [_commit(row) for row in rows]
+
+    def ping(self, tenant: str) -> None:
+        db = self._db.connection(tenant)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+
+
+def _commit(row: tuple[Any, ...]) -> Commit:
+    position, instance_id, events, state, dispatched = row
+    return Commit(instance_id, tuple(Event.from_dict(doc) for doc in _decode(events)),
+                  Instance.from_dict(_decode(state)), position=position, dispatched=bool(dispatched))
+
+
+class SqliteDefinitionStore:
+    """Workflow definitions, every version kept, in the same per-tenant files as the events."""
+
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0) -> None:
+        self._db = TenantDatabases(data_dir, store="sqlite definition store", busy_timeout=busy_timeout)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteDefinitionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+        workflow_id = workflow_id_of(document)
+        text = _encode(document)
+        created_at = timestamp(datetime.now(UTC))
+        db = self._db.connection(tenant)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (latest,) = db.execute("SELECT coalesce(max(version), 0) FROM definitions WHERE workflow_id = ?",
+                                       (workflow_id,)).fetchone()
+                db.execute("INSERT INTO definitions (workflow_id, version, document, created_at) VALUES (?, ?, ?, ?)",
+                           (workflow_id, latest + 1, text, created_at))
+                db.execute("COMMIT")
+            except BaseException:
+                rollback(db)
+                raise
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        return int(latest) + 1
+
+    def get(self, tenant: str, workflow_id: str, version: int | None = None) -> tuple[int, dict[str, Any]]:
+        db = self._db.connection(tenant)
+        try:
+            if version is None:
+                row = db.execute("SELECT version, document FROM definitions WHERE workflow_id = ?"
+                                 " ORDER BY version DESC LIMIT 1", (workflow_id,)).fetchone()
+            else:
+                row = db.execute("SELECT version, document FROM definitions WHERE workflow_id = ? AND version = ?",
+                                 (workflow_id, version)).fetchone()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        if row is None:
+            raise WorkflowNotFound(tenant, workflow_id, version)
+        document: dict[str, Any] = _decode(row[1])
+        return int(row[0]), document
+
+    def list(self, tenant: str) -> list[tuple[str, int]]:
+        db = self._db.connection(tenant)
+        try:
+            rows = db.execute("SELECT workflow_id, max(version) FROM definitions GROUP BY workflow_id"
+                              " ORDER BY workflow_id").fetchall()
+        except sqlite3.Error as e:
+            raise self._db.unavailable(tenant, e) from e
+        return [(workflow_id, int(version)) for workflow_id, version in rows]

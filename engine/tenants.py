@@ -1,0 +1,321 @@
+"""Tenants and their API keys: the registry port, an in-memory and a SQLite adapter, and key hashing.
+
+A tenant key is random (`wmk_` + 32 random bytes, URL-safe), shown once when it is issued and never stored:
+the registry keeps HMAC-SHA256(server secret, key). HMAC rather than a slow password hash because the keys
+carry 256 bits of entropy (nothing to brute-force) and because a deterministic hash lets a key be found by
+its hash in one indexed lookup. Without the server secret, a copy of `tenants.db` yields no usable key.
+
+    WaymarkError
+    ├── TenantAlreadyExists      create with an id that is taken
+    └── InvalidTenantId          an id that is not `^[a-z0-9][a-z0-9-]{1,62}$`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.domain.errors import StoreUnavailable, TenantNotFound, WaymarkError
+from engine.domain.events import timestamp
+
+__all__ = [
+    "TENANT_ID_PATTERN", "InvalidTenantId", "KeyHasher", "MemoryTenantRegistry", "SqliteTenantRegistry",
+    "TenantAlreadyExists", "TenantRecord", "TenantRegistry", "check_tenant_id", "new_key", "read_or_create_secret",
+]
+
+TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+KEY_PREFIX = "wmk_"
+
+
+class TenantAlreadyExists(WaymarkError):
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"tenant {tenant!r} already exists")
+
+
+class InvalidTenantId(WaymarkError):
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"tenant id {tenant!r} is not valid: 2 to 63 characters, lower-case letters, digits and "
+                         "'-', starting with a letter or digit")
+
+
+def check_tenant_id(tenant: str) -> str:
+    if not isinstance(tenant, str) or not TENANT_ID_PATTERN.match(tenant):
+        raise InvalidTenantId(str(tenant))
+    return tenant
+
+
+def new_key(prefix: str = KEY_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    key_hash: str
+    created_at: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_public(self) -> dict[str, Any]:
+        """What the API may show about a tenant: never its key hash."""
+        return {"id": self.id, "createdAt": self.created_at, "config": dict(self.config)}
+
+
+class KeyHasher:
+    """HMAC-SHA256 of a key under the server secret, as hex. Deterministic, so a key is looked up by its hash."""
+
+    def __init__(self, secret: str | bytes) -> None:
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if len(raw) < 16:
+            raise ValueError("the server secret must be at least 16 bytes")
+        self._secret = raw
+
+    def hash(self, key: str) -> str:
+        return hmac.new(self._secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    def matches(self, key: str, key_hash: str) -> bool:
+        return hmac.compare_digest(self.hash(key), key_hash)
+
+
+def read_or_create_secret(path: Path, *, factory: Any = None) -> tuple[str, bool]:
+    """The secret stored in `path`, or a new one written there once with mode 0600. Returns (secret, created).
+
+    O_EXCL makes the creation race-free: of two processes starting at once, one writes and both read it.
+    """
+    make = factory or (lambda: secrets.token_urlsafe(48))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may be between open and write
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                return value, False
+            threading.Event().wait(0.02)
+        raise StoreUnavailable("secret file", f"{path} is empty") from None
+    value = str(make())
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value, True
+
+
+class TenantRegistry(Protocol):
+    def create(self, tenant_id: str, *, key: str | None = None,
+               config: Mapping[str, Any] | None = None) -> tuple[TenantRecord, str]:
+        """Register a tenant; returns its record and its key (the only time the key is seen).
+        Raises TenantAlreadyExists or InvalidTenantId."""
+        ...
+
+    def get(self, tenant_id: str) -> TenantRecord:
+        """Raises TenantNotFound."""
+        ...
+
+    def authenticate(self, key: str) -> TenantRecord | None:
+        """The tenant whose key this is, or None."""
+        ...
+
+    def rotate_key(self, tenant_id: str, *, key: str | None = None) -> str:
+        """Replace the tenant's key (with `key`, or a new random one) and return it; the old key stops working."""
+        ...
+
+    def list(self) -> list[TenantRecord]:
+        ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the registry cannot be reached."""
+        ...
+
+
+class MemoryTenantRegistry:
+    def __init__(self, *, secret: str | bytes) -> None:
+        self.hasher = KeyHasher(secret)
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantRecord] = {}
+
+    def create(self, tenant_id: str, *, key: str | None = None,
+               config: Mapping[str, Any] | None = None) -> tuple[TenantRecord, str]:
+        check_tenant_id(tenant_id)
+        key = key or new_key()
+        record = TenantRecord(tenant_id, self.hasher.hash(key), timestamp(datetime.now(UTC)),
+                              copy.deepcopy(dict(config or {})))
+        with self._lock:
+            if tenant_id in self._tenants:
+                raise TenantAlreadyExists(tenant_id)
+            self._tenants[tenant_id] = record
+        return record, key
+
+    def get(self, tenant_id: str) -> TenantRecord:
+        with self._lock:
+            record = self._tenants.get(tenant_id)
+        if record is None:
+            raise TenantNotFound(tenant_id)
+        return record
+
+    def authenticate(self, key: str) -> TenantRecord | None:
+        wanted = self.hasher.hash(key)
+        with self._lock:
+            for record in self._tenants.values():
+                if hmac.compare_digest(record.key_hash, wanted):
+                    return record
+        return None
+
+    def rotate_key(self, tenant_id: str, *, key: str | None = None) -> str:
+        key = key or new_key()
+        with self._lock:
+            record = self._tenants.get(tenant_id)
+            if record is None:
+                raise TenantNotFound(tenant_id)
+            self._tenants[tenant_id] = TenantRecord(record.id, self.hasher.hash(key), record.created_at,
+                                                    record.config)
+        return key
+
+    def list(self) -> list[TenantRecord]:
+        with self._lock:
+            return sorted(self._tenants.values(), key=lambda record: record.id)
+
+    def ping(self) -> None:
+        return None
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS tenants (
+        id TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        config TEXT NOT NULL) WITHOUT ROWID""",
+)
+
+
+class SqliteTenantRegistry:
+    """The registry in one SQLite file (`{data_dir}/tenants.db`, WAL). Safe to share between threads."""
+
+    def __init__(self, path: Path, *, secret: str | bytes, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.hasher = KeyHasher(secret)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+        self._closed = False
+        with self._translated():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def create(self, tenant_id: str, *, key: str | None = None,
+               config: Mapping[str, Any] | None = None) -> tuple[TenantRecord, str]:
+        check_tenant_id(tenant_id)
+        key = key or new_key()
+        record = TenantRecord(tenant_id, self.hasher.hash(key), timestamp(datetime.now(UTC)),
+                              copy.deepcopy(dict(config or {})))
+        with self._translated():
+            try:
+                self._db().execute("INSERT INTO tenants (id, key_hash, created_at, config) VALUES (?, ?, ?, ?)",
+                                   (record.id, record.key_hash, record.created_at, json.dumps(record.config)))
+            except sqlite3.IntegrityError as e:
+                if "key_hash" in str(e):  # two tenants given the same key: refuse, as a key names one tenant
+                    raise ValueError("this key is already the key of another tenant") from e
+                raise TenantAlreadyExists(tenant_id) from e
+        return record, key
+
+    def get(self, tenant_id: str) -> TenantRecord:
+        with self._translated():
+            row = self._db().execute("SELECT id, key_hash, created_at, config FROM tenants WHERE id = ?",
+                                     (tenant_id,)).fetchone()
+        if row is None:
+            raise TenantNotFound(tenant_id)
+        return _record(row)
+
+    def authenticate(self, key: str) -> TenantRecord | None:
+        wanted = self.hasher.hash(key)
+        with self._translated():
+            row = self._db().execute("SELECT id, key_hash, created_at, config FROM tenants WHERE key_hash = ?",
+                                     (wanted,)).fetchone()
+        if row is None or not hmac.compare_digest(row[1], wanted):
+            return None
+        return _record(row)
+
+    def rotate_key(self, tenant_id: str, *, key: str | None = None) -> str:
+        key = key or new_key()
+        with self._translated():
+            updated = self._db().execute("UPDATE tenants SET key_hash = ? WHERE id = ?",
+                                         (self.hasher.hash(key), tenant_id)).rowcount
+        if updated != 1:
+            raise TenantNotFound(tenant_id)
+        return key
+
+    def list(self) -> list[TenantRecord]:
+        with self._translated():
+            rows = self._db().execute("SELECT id, key_hash, created_at, config FROM tenants ORDER BY id").fetchall()
+        return [_record(row) for row in rows]
+
+    def ping(self) -> None:
+        with self._translated():
+            self._db().execute("SELECT count(*) FROM tenants").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+    def _db(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("tenant registry", f"{self.path} is closed")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            self._opened.append(connection)
+        self._local.connection = connection
+        return connection
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.Error, OSError) as e:
+            raise StoreUnavailable("tenant registry", f"{self.path}: {type(e).__name__}: {e}") from e
+
+
+def _record(row: tuple[Any, ...]) -> TenantRecord:
+    return TenantRecord(row[0], row[1], row[2], json.loads(row[3]))
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")

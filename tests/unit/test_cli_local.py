@@ -1,0 +1,46 @@
+"""Local CLI commands: validate and diagram a definition file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from engine.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def test_validate_a_valid_sample() -> None:
+    result = runner.invoke(app, ["workflows", "validate", str(ROOT / "samples" / "expense-claim.json")])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
+
+
+def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "w", "initialState": "x", "states": {"a": {"transitions": [
+        {"id": "t", "trigger": "go", "target": "nowhere", "conditions": [{"type": "expression", "expression": "("}]}]}}}))
+    result = runner.invoke(app, ["workflows", "validate", str(bad), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["valid"] is False
+    assert {p["path"] for p in report["problems"]} == {
+        "$.initialState", "$.states.a.transitions[0].target", "$.states.a.transitions[0].conditions[0].expression"}
+
+
+def test_validate_a_file_that_is_not_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    result = runner.invoke(app, ["workflows", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert "not JSON" in " ".join(result.output.split())
+
+
+def test_diagram_prints_mermaid() -> None:
+    result = runner.invoke(app, ["workflows", "diagram", str(ROOT / "samples" / "expense-claim.json")])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("stateDiagram-v2\n")
+    assert "awaiting_payment --> paid : pay" in result.output
