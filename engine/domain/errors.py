@@ -10,6 +10,8 @@
     ├── ConcurrencyConflict      append with a stale expected version; nothing was written
     ├── DuplicateTrigger         append of a trigger id already recorded on the instance
     ├── StoreUnavailable         the storage could not be reached; the command stays queued
+    ├── RecoveryRefused          recover/terminate of an instance it does not apply to (not faulted …)
+    ├── InvalidCommand           a command with a wrong field (unknown reset state, sequence out of range)
     └── ExecutionError           a condition or action failed while running (faults the instance)
         └── ExpressionError      a CEL expression failed at run time
 
@@ -118,3 +120,22 @@ class ExecutionError(WaymarkError):
 
 class ExpressionError(ExecutionError):
     pass
+
+
+class RecoveryRefused(WaymarkError):
+    """A recover or terminate that does not apply to the instance as it is (e.g. it is not faulted)."""
+
+    def __init__(self, tenant: str, instance_id: str, reason: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.reason = reason
+        super().__init__(f"instance {instance_id!r} in tenant {tenant!r}: {reason}")
+
+
+class InvalidCommand(WaymarkError):
+    """A command whose own fields are wrong (an unknown state, a sequence out of range …)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.domain.definition import ActionStep, ConditionStep, WorkflowDefinition
-from engine.domain.errors import ExecutionError
+from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
 
@@ -343,3 +343,106 @@ def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any) -> D
     recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason})
     result: Decision = done(Outcome.IGNORED, reason)
     return result
+
+
+# ---------------------------------------------------------------------------------------------- recovery
+
+class RecoveryMode(StrEnum):
+    RETRY = "retry"
+    RESET = "reset"
+
+
+def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: RecoveryMode, by: str, reason: str,
+                   recovery_id: str, now: datetime, services: Services, state: str | None = None,
+                   as_of: Instance | None = None, context_patch: Mapping[str, Any] | None = None,
+                   force: bool = False, retry_trigger: Trigger | None = None) -> Decision:
+    """Recover an instance by appending events, never by editing it.
+
+    `retry` re-runs the trigger that faulted it (`retry_trigger`, read from the Faulted event) against the
+    pinned definition; a fault at creation re-runs the state's entry conditions and actions. `reset` moves
+    it to `state`, or to its state and context as of an earlier event (`as_of`), with `context_patch`
+    merged in (a null value removes the key). One commit: `Recovered`, then the retry's own events.
+    Raises `RecoveryRefused` for an instance that is not faulted (unless `force`) or is terminated, and
+    `InvalidCommand` for a state the definition does not have.
+    """
+    if instance.status is Status.TERMINATED:
+        raise RecoveryRefused("", instance.id, "the instance is terminated and cannot be recovered")
+    if instance.status is not Status.FAULTED and not force:
+        raise RecoveryRefused("", instance.id, f"the instance is {instance.status}, not Faulted "
+                                               "(use force to recover it anyway)")
+    at = timestamp(now)
+    recorder = _Recorder(instance.id, instance.version, recovery_id, at)
+    details: dict[str, Any] = {"mode": str(mode), "by": by, "reason": reason,
+                               "previousStatus": str(instance.status),
+                               "fault": instance.fault.to_dict() if instance.fault else None}
+    if mode is RecoveryMode.RESET:
+        target_state = state if state is not None else (as_of.state if as_of is not None else instance.state)
+        if target_state not in workflow.states:
+            raise InvalidCommand("state", f"workflow {workflow.id!r} v{workflow.version} has no state {target_state!r}")
+        context = dict(as_of.context if as_of is not None else instance.context)
+        for key, value in (context_patch or {}).items():
+            if value is None:
+                context.pop(key, None)
+            else:
+                context[key] = value
+        if as_of is not None:
+            details["toSequence"] = as_of.version
+        recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
+        if workflow.state(target_state).terminal:
+            recorder.record(EventType.COMPLETED, {"state": target_state})
+        after = fold(instance, recorder.events)
+        assert after is not None
+        return Decision(Outcome.RECOVERED, tuple(recorder.events), after)
+
+    recorder.record(EventType.RECOVERED, {**details, "state": instance.state, "context": dict(instance.context)})
+    recovered = fold(instance, recorder.events)
+    assert recovered is not None
+    if retry_trigger is not None:
+        retried = decide_trigger(recovered, workflow, retry_trigger, now=now, services=services)
+        # The retried trigger's events keep its own id; the commit is known by the recovery's id.
+        events = (*recorder.events, *(_renumber(e, recorder.next + n) for n, e in enumerate(retried.events)))
+        after = fold(instance, events)
+        assert after is not None
+        return Decision(retried.outcome, events, after, retried.reason)
+    # A fault at creation: run the current state's entry conditions and actions again.
+    current = workflow.state(recovered.state)
+    scope = Scope(_view(instance.id, workflow, current.id, Status.WAITING, recovered.version), dict(recovered.context),
+                  None, recorder.next, services)
+    changes: dict[str, Any] = {}
+    removed: set[str] = set()
+    try:
+        failed = _check(current.entry_conditions, scope)
+        if failed is not None:
+            raise ExecutionError(failed.where, "EntryConditionFailed",
+                                 f"an entry condition of state {current.id!r} does not hold")
+        _run(current.entry_actions, scope, changes, removed)
+    except ExecutionError as error:
+        _fault(recorder, error, None, None)
+        outcome = Outcome.FAULTED
+    else:
+        if changes or removed:
+            recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
+                                        {**details, "state": current.id, "context": scope.context,
+                                         "contextChanges": _context_changes(changes, removed)})
+        if current.terminal:
+            recorder.record(EventType.COMPLETED, {"state": current.id})
+        outcome = Outcome.RECOVERED
+    after = fold(instance, recorder.events)
+    assert after is not None
+    return Decision(outcome, tuple(recorder.events), after)
+
+
+def _renumber(event: Event, sequence: int) -> Event:
+    return Event(event.instance_id, sequence, event.type, event.at, event.trigger_id, event.data)
+
+
+def decide_terminate(instance: Instance, *, by: str, reason: str, command_id: str, now: datetime) -> Decision:
+    """End an instance for good. Refused for one that is already Complete or Terminated."""
+    if instance.status in (Status.TERMINATED, Status.COMPLETE):
+        raise RecoveryRefused("", instance.id, f"the instance is {instance.status} and cannot be terminated")
+    recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
+    recorder.record(EventType.TERMINATED, {"by": by, "reason": reason, "previousStatus": str(instance.status),
+                                           "state": instance.state})
+    after = fold(instance, recorder.events)
+    assert after is not None
+    return Decision(Outcome.TERMINATED, tuple(recorder.events), after)

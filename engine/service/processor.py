@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.domain import (
     Commit,
@@ -20,11 +21,17 @@ from engine.domain import (
     InstanceAlreadyExists,
     InstanceNotFound,
     Outcome,
+    RecoveryMode,
+    RecoveryRefused,
     Services,
     Trigger,
     decide_create,
+    decide_recover,
+    decide_terminate,
     decide_trigger,
+    fold,
 )
+from engine.domain.errors import InvalidCommand
 from engine.service.commands import Broadcast, Command, CreateInstance, SendTrigger
 from engine.service.definitions import DefinitionCatalog
 from engine.stores.base import EventStore
@@ -134,6 +141,69 @@ class CommandProcessor:
             except InstanceNotFound:
                 continue
         return results
+
+    def recover(self, tenant: str, instance_id: str, *, mode: RecoveryMode, by: str, reason: str,
+                recovery_id: str, state: str | None = None, to_sequence: int | None = None,
+                context_patch: dict[str, Any] | None = None, force: bool = False) -> Result:
+        """Append `Recovered` (and, for a retry, the retried trigger's outcome) to a faulted instance.
+        `recovery_id` is the command's idempotency key: the same recovery sent twice applies once."""
+        existing = self.events.find_trigger(tenant, instance_id, recovery_id)
+        if existing is not None:
+            return Result(tenant, instance_id, recovery_id, outcome_of(existing), existing, duplicate=True)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            instance = self.events.load(tenant, instance_id)
+            workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
+            as_of = None
+            if to_sequence is not None:
+                if not 1 <= to_sequence <= instance.version:
+                    raise InvalidCommand("toSequence", f"must be from 1 to {instance.version}, the instance's version")
+                as_of = fold(None, self.events.read(tenant, instance_id, limit=to_sequence))
+            retry_trigger = self._faulting_trigger(tenant, instance) if mode is RecoveryMode.RETRY else None
+            try:
+                decision = decide_recover(instance, workflow, mode=mode, by=by, reason=reason, recovery_id=recovery_id,
+                                          now=self.clock(), services=self.services, state=state, as_of=as_of,
+                                          context_patch=context_patch, force=force, retry_trigger=retry_trigger)
+            except RecoveryRefused as e:
+                raise RecoveryRefused(tenant, instance_id, e.reason) from e
+            try:
+                commit = self.events.append(tenant, instance_id, instance.version, decision.events,
+                                            state=decision.instance)
+            except ConcurrencyConflict:
+                continue
+            except DuplicateTrigger:
+                return self._recorded(tenant, instance_id, recovery_id)
+            return self._committed(tenant, instance_id, recovery_id, decision.outcome, commit)
+        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+
+    def terminate(self, tenant: str, instance_id: str, *, by: str, reason: str, command_id: str) -> Result:
+        existing = self.events.find_trigger(tenant, instance_id, command_id)
+        if existing is not None:
+            return Result(tenant, instance_id, command_id, outcome_of(existing), existing, duplicate=True)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            instance = self.events.load(tenant, instance_id)
+            try:
+                decision = decide_terminate(instance, by=by, reason=reason, command_id=command_id, now=self.clock())
+            except RecoveryRefused as e:
+                raise RecoveryRefused(tenant, instance_id, e.reason) from e
+            try:
+                commit = self.events.append(tenant, instance_id, instance.version, decision.events,
+                                            state=decision.instance)
+            except ConcurrencyConflict:
+                continue
+            except DuplicateTrigger:
+                return self._recorded(tenant, instance_id, command_id)
+            return self._committed(tenant, instance_id, command_id, decision.outcome, commit)
+        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+
+    def _faulting_trigger(self, tenant: str, instance: Instance) -> Trigger | None:
+        """The trigger recorded on the instance's Faulted event (None for a fault at creation)."""
+        if instance.fault is None:
+            return None
+        events = self.events.read(tenant, instance.id, after=instance.fault.sequence - 1, limit=1)
+        recorded = events[0].data.get("trigger") if events else None
+        if not recorded:
+            return None
+        return Trigger(topic=recorded["topic"], id=recorded["id"], content=recorded.get("content"))
 
     def _recorded(self, tenant: str, instance_id: str, trigger_id: str) -> Result:
         commit = self.events.find_trigger(tenant, instance_id, trigger_id)
