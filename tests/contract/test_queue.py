@@ -8,23 +8,31 @@ adapter with coarse timeouts (Azure: whole seconds) sets to 1.
 
 from __future__ import annotations
 
+import base64
+import json
 import multiprocessing
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
+from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from engine.domain.errors import StoreUnavailable
+from engine.queues.azure import MAX_BODY_BYTES, AzureStorageCommandQueue, MessageTooLarge
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.queues.memory import MemoryCommandQueue
 from engine.queues.sqlite import SqliteCommandQueue
+from tests import azure_fixtures
+from tests.azure_fixtures import AzuriteServer
 
 MAX_DEQUEUE_COUNT = 3
 MARGIN = 5.0  # how long past a timeout a poll may wait before the test fails; only spent on failure
@@ -33,13 +41,18 @@ MARGIN = 5.0  # how long past a timeout a poll may wait before the test fails; o
 @dataclass(frozen=True)
 class QueueSpec:
     kind: str
-    location: str = ""
+    location: str = ""  # sqlite: the file; azure: the storage connection string
+    name: str = ""  # azure: the queue (one per test, so tests share one Azurite without seeing each other)
 
 
 def open_queue(spec: QueueSpec) -> CommandQueue:
     """Open a client of the queue `spec` names. The one place adapters are constructed."""
     if spec.kind == "sqlite":
         return SqliteCommandQueue(Path(spec.location), max_dequeue_count=MAX_DEQUEUE_COUNT)
+    if spec.kind == "azure":
+        return AzureStorageCommandQueue.from_connection_string(
+            spec.location, spec.name, max_dequeue_count=MAX_DEQUEUE_COUNT, create_queues=True
+        )
     raise ValueError(f"{spec.kind} queues cannot be opened again from a spec")
 
 
@@ -68,7 +81,7 @@ def close_client(queue: CommandQueue) -> None:
     queue.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "azure"])
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
     if request.param == "memory":
         spec = QueueSpec("memory")
@@ -76,6 +89,11 @@ def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]
     elif request.param == "sqlite":
         spec = QueueSpec("sqlite", str(tmp_path / "queue.db"))
         under_test = Adapter(spec, open_queue(spec), 0.2, True)
+    elif request.param == "azure":
+        # Azurite is started once per session, and only when an azure test runs (tests/azure_fixtures.py).
+        azurite = request.getfixturevalue("azurite")
+        spec = QueueSpec("azure", azurite.connection_string, f"contract-{uuid.uuid4().hex[:16]}")
+        under_test = Adapter(spec, open_queue(spec), 1.0, True)  # visibility timeouts are whole seconds
     else:
         raise ValueError(request.param)
     try:
@@ -298,6 +316,16 @@ def test_a_discarded_poison_message_is_gone(queue: CommandQueue) -> None:
     assert queue.depth() == 0
 
 
+def test_unknown_poison_ids(queue: CommandQueue) -> None:
+    kept = poison(queue, {"keep": True})
+
+    with pytest.raises(KeyError):
+        queue.requeue_poisoned("no-such-message")
+    queue.discard_poisoned("no-such-message")  # nothing to discard is not an error
+
+    assert [m.id for m in queue.poisoned()] == [kept]
+
+
 # --- crashes and concurrency ------------------------------------------------------------------------------
 
 
@@ -464,3 +492,169 @@ def test_sqlite_failures_are_store_unavailable(tmp_path: Path) -> None:
     queue.close()
     with pytest.raises(StoreUnavailable):
         queue.send({"n": 1})
+
+
+# --- the Azure Storage adapter ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def azure_names(azurite: AzuriteServer) -> Iterator[tuple[str, QueueClient, QueueClient]]:
+    """A fresh queue name, and plain SDK clients of it and of its poison queue (created)."""
+    name = f"specific-{uuid.uuid4().hex[:16]}"
+    raw = QueueClient.from_connection_string(azurite.connection_string, name)
+    raw_poison = QueueClient.from_connection_string(azurite.connection_string, f"{name}-poison")
+    raw.create_queue()
+    raw_poison.create_queue()
+    yield name, raw, raw_poison
+    raw.close()
+    raw_poison.close()
+
+
+def azure_queue(azurite: AzuriteServer, name: str) -> AzureStorageCommandQueue:
+    return AzureStorageCommandQueue.from_connection_string(
+        azurite.connection_string, name, max_dequeue_count=MAX_DEQUEUE_COUNT
+    )
+
+
+def test_azure_messages_are_base64_json_as_a_functions_queue_trigger_reads_them(
+    azurite: AzuriteServer, azure_names: tuple[str, QueueClient, QueueClient]
+) -> None:
+    name, raw, _ = azure_names
+    body = {"command": "trigger", "topic": "sübmit", "content": {"amount": 12.5}}
+    with azure_queue(azurite, name) as queue:
+        queue.send(body)
+
+        [peeked] = raw.peek_messages()
+        assert base64.b64decode(peeked.content, validate=True).decode("utf-8") == json.dumps(
+            body, ensure_ascii=False, separators=(",", ":")
+        )
+        decoding = QueueClient.from_connection_string(
+            azurite.connection_string, name, message_decode_policy=TextBase64DecodePolicy()
+        )
+        with decoding:
+            assert json.loads(decoding.peek_messages()[0].content) == body
+
+
+def test_azure_reads_base64_and_plain_json_and_poisons_what_is_neither(
+    azurite: AzuriteServer, azure_names: tuple[str, QueueClient, QueueClient]
+) -> None:
+    name, raw, _ = azure_names
+    encoding = QueueClient.from_connection_string(
+        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
+    )
+    with encoding:
+        encoding.send_message(json.dumps({"from": "an output binding"}))
+    raw.send_message("this is neither base64 nor JSON")
+    raw.send_message('{"from": "plain JSON"}')
+    raw.send_message(base64.b64encode(b"[1, 2, 3]").decode())  # JSON, but not an object
+
+    with azure_queue(azurite, name) as queue:
+        received = receive_within(queue, MARGIN, max_messages=4)
+
+        assert [m.body for m in received] == [{"from": "an output binding"}, {"from": "plain JSON"}]
+        assert queue.depth() == 2
+        undecodable = [m.body for m in queue.poisoned()]
+        assert undecodable == [
+            {"undecodable": "this is neither base64 nor JSON"},
+            {"undecodable": base64.b64encode(b"[1, 2, 3]").decode()},
+        ]
+
+
+def test_azure_lists_and_requeues_what_the_functions_host_moved_to_the_poison_queue(
+    azurite: AzuriteServer, azure_names: tuple[str, QueueClient, QueueClient]
+) -> None:
+    name, _, raw_poison = azure_names
+    content = base64.b64encode(b'{"command":"trigger","n":1}').decode()
+    moved = raw_poison.send_message(content)  # the host copies the message text verbatim, no envelope
+
+    with azure_queue(azurite, name) as queue:
+        [listed] = queue.poisoned()
+        assert (listed.id, listed.body, listed.dequeue_count) == (moved.id, {"command": "trigger", "n": 1}, 3)
+
+        queue.requeue_poisoned(moved.id)
+
+        assert queue.poisoned() == []
+        message = receive_one(queue, MARGIN)
+        assert (message.body, message.dequeue_count) == ({"command": "trigger", "n": 1}, 1)
+        queue.complete(message)
+
+
+def test_azure_requeue_finds_a_poison_message_past_the_first_32(
+    azurite: AzuriteServer, azure_names: tuple[str, QueueClient, QueueClient]
+) -> None:
+    name, _, raw_poison = azure_names
+    for n in range(40):
+        raw_poison.send_message(base64.b64encode(json.dumps({"n": n}).encode()).decode())
+    last = raw_poison.send_message(base64.b64encode(b'{"n": "last"}').decode())
+
+    with azure_queue(azurite, name) as queue:
+        assert len(queue.poisoned()) == 32  # all Azure shows without taking them
+        queue.requeue_poisoned(last.id)
+
+        assert receive_one(queue, MARGIN).body == {"n": "last"}
+        assert len(queue.poisoned(limit=100)) == 32  # the ones scanned past are visible again
+        assert raw_poison.get_queue_properties().approximate_message_count == 40
+
+
+def test_azure_refuses_a_body_larger_than_one_message(
+    azurite: AzuriteServer, azure_names: tuple[str, QueueClient, QueueClient]
+) -> None:
+    name, _, _ = azure_names
+    with azure_queue(azurite, name) as queue:
+        queue.send({"text": "x" * (MAX_BODY_BYTES - 20)})  # fits
+        with pytest.raises(MessageTooLarge) as refused:
+            queue.send({"text": "x" * MAX_BODY_BYTES})
+        assert refused.value.queue == name
+        assert queue.depth() == 1
+        assert receive_one(queue, MARGIN).body["text"] == "x" * (MAX_BODY_BYTES - 20)
+
+
+def test_azure_refuses_bad_names_and_clients_that_encode_again(azurite: AzuriteServer) -> None:
+    for bad in ["ab", "Upper", "double--hyphen", "-edge", "x" * 57]:
+        with pytest.raises(ValueError):
+            azure_queue(azurite, bad)
+    encoding = QueueClient.from_connection_string(
+        azurite.connection_string, "commands", message_encode_policy=TextBase64EncodePolicy()
+    )
+    with pytest.raises(ValueError, match="TextBase64EncodePolicy"):
+        AzureStorageCommandQueue(encoding)
+
+
+def test_azure_failures_are_store_unavailable(tmp_path: Path) -> None:
+    """A stopped account: every call raises StoreUnavailable, quickly; after the restart the data is there."""
+    with AzuriteServer(tmp_path, location=tmp_path / "data") as server:
+        queue = AzureStorageCommandQueue.from_connection_string(
+            server.connection_string, "commands", create_queues=True, max_dequeue_count=MAX_DEQUEUE_COUNT
+        )
+        with queue:
+            message_id = queue.send({"n": 1})
+            held = receive_one(queue, MARGIN, visibility_timeout=30)
+
+            server.stop()
+            started = time.monotonic()
+            calls: list[Callable[[], object]] = [
+                lambda: queue.send({"n": 2}),
+                queue.receive,
+                queue.depth,
+                lambda: queue.complete(held),
+                lambda: queue.release(held),
+                queue.poisoned,
+            ]
+            for call in calls:
+                with pytest.raises(StoreUnavailable) as unavailable:
+                    call()
+                assert unavailable.value.store == "command queue"
+                assert isinstance(unavailable.value.__cause__, AzureError)
+            assert time.monotonic() - started < 10 * len(calls)
+
+            server.start()
+            queue.release(held)
+            again = receive_one(queue, MARGIN)
+            assert (again.id, again.dequeue_count) == (message_id, 2)
+            queue.complete(again)
+
+
+def test_azure_fixture_fails_clearly_without_node_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(azure_fixtures, "NODE_BIN", tmp_path / "node_modules" / ".bin")
+    with pytest.raises(azure_fixtures.AzuriteMissing, match="make test"):
+        AzuriteServer(tmp_path)
