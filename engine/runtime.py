@@ -31,15 +31,19 @@ class Engine:
                                           on_commit=self.on_commit)
 
 
-def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5) -> Engine:
-    """The embedded default: one SQLite file per tenant, and a SQLite command queue, under `data_dir`."""
+def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5,
+                  busy_timeout: float = 10.0) -> Engine:
+    """The embedded default: one SQLite file per tenant, and a SQLite command queue, under `data_dir`.
+
+    `busy_timeout` is how long a statement waits for a lock held elsewhere before the store reports itself
+    unavailable (and the command goes back on the queue)."""
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
 
     data_dir.mkdir(parents=True, exist_ok=True)
     return Engine(
-        events=SqliteEventStore(data_dir),
-        definitions=SqliteDefinitionStore(data_dir),
+        events=SqliteEventStore(data_dir, busy_timeout=busy_timeout),
+        definitions=SqliteDefinitionStore(data_dir, busy_timeout=busy_timeout),
         queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count),
         services=services or Services(),
     )

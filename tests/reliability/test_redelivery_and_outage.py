@@ -1,0 +1,65 @@
+"""Each trigger delivered three times applies once; a store that is away for a while loses no trigger."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from engine.domain import Trigger
+from engine.runtime import Engine, sqlite_engine
+from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+T = "acme"
+
+
+def _engine(data_dir: Path, *, busy_timeout: float = 10.0) -> Engine:
+    engine = sqlite_engine(data_dir, busy_timeout=busy_timeout)
+    engine.catalog.put(T, json.loads((ROOT / "samples" / "expense-claim.json").read_text()))
+    engine.processor.create(CreateInstance(T, "claim", "expense-claim", "create", context={"claimant": "ann"}))
+    return engine
+
+
+def test_each_trigger_delivered_three_times_is_applied_once(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    for n in range(20):
+        message = to_message(SendTrigger(T, "claim", Trigger("update", f"t-{n}", {"amount": n})))
+        for _ in range(3):
+            engine.queue.send(message)
+    worker = Worker(engine.queue, engine.processor, visibility_timeout=5)
+    while worker.run_once():
+        pass
+    events = engine.events.read(T, "claim")
+    assert [e.trigger_id for e in events[1:]] == [f"t-{n}" for n in range(20)]
+    assert engine.queue.depth() == 0
+
+
+def test_triggers_wait_while_the_store_is_locked_and_complete_afterwards(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, busy_timeout=0.1)
+    for n in range(10):
+        engine.queue.send(to_message(SendTrigger(T, "claim", Trigger("update", f"t-{n}", {"amount": n}))))
+    # Another process holds the tenant's database: every write fails with "database is locked".
+    blocker = sqlite3.connect(tmp_path / "tenants" / f"{T}.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    worker = Worker(engine.queue, engine.processor, visibility_timeout=2, idle_wait=0.02)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(1.5)
+        assert engine.queue.depth() == 10, "nothing is completed while the store is away"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    deadline = time.monotonic() + 30
+    while engine.queue.depth() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    events = engine.events.read(T, "claim")
+    assert sorted(e.trigger_id for e in events[1:]) == sorted(f"t-{n}" for n in range(10))
+    assert engine.queue.poisoned() == []
