@@ -12,6 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The protocol peers the tests start (Azurite, cosmosdb-server), from package-lock.json.
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/waymark serve
 
@@ -20,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy engine function_app.py
 
 # pytest exits 5 when it collected no test: that is a broken suite here, not a pass.
-test: lint
+test: lint $(NODE_STAMP)
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treated as a failure"; exit 1; fi; \
 	exit $$rc

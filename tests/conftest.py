@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.azure_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

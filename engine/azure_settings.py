@@ -1,0 +1,287 @@
+"""The app settings the Azure Functions host of Waymark reads, in one place.
+
+`SETTINGS` names and documents every one; `load_azure_settings()` reads them from the environment (app
+settings are environment variables in a Function app, and `local.settings.json`'s `Values` under `func start`)
+into a frozen `AzureSettings`, and raises `AzureSettingsError` listing every missing or invalid one at once.
+
+Tests keep three other places in step with `SETTINGS`: `infra/main.bicep` sets every setting whose `deployed`
+is true and no other of ours (the Functions host's own settings, `FUNCTIONS_HOST_SETTINGS`, aside);
+`local.settings.json.example` has every one; docs/azure.md describes every one.
+
+Connections come in two forms, as in the Functions host itself:
+
+- **identity-based** (what main.bicep deploys): `WAYMARK_QUEUE__queueServiceUri` (+ `__credential`,
+  `__clientId`), and no `WAYMARK_COSMOS_KEY`: Storage and Cosmos DB are reached with `DefaultAzureCredential`,
+  i.e. the app's user-assigned managed identity named by `AZURE_CLIENT_ID`;
+- **secret-based** (local development against Azurite and cosmosdb-server, or an account without Entra ID):
+  `WAYMARK_QUEUE` holds a storage connection string and `WAYMARK_COSMOS_KEY` the account key.
+
+`WAYMARK_QUEUE` is the *connection name* of the queue trigger (`connection="WAYMARK_QUEUE"`), so the host's
+trigger and the app's client read the same settings. The trigger's queue name and the sweeper's schedule are
+binding expressions (`%WAYMARK_QUEUE_NAME%`, `%WAYMARK_SWEEP_SCHEDULE%`), which is why those two are required.
+An empty value counts as unset (local.settings.json.example lists every setting, the unused ones empty).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+__all__ = [
+    "FUNCTIONS_HOST_SETTINGS",
+    "SETTINGS",
+    "AzureSettings",
+    "AzureSettingsError",
+    "QueueConnection",
+    "Setting",
+    "load_azure_settings",
+]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    description: str
+    required: bool = False
+    default: str | None = None  # what an unset optional setting means ("" when there is no value at all)
+    secret: bool = False  # never echoed in an error
+    deployed: bool = True  # set by infra/main.bicep (false: the secret-based alternatives of identity settings)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("WAYMARK_STORE", "The event store: `cosmos` (the only store of the Azure host).", required=True),
+    Setting("WAYMARK_COSMOS_ENDPOINT",
+            "Endpoint of the platform's Cosmos DB account, e.g. https://waymark-cosmos.documents.azure.com:443/. "
+            "The tenant registry lives there; each tenant's own endpoint is in its registry record.",
+            required=True),
+    Setting("WAYMARK_COSMOS_KEY",
+            "Cosmos DB account key. Unset: Entra ID through DefaultAzureCredential (the app's managed identity, "
+            "with the Cosmos DB Built-in Data Contributor role). Set it only for local development "
+            "(cosmosdb-server accepts any key) or an account with key auth enabled.",
+            secret=True, deployed=False),
+    Setting("WAYMARK_COSMOS_VERIFY_TLS",
+            "`true` or `false`: verify the Cosmos endpoint's TLS certificate. `false` only for a local "
+            "cosmosdb-server, which serves a self-signed certificate.",
+            default="true"),
+    Setting("WAYMARK_TENANT_REGISTRY_DATABASE", "Cosmos database of the tenant registry.", default="waymark"),
+    Setting("WAYMARK_TENANT_REGISTRY_CONTAINER",
+            "Container of the tenant registry (one document per tenant, partitioned by /id).", default="tenants"),
+    Setting("WAYMARK_TENANT_DATABASE_PREFIX",
+            "Name of a tenant's Cosmos database when its onboarding names none: prefix + tenant id "
+            "(infra/tenant.bicep uses the same default).",
+            default="waymark-"),
+    Setting("WAYMARK_QUEUE_NAME",
+            "The command queue (3-56 lowercase letters, digits, hyphens); its poison queue is `{name}-poison`. "
+            "The queue trigger binds to `%WAYMARK_QUEUE_NAME%`.",
+            required=True),
+    Setting("WAYMARK_QUEUE",
+            "Storage connection string of the command queue (secret-based alternative to "
+            "WAYMARK_QUEUE__queueServiceUri), e.g. Azurite's. Also the trigger's connection name.",
+            secret=True, deployed=False),
+    Setting("WAYMARK_QUEUE__queueServiceUri",
+            "Identity-based: the queue service URL, https://{account}.queue.core.windows.net. "
+            "Exactly one of WAYMARK_QUEUE and this is set."),
+    Setting("WAYMARK_QUEUE__credential",
+            "Identity-based: `managedidentity` (the Functions host's convention for the trigger)."),
+    Setting("WAYMARK_QUEUE__clientId",
+            "Identity-based: client id of the user-assigned identity the trigger and the app use for the queue."),
+    Setting("AZURE_CLIENT_ID",
+            "Client id of the app's user-assigned managed identity: DefaultAzureCredential uses it for Cosmos DB, "
+            "Storage and Event Grid."),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING",
+            "Application Insights. Set: OpenTelemetry traces and logs are exported there (the Functions host "
+            "reads it too). Unset: nothing is exported.",
+            secret=True),
+    Setting("WAYMARK_ADMIN_KEY",
+            "The admin key (at least 16 characters) for the admin routes (`POST /tenants`). Deploy it from a "
+            "secure parameter or a Key Vault reference.",
+            required=True, secret=True),
+    Setting("WAYMARK_SECRET",
+            "Server secret (at least 16 characters) that tenant keys are hashed with (HMAC-SHA256). The same on "
+            "every instance, and never changed: a new one invalidates every issued tenant key.",
+            required=True, secret=True),
+    Setting("WAYMARK_SWEEP_SCHEDULE",
+            "NCRONTAB schedule (six fields, seconds first) of the outbox sweeper timer, e.g. `0 */1 * * * *`. "
+            "The timer trigger binds to `%WAYMARK_SWEEP_SCHEDULE%`.",
+            required=True),
+    Setting("WAYMARK_OUTBOX_GRACE_SECONDS",
+            "How long a commit may stay undispatched before the sweeper republishes it.", default="60"),
+    Setting("WAYMARK_MAX_WAIT_SECONDS",
+            "Upper bound of `Prefer: wait=N` (at most 230: the HTTP limit of a Function app).", default="30"),
+    Setting("WAYMARK_LOG_LEVEL", "critical, error, warning, info or debug.", default="info"),
+)
+
+# Settings of the Functions host itself that main.bicep sets and Waymark's code does not read.
+FUNCTIONS_HOST_SETTINGS: frozenset[str] = frozenset({
+    "AzureWebJobsStorage",  # local: a connection string (Azurite)
+    "AzureWebJobsStorage__accountName",  # deployed: identity-based host storage
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "FUNCTIONS_WORKER_RUNTIME",  # local only: a Flex Consumption app sets its runtime in functionAppConfig
+})
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+_QUEUE_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]")
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+_LOG_LEVELS: tuple[LogLevel, ...] = ("critical", "error", "warning", "info", "debug")
+_MAX_FUNCTION_HTTP_SECONDS = 230
+
+
+class AzureSettingsError(ValueError):
+    """Settings missing or invalid; `problems` has one line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{len(problems)} app setting problem(s) of the Waymark Azure host:\n{listing}")
+
+
+@dataclass(frozen=True)
+class QueueConnection:
+    """Where the command queue is: a connection string, or a service URL reached with an identity."""
+
+    queue_name: str
+    connection_string: str | None = field(default=None, repr=False)
+    service_uri: str | None = None
+    client_id: str | None = None  # of the user-assigned identity, for identity-based access
+
+    @property
+    def identity_based(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    store: Literal["cosmos"]
+    cosmos_endpoint: str
+    cosmos_key: str | None = field(repr=False)  # None: DefaultAzureCredential
+    cosmos_verify_tls: bool
+    tenant_registry_database: str
+    tenant_registry_container: str
+    tenant_database_prefix: str
+    queue: QueueConnection
+    managed_identity_client_id: str | None
+    applicationinsights_connection_string: str | None = field(repr=False)
+    admin_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    sweep_schedule: str
+    outbox_grace_seconds: float
+    max_wait_seconds: float
+    log_level: LogLevel
+
+
+def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
+    """Read every setting of `SETTINGS` from `environ` (default: `os.environ`); all problems in one error."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def raw(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+        setting = _BY_NAME[name]
+        if setting.required:
+            problems.append(f"{name} is not set: {setting.description}")
+            return None
+        return setting.default or None
+
+    def invalid(name: str, value: str, why: str) -> None:
+        shown = "(hidden)" if _BY_NAME[name].secret else repr(value)
+        problems.append(f"{name} = {shown} is invalid: {why}")
+
+    def url(name: str) -> str | None:
+        value = raw(name)
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.netloc:
+                invalid(name, value, "expected an http(s) URL")
+                return None
+        return value
+
+    def number(name: str, low: float, high: float) -> float:
+        value = raw(name) or _BY_NAME[name].default or "0"
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = float("nan")
+        if not low <= parsed <= high:  # also false for NaN
+            invalid(name, value, f"expected a number from {low:g} to {high:g}")
+            return float(_BY_NAME[name].default or 0)
+        return parsed
+
+    def long_secret(name: str) -> str:
+        value = raw(name) or ""
+        if value and len(value) < 16:
+            invalid(name, value, "must be at least 16 characters")
+        return value
+
+    store = raw("WAYMARK_STORE")
+    if store is not None and store != "cosmos":
+        invalid("WAYMARK_STORE", store, "the Azure host supports only `cosmos`")
+
+    cosmos_endpoint = url("WAYMARK_COSMOS_ENDPOINT") or ""
+    verify = (raw("WAYMARK_COSMOS_VERIFY_TLS") or "true").lower()
+    if verify not in ("true", "false"):
+        invalid("WAYMARK_COSMOS_VERIFY_TLS", verify, "expected `true` or `false`")
+
+    queue_name = raw("WAYMARK_QUEUE_NAME") or ""
+    if queue_name and not _QUEUE_NAME.fullmatch(queue_name):
+        invalid("WAYMARK_QUEUE_NAME", queue_name,
+                "3 to 56 lowercase letters, digits or single hyphens, starting and ending with a letter or digit")
+    connection_string = raw("WAYMARK_QUEUE")
+    service_uri = url("WAYMARK_QUEUE__queueServiceUri")
+    queue_credential = raw("WAYMARK_QUEUE__credential")
+    if connection_string is None and not env.get("WAYMARK_QUEUE__queueServiceUri", "").strip():
+        problems.append("the command queue has no connection: set WAYMARK_QUEUE__queueServiceUri (identity-based) "
+                        "or WAYMARK_QUEUE (a storage connection string)")
+    if connection_string is not None and service_uri is not None:
+        problems.append("WAYMARK_QUEUE and WAYMARK_QUEUE__queueServiceUri are both set: set one")
+    if connection_string is not None and "=" not in connection_string:
+        invalid("WAYMARK_QUEUE", connection_string, "expected a storage connection string (Key=Value;...)")
+    if queue_credential is not None and queue_credential.lower() != "managedidentity":
+        invalid("WAYMARK_QUEUE__credential", queue_credential, "the only value is `managedidentity`")
+
+    given_level = (raw("WAYMARK_LOG_LEVEL") or "info").lower()
+    log_level: LogLevel = "info"
+    for level in _LOG_LEVELS:
+        if level == given_level:
+            log_level = level
+    if given_level not in _LOG_LEVELS:
+        invalid("WAYMARK_LOG_LEVEL", given_level, f"expected one of {', '.join(_LOG_LEVELS)}")
+
+    schedule = raw("WAYMARK_SWEEP_SCHEDULE") or ""
+    if schedule and len(schedule.split()) != 6:
+        invalid("WAYMARK_SWEEP_SCHEDULE", schedule, "an NCRONTAB expression has six fields: second minute hour "
+                                                    "day month day-of-week")
+
+    settings = AzureSettings(
+        store="cosmos",
+        cosmos_endpoint=cosmos_endpoint,
+        cosmos_key=raw("WAYMARK_COSMOS_KEY"),
+        cosmos_verify_tls=verify != "false",
+        tenant_registry_database=raw("WAYMARK_TENANT_REGISTRY_DATABASE") or "waymark",
+        tenant_registry_container=raw("WAYMARK_TENANT_REGISTRY_CONTAINER") or "tenants",
+        tenant_database_prefix=raw("WAYMARK_TENANT_DATABASE_PREFIX") or "",
+        queue=QueueConnection(
+            queue_name=queue_name,
+            connection_string=connection_string,
+            service_uri=None if connection_string is not None else service_uri,
+            client_id=raw("WAYMARK_QUEUE__clientId"),
+        ),
+        managed_identity_client_id=raw("AZURE_CLIENT_ID"),
+        applicationinsights_connection_string=raw("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        admin_key=long_secret("WAYMARK_ADMIN_KEY"),
+        secret=long_secret("WAYMARK_SECRET"),
+        sweep_schedule=schedule,
+        outbox_grace_seconds=number("WAYMARK_OUTBOX_GRACE_SECONDS", 0, 7 * 24 * 3600),
+        max_wait_seconds=number("WAYMARK_MAX_WAIT_SECONDS", 0, _MAX_FUNCTION_HTTP_SECONDS),
+        log_level=log_level,
+    )
+    if problems:
+        raise AzureSettingsError(problems)
+    return settings
+

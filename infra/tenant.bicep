@@ -1,0 +1,144 @@
+// Onboarding of one Waymark tenant: its Cosmos database (in the platform's account) with the `events` container
+// (partitioned by /instanceId) and the `definitions` container, and optionally its own Event Grid topic
+// (CloudEvents 1.0 input) that the app's identity may publish to.
+//
+//   az deployment group create -g <rg> -f infra/tenant.bicep -p infra/tenant.bicepparam
+//
+// The outputs are the tenant configuration the onboarding records in the tenant registry
+// (`tenantConfiguration`, and each value on its own). Run it before `POST /tenants`: the app's identity has a
+// data-plane role on Cosmos DB, which cannot create databases or containers.
+
+targetScope = 'resourceGroup'
+
+@description('The tenant id (as in /tenants/{id}: lowercase letters, digits and hyphens, 2 to 63 characters).')
+@minLength(2)
+@maxLength(63)
+param tenantId string
+
+@description('Name of the platform Cosmos DB account (main.bicep output cosmosAccountName).')
+param cosmosAccountName string
+
+@description('Prefix of the tenant database name; the same as the app setting WAYMARK_TENANT_DATABASE_PREFIX.')
+param tenantDatabasePrefix string = 'waymark-'
+
+@description('The tenant\'s Cosmos database.')
+param databaseName string = '${tenantDatabasePrefix}${tenantId}'
+
+@description('Container of the event streams: one document per commit, partitioned by /instanceId.')
+param eventsContainerName string = 'events'
+
+@description('Container of the workflow definitions, partitioned by /workflowId.')
+param definitionsContainerName string = 'definitions'
+
+@description('Create an Event Grid topic for this tenant\'s change feed.')
+param createEventGridTopic bool = false
+
+@description('Name of the tenant\'s Event Grid topic (3 to 50 letters, digits and hyphens).')
+@maxLength(50)
+param eventGridTopicName string = take('waymark-${tenantId}', 50)
+
+@description('Turn the topic\'s access keys off: only Entra ID identities with EventGrid Data Sender may publish.')
+param eventGridDisableLocalAuth bool = true
+
+@description('Principal id of the Function app\'s identity (main.bicep output identityPrincipalId); gets EventGrid Data Sender on the topic. Empty: no role assignment here (main.bicep already grants it on the resource group).')
+param appPrincipalId string = ''
+
+@description('Azure region of the Event Grid topic.')
+param location string = resourceGroup().location
+
+@description('Tags put on the topic.')
+param tags object = {}
+
+var eventGridDataSenderRoleId = 'd5a91429-5739-47e2-a06b-3470a27159e7'
+// One file, so the same policy can be given to the container by code (tests against cosmosdb-server).
+var eventsIndexingPolicy = loadJsonContent('events-indexing-policy.json')
+
+resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' existing = {
+  name: cosmosAccountName
+}
+
+// Serverless account: no throughput on the database or its containers.
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: cosmos
+  name: databaseName
+  properties: {
+    resource: {
+      id: databaseName
+    }
+  }
+}
+
+resource eventsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: eventsContainerName
+  properties: {
+    resource: {
+      id: eventsContainerName
+      partitionKey: {
+        paths: [
+          '/instanceId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: eventsIndexingPolicy
+    }
+  }
+}
+
+resource definitionsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: definitionsContainerName
+  properties: {
+    resource: {
+      id: definitionsContainerName
+      partitionKey: {
+        paths: [
+          '/workflowId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+    }
+  }
+}
+
+resource topic 'Microsoft.EventGrid/topics@2022-06-15' = if (createEventGridTopic) {
+  name: eventGridTopicName
+  location: location
+  tags: tags
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    publicNetworkAccess: 'Enabled'
+    disableLocalAuth: eventGridDisableLocalAuth
+  }
+}
+
+resource topicDataSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (createEventGridTopic && !empty(appPrincipalId)) {
+  name: guid(resourceGroup().id, eventGridTopicName, appPrincipalId, eventGridDataSenderRoleId)
+  scope: topic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventGridDataSenderRoleId)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+var topicEndpoint = createEventGridTopic ? topic.properties.endpoint : ''
+
+output tenantId string = tenantId
+output cosmosEndpoint string = cosmos.properties.documentEndpoint
+output databaseName string = database.name
+output eventsContainer string = eventsContainer.name
+output definitionsContainer string = definitionsContainer.name
+output eventGridTopicEndpoint string = topicEndpoint
+
+@description('What the onboarding records in the tenant registry for this tenant.')
+output tenantConfiguration object = {
+  id: tenantId
+  cosmosEndpoint: cosmos.properties.documentEndpoint
+  databaseName: database.name
+  eventsContainer: eventsContainer.name
+  definitionsContainer: definitionsContainer.name
+  eventGridTopicEndpoint: topicEndpoint
+}
