@@ -15,6 +15,7 @@ from typing import Any
 from engine.domain import (
     Commit,
     ConcurrencyConflict,
+    Decision,
     DuplicateTrigger,
     EventType,
     Instance,
@@ -114,22 +115,11 @@ class CommandProcessor:
         return self._committed(tenant, instance_id, command.trigger_id, decision.outcome, commit)
 
     def trigger(self, tenant: str, instance_id: str, trigger: Trigger) -> Result:
-        existing = self.events.find_trigger(tenant, instance_id, trigger.id)
-        if existing is not None:
-            return Result(tenant, instance_id, trigger.id, outcome_of(existing), existing, duplicate=True)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            instance = self.events.load(tenant, instance_id)
+        def decide(instance: Instance) -> Decision:
             workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
-            decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
-            try:
-                commit = self.events.append(tenant, instance_id, instance.version, decision.events,
-                                            state=decision.instance)
-            except ConcurrencyConflict:
-                continue
-            except DuplicateTrigger:
-                return self._recorded(tenant, instance_id, trigger.id)
-            return self._committed(tenant, instance_id, trigger.id, decision.outcome, commit)
-        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+            return decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
+
+        return self._decide_and_append(tenant, instance_id, trigger.id, decide)
 
     def broadcast(self, tenant: str, trigger: Trigger) -> list[Result]:
         """The trigger goes to every instance interested in one of its subjects. Each instance records the
@@ -147,11 +137,7 @@ class CommandProcessor:
                 context_patch: dict[str, Any] | None = None, force: bool = False) -> Result:
         """Append `Recovered` (and, for a retry, the retried trigger's outcome) to a faulted instance.
         `recovery_id` is the command's idempotency key: the same recovery sent twice applies once."""
-        existing = self.events.find_trigger(tenant, instance_id, recovery_id)
-        if existing is not None:
-            return Result(tenant, instance_id, recovery_id, outcome_of(existing), existing, duplicate=True)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            instance = self.events.load(tenant, instance_id)
+        def decide(instance: Instance) -> Decision:
             workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
             as_of = None
             if to_sequence is not None:
@@ -159,30 +145,29 @@ class CommandProcessor:
                     raise InvalidCommand("toSequence", f"must be from 1 to {instance.version}, the instance's version")
                 as_of = fold(None, self.events.read(tenant, instance_id, limit=to_sequence))
             retry_trigger = self._faulting_trigger(tenant, instance) if mode is RecoveryMode.RETRY else None
-            try:
-                decision = decide_recover(instance, workflow, mode=mode, by=by, reason=reason, recovery_id=recovery_id,
-                                          now=self.clock(), services=self.services, state=state, as_of=as_of,
-                                          context_patch=context_patch, force=force, retry_trigger=retry_trigger)
-            except RecoveryRefused as e:
-                raise RecoveryRefused(tenant, instance_id, e.reason) from e
-            try:
-                commit = self.events.append(tenant, instance_id, instance.version, decision.events,
-                                            state=decision.instance)
-            except ConcurrencyConflict:
-                continue
-            except DuplicateTrigger:
-                return self._recorded(tenant, instance_id, recovery_id)
-            return self._committed(tenant, instance_id, recovery_id, decision.outcome, commit)
-        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+            return decide_recover(instance, workflow, mode=mode, by=by, reason=reason, recovery_id=recovery_id,
+                                  now=self.clock(), services=self.services, state=state, as_of=as_of,
+                                  context_patch=context_patch, force=force, retry_trigger=retry_trigger)
+
+        return self._decide_and_append(tenant, instance_id, recovery_id, decide)
 
     def terminate(self, tenant: str, instance_id: str, *, by: str, reason: str, command_id: str) -> Result:
+        def decide(instance: Instance) -> Decision:
+            return decide_terminate(instance, by=by, reason=reason, command_id=command_id, now=self.clock())
+
+        return self._decide_and_append(tenant, instance_id, command_id, decide)
+
+    def _decide_and_append(self, tenant: str, instance_id: str, command_id: str,
+                           decide: Callable[[Instance], Decision]) -> Result:
+        """Load, decide, append — re-deciding on the new version after a lost race. A command id already
+        recorded on the instance answers with its first result and writes nothing."""
         existing = self.events.find_trigger(tenant, instance_id, command_id)
         if existing is not None:
             return Result(tenant, instance_id, command_id, outcome_of(existing), existing, duplicate=True)
         for _ in range(MAX_CONFLICT_RETRIES):
             instance = self.events.load(tenant, instance_id)
             try:
-                decision = decide_terminate(instance, by=by, reason=reason, command_id=command_id, now=self.clock())
+                decision = decide(instance)
             except RecoveryRefused as e:
                 raise RecoveryRefused(tenant, instance_id, e.reason) from e
             try:
