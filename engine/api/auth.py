@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine.api.problems import ApiProblem, problem_for
 from engine.tenants import TenantRegistry
 
-__all__ = ["Authenticator", "AuthMiddleware", "Principal", "principal_of"]
+__all__ = ["AuthMiddleware", "Authenticator", "Principal", "principal_of"]
 
 MAX_CACHED = 10_000
 _CHALLENGE = 'Bearer realm="waymark"'

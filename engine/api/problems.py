@@ -91,7 +91,7 @@ def problem_for(error: BaseException, instance: str | None = None) -> JSONRespon
                                 instance=instance, headers=error.headers, **error.members)
     if isinstance(error, WaymarkError):
         for cls in type(error).__mro__:
-            mapped = _ERRORS.get(cls)  # type: ignore[arg-type]
+            mapped = _ERRORS.get(cls)
             if mapped is not None:
                 return _waymark_problem(error, mapped, instance)
     log.error("unexpected error answering %s", instance, exc_info=error)
@@ -124,7 +124,8 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
                 path += f"[{part}]"
             else:
                 path += ("." if path else "") + str(part)
-        listed.append({"path": path or "body", "message": str(error.get("msg", "is not valid"))})
+        message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        listed.append({"path": path or "body", "message": message})
     return listed
 
 
@@ -156,21 +157,47 @@ async def _on_http_exception(request: Request, error: Exception) -> JSONResponse
                             instance=path, headers=headers)
 
 
-async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    errors = list(error.errors())
-    invalid_json = [e for e in errors if e.get("type") == "json_invalid"]
-    if invalid_json:
-        reason = (invalid_json[0].get("ctx") or {}).get("error", "JSON decode error")
-        position = invalid_json[0].get("loc", ("body", "?"))[-1]
-        return problem_response(400, "Malformed JSON", f"The request body is not JSON: {reason} at character "
-                                f"{position}.", slug="malformed-json", instance=request.url.path)
+def is_json_media_type(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def unsupported_media_type(content_type: str | None) -> ApiProblem:
+    shown = (content_type or "").split(";")[0].strip() or "no Content-Type"
+    return ApiProblem(415, "Unsupported media type", f"The body must be JSON, sent with `Content-Type: "
+                      f"application/json` (got {shown}).", slug="unsupported-media-type")
+
+
+def malformed_json(reason: str) -> ApiProblem:
+    return ApiProblem(400, "Malformed JSON", f"The request body is not JSON: {reason}.", slug="malformed-json")
+
+
+def invalid_request(errors: Sequence[Any]) -> ApiProblem:
+    """422 listing every pydantic error as `{path, message}`."""
     listed = validation_errors(errors)
     detail = "; ".join(f"{e['path']}: {e['message']}" for e in listed[:5])
     if len(listed) > 5:
         detail += f" (and {len(listed) - 5} more)"
-    return problem_response(422, "Invalid request", f"The request is not valid: {detail}.", slug="invalid-request",
-                            instance=request.url.path, errors=listed)
+    return ApiProblem(422, "Invalid request", f"The request is not valid: {detail}.", slug="invalid-request",
+                      errors=listed)
+
+
+async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = list(error.errors())
+    path = request.url.path
+    invalid_json = [e for e in errors if e.get("type") == "json_invalid"]
+    if invalid_json:
+        reason = (invalid_json[0].get("ctx") or {}).get("error", "JSON decode error")
+        position = invalid_json[0].get("loc", ("body",))[-1]
+        where = f" at character {position}" if isinstance(position, int) else ""
+        return problem_for(malformed_json(f"{reason}{where}"), path)
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type) and any(
+            tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors):
+        # FastAPI does not parse a body that is not declared JSON (`curl -d` sends a form type by default).
+        return problem_for(unsupported_media_type(content_type), path)
+    return problem_for(invalid_request(errors), path)
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:

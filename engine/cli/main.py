@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
-from engine.domain import InvalidDefinition, NotFound, default_registry, load_json, mermaid, parse_definition
+from engine.domain import InvalidDefinition, default_registry, load_json, parse_definition
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
@@ -57,52 +57,6 @@ def workflows_validate(file: Path, as_json: AsJson = False) -> None:
                              f"({len(definition.states)} states)")
 
 
-@workflows_app.command("diagram")
-def workflows_diagram(file: Path,
-                      state: Annotated[str | None, typer.Option(help="State to highlight.")] = None) -> None:
-    """Print the definition as a Mermaid stateDiagram-v2."""
-    try:
-        definition = parse_definition(_read_definition(file), default_registry())
-    except InvalidDefinition as e:
-        render.console.print(f"[red]{e}[/]")
-        raise typer.Exit(1) from e
-    typer.echo(mermaid(definition, highlight=state), nl=False)
-
-
-def _local_engine(data_dir: Path) -> Any:
-    from engine.runtime import sqlite_engine
-
-    if not data_dir.exists():
-        render.console.print(f"[red]no data directory at {data_dir}[/]")
-        raise typer.Exit(2)
-    return sqlite_engine(data_dir)
-
-
-@instances_app.command("show")
-def instances_show(instance_id: str, tenant: Tenant = "demo", data_dir: DataDir = Path(".waymark"),
-                   as_json: AsJson = False) -> None:
-    """Show one instance: state, status, context and fault."""
-    engine = _local_engine(data_dir)
-    try:
-        instance = engine.events.load(tenant, instance_id).to_dict()
-    except NotFound as e:
-        render.console.print(f"[red]{e}[/]")
-        raise typer.Exit(1) from e
-    render.print_json(instance) if as_json else render.instance_panel(instance)
-
-
-@instances_app.command("history")
-def instances_history(instance_id: str, tenant: Tenant = "demo", data_dir: DataDir = Path(".waymark"),
-                      as_json: AsJson = False) -> None:
-    """The instance's events, in order: every trigger and what it did."""
-    engine = _local_engine(data_dir)
-    events = [e.to_dict() for e in engine.events.read(tenant, instance_id)]
-    if not events:
-        render.console.print(f"[red]instance {instance_id!r} does not exist in tenant {tenant!r}[/]")
-        raise typer.Exit(1)
-    render.print_json({"items": events}) if as_json else render.history_table(events)
-
-
 @bench_app.command("engine")
 def bench_engine(as_json: AsJson = False,
                  instances: Annotated[int, typer.Option(help="Instances.")] = 100,
@@ -113,5 +67,21 @@ def bench_engine(as_json: AsJson = False,
     run_engine_bench(as_json=as_json, instances=instances, triggers=triggers)
 
 
+# Commands that talk to a running server (and `serve` itself) live in their own modules.
+# `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
+# given one, and ask the server otherwise.
+from engine.cli.bench_http import bench_http  # noqa: E402
+from engine.cli.remote import register as register_remote  # noqa: E402
+from engine.cli.serve import serve  # noqa: E402
+
+app.command("serve")(serve)
+register_remote(app, workflows_app, instances_app)
+bench_app.command("http")(bench_http)
+
+
 def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":
     app()

@@ -90,3 +90,16 @@ def history_table(events: Iterable[Mapping[str, Any]]) -> None:
         table.add_row(str(event["sequence"]), str(event["at"]), f"[{TYPE_STYLE.get(kind, '')}]{kind}[/]",
                       str(event.get("triggerId") or "-"), describe(event))
     console.print(table)
+
+
+OUTCOME_STYLE = {"applied": "green", "created": "green", "ignored": "yellow", "rejected": "magenta",
+                 "faulted": "bold red", "recovered": "bold cyan", "terminated": "dim"}
+
+
+def outcome_line(result: Mapping[str, Any]) -> None:
+    """What a trigger did: `{"outcome", "instance"}` as the API answers it."""
+    outcome = str(result.get("outcome"))
+    instance = result.get("instance") or {}
+    console.print(f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}[/]: {instance.get('id')} is in "
+                  f"[bold]{instance.get('state')}[/] ({instance.get('status')}, version {instance.get('version')})",
+                  highlight=False)

@@ -1,0 +1,76 @@
+"""`create_app`: the FastAPI application of one engine. Hosts (`waymark serve`, `function_app.py`) build one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from engine.api import health, instances, problems, workflows
+from engine.api import tenants as tenant_routes
+from engine.api.auth import Authenticator, AuthMiddleware
+from engine.api.context import ApiContext
+from engine.api.limits import BodyLimitMiddleware
+from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
+from engine.runtime import Engine
+from engine.settings import Settings
+from engine.tenants import TenantRegistry
+
+DESCRIPTION = """\
+An event-sourced workflow engine. Every tenant route needs `Authorization: Bearer <key>` (the tenant's key,
+or the admin key). Commands (create, trigger) are accepted with `202` and queued; send `Prefer: wait=N`
+(N ≤ 30) to get the result instead once it is ready. Every error is `application/problem+json` (RFC 9457).
+"""
+
+
+def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
+               authenticator: Authenticator | None = None, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The API of one engine. `routers` adds more tenant routes (the change feed's `feed_router`): the
+    AuthMiddleware covers them like every `/tenants/...` path, and their errors are problems too."""
+    app = FastAPI(title="Waymark", version="0.1.0", description=DESCRIPTION)
+    auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds)
+    ctx = ApiContext(engine=engine, tenants=tenants, settings=settings, auth=auth)
+    problems.install(app)
+    # Routes go on the app itself, not through include_router: FastAPI matches an included router's routes
+    # through a wrapper that costs more per request than accepting a trigger does. The hot routes come first.
+    instances.add_routes(app, ctx)
+    workflows.add_routes(app, ctx)
+    tenant_routes.add_routes(app, ctx)
+    health.add_routes(app, ctx)
+    for router in routers:  # after the hot routes: an included router is matched last
+        app.include_router(router)
+    # The last middleware added runs first: who is calling is settled before a byte of the body is read.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, authenticator=auth)
+    app.state.waymark = ctx
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {})
+            for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest):  # bodies read by read_body
+                components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}")
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "A tenant key (for its own routes) or the admin key (every route)"}}
+            problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    if path.startswith("/tenants"):
+                        operation["security"] = [{"bearer": []}]
+                    # FastAPI documents its own 422 shape; ours is a problem, like every error.
+                    invalid = operation.get("responses", {}).get("422")
+                    if invalid is not None:
+                        invalid["content"] = problem
+                        invalid["description"] = "Invalid request: every problem in `errors`"
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

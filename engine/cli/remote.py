@@ -1,0 +1,405 @@
+"""`waymark` commands that talk to a running server over HTTP (httpx).
+
+Every command takes `--url` (WAYMARK_URL, default http://127.0.0.1:8080), `--key` (WAYMARK_KEY), `--tenant`
+(WAYMARK_TENANT, default demo) and `--json`. An error answer (problem+json) is printed as `title: detail`
+(with each listed problem) and exits 1; a server that cannot be reached exits 2.
+
+`instances show`/`history` read a local data directory instead when `--data-dir` is given, and
+`workflows diagram` draws a local file when its argument is a file that exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+from rich.table import Table
+
+from engine.cli import render
+
+__all__ = ["Remote", "register"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+Url = Annotated[str, typer.Option("--url", envvar="WAYMARK_URL", help="Server URL.")]
+Key = Annotated[str | None, typer.Option("--key", envvar="WAYMARK_KEY", help="Tenant key (or the admin key).")]
+AdminKey = Annotated[str | None, typer.Option("--key", envvar=["WAYMARK_ADMIN_KEY", "WAYMARK_KEY"],
+                                              help="The admin key.")]
+Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="WAYMARK_TENANT", help="Tenant id.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Wait = Annotated[float, typer.Option("--wait", min=0, max=30, help="Wait up to N s for the result (Prefer: wait).")]
+LocalDir = Annotated[Path | None, typer.Option("--data-dir", help="Read this local data directory instead of a "
+                                                                  "server.")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    render.console.print(message, style="red", highlight=False, soft_wrap=True, markup=False)
+    raise typer.Exit(code)
+
+
+def _json_option(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        _fail(f"{name} is not JSON: {e}", 2)
+
+
+class Remote:
+    """A small client of the API: the tenant's paths, errors turned into messages and exit codes."""
+
+    def __init__(self, url: str, key: str | None, tenant: str = "demo", *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.tenant = tenant
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+    def path(self, *parts: str) -> str:
+        return "/tenants/" + "/".join(quote(part, safe="") for part in (self.tenant, *parts))
+
+    def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), wait: float = 0,
+             **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if wait > 0:
+            headers["Prefer"] = f"wait={wait:g}"
+        try:
+            response = self.client.request(method, path, headers=headers, **kwargs)
+        except httpx.ConnectError:
+            _fail(f"cannot connect to the Waymark server at {self.url}: is `waymark serve` running? "
+                  "(set --url or WAYMARK_URL)", 2)
+        except httpx.TimeoutException:
+            _fail(f"the Waymark server at {self.url} did not answer in time", 2)
+        except httpx.HTTPError as e:
+            _fail(f"talking to {self.url} failed: {e}", 2)
+        if response.status_code not in ok:
+            _problem(response)
+        return response
+
+
+def _problem(response: httpx.Response) -> NoReturn:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "title" in body:
+        lines = [f"{body['title']}: {body.get('detail', '')}"]
+        for error in body.get("errors") or []:
+            lines.append(f"  ✗ {error.get('path')}: {error.get('message')}")
+        if response.status_code == 401:
+            lines.append("  (give a key with --key or WAYMARK_KEY)")
+    else:
+        lines = [f"HTTP {response.status_code}: {response.text[:500]}"]
+    _fail("\n".join(lines), 1)
+
+
+def _read_file(path: Path) -> Any:
+    from engine.domain import load_json
+
+    try:
+        return load_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read {path}: {e}", 2)
+    except ValueError as e:
+        _fail(f"{path} is not JSON: {e}", 1)
+
+
+def _show(value: Any, as_json: bool, people: Any = None) -> None:
+    if as_json or people is None:
+        render.print_json(value)
+    else:
+        people(value)
+
+
+# ---------------------------------------------------------------------------------------------- tenants
+
+def tenants_create(tenant_id: str, url: Url = DEFAULT_URL, key: AdminKey = None, as_json: AsJson = False,
+                   config: Annotated[str | None, typer.Option(help="Tenant configuration (JSON object).")] = None,
+                   ) -> None:
+    """Onboard a tenant (admin key); prints its key, shown this once."""
+    body: dict[str, Any] = {"id": tenant_id}
+    if config is not None:
+        body["config"] = _json_option(config, "--config")
+    with Remote(url, key) as remote:
+        created = remote.call("POST", "/tenants", json=body, ok=(201,)).json()
+    if as_json:
+        render.print_json(created)
+    else:
+        render.console.print(f"[green]✓[/] tenant [bold]{created['id']}[/] created; its key (shown once):",
+                             highlight=False)
+        typer.echo(created["key"])
+
+
+def tenants_show(tenant_id: str, url: Url = DEFAULT_URL, key: Key = None) -> None:
+    """A tenant (its own key or the admin key)."""
+    with Remote(url, key, tenant_id) as remote:
+        render.print_json(remote.call("GET", remote.path()).json())
+
+
+def tenants_rotate_key(tenant_id: str, url: Url = DEFAULT_URL, key: Key = None, as_json: AsJson = False) -> None:
+    """Replace a tenant's key; prints the new key, shown this once. The old key stops working."""
+    with Remote(url, key, tenant_id) as remote:
+        rotated = remote.call("POST", remote.path("keys")).json()
+    if as_json:
+        render.print_json(rotated)
+    else:
+        typer.echo(rotated["key"])
+
+
+# ---------------------------------------------------------------------------------------------- workflows
+
+def workflows_put(file: Path, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+                  as_json: AsJson = False,
+                  workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id (default: the "
+                                                                              "file's `id`).")] = None) -> None:
+    """Upload a definition: a new version (the server lists every problem of an invalid one)."""
+    document = _read_file(file)
+    name = workflow_id or (document.get("id") if isinstance(document, dict) else None)
+    if not isinstance(name, str) or not name:
+        _fail(f"{file} has no `id`; give one with --id", 2)
+    with Remote(url, key, tenant) as remote:
+        response = remote.call("PUT", remote.path("workflows", name), json=document, ok=(200, 201))
+    stored = response.json()
+    if as_json:
+        render.print_json(stored)
+    else:
+        verb = "created" if response.status_code == 201 else "updated"
+        render.console.print(f"[green]✓[/] workflow [bold]{stored['id']}[/] {verb}: version {stored['version']}",
+                             highlight=False)
+
+
+def workflows_get(workflow_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+                  version: Annotated[int | None, typer.Option(help="Version (default: the latest).")] = None) -> None:
+    """Print a stored definition (JSON, with its version)."""
+    with Remote(url, key, tenant) as remote:
+        params = {"version": version} if version is not None else {}
+        render.print_json(remote.call("GET", remote.path("workflows", workflow_id), params=params).json())
+
+
+def workflows_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", as_json: AsJson = False) -> None:
+    """Every workflow of the tenant with its latest version."""
+    with Remote(url, key, tenant) as remote:
+        listed = remote.call("GET", remote.path("workflows")).json()
+    if as_json:
+        render.print_json(listed)
+        return
+    table = Table("workflow", "latest version")
+    for item in listed["items"]:
+        table.add_row(item["id"], str(item["version"]))
+    render.console.print(table)
+
+
+def workflows_diagram(file_or_id: Annotated[str, typer.Argument(metavar="FILE_OR_ID",
+                                                                help="A definition file, or a workflow id on the "
+                                                                     "server.")],
+                      state: Annotated[str | None, typer.Option(help="State to highlight.")] = None,
+                      instance: Annotated[str | None, typer.Option(help="Highlight this instance's state "
+                                                                        "(server).")] = None,
+                      version: Annotated[int | None, typer.Option(help="Version (server).")] = None,
+                      url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo") -> None:
+    """Print a definition as a Mermaid stateDiagram-v2: from a local FILE, or fetched from the server by id."""
+    path = Path(file_or_id)
+    if path.is_file():
+        from engine.domain import InvalidDefinition, default_registry, mermaid, parse_definition
+
+        try:
+            definition = parse_definition(_read_file(path), default_registry())
+        except InvalidDefinition as e:
+            _fail(str(e), 1)
+        typer.echo(mermaid(definition, highlight=state), nl=False)
+        return
+    params: dict[str, Any] = {}
+    if instance is not None:
+        params["instance"] = instance
+    if version is not None:
+        params["version"] = version
+    with Remote(url, key, tenant) as remote:
+        text = remote.call("GET", remote.path("workflows", file_or_id, "diagram"), params=params).text
+    if state is not None and instance is None:  # drawn here as the local diagram draws it
+        node = "".join(c if c.isalnum() or c == "_" else "_" for c in state)
+        text += f"    classDef current fill:#f96,stroke:#333,stroke-width:2px\n    class {node} current\n"
+    typer.echo(text, nl=False)
+
+
+# ---------------------------------------------------------------------------------------------- instances
+
+def instances_create(workflow: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+                     as_json: AsJson = False,
+                     instance_id: Annotated[str | None, typer.Option("--id", help="Instance id (default: "
+                                                                                  "generated).")] = None,
+                     context: Annotated[str | None, typer.Option(help="Initial context (JSON object).")] = None,
+                     interest: Annotated[list[str] | None, typer.Option(help="A subject it listens to "
+                                                                             "(repeatable).")] = None,
+                     trigger_id: Annotated[str | None, typer.Option("--trigger-id", help="Idempotency key.")] = None,
+                     wait: Wait = 0) -> None:
+    """Create an instance of a workflow (queued; --wait N to see it created)."""
+    body: dict[str, Any] = {"workflowId": workflow}
+    if instance_id is not None:
+        body["id"] = instance_id
+    if context is not None:
+        body["context"] = _json_option(context, "--context")
+    if interest:
+        body["interests"] = interest
+    if trigger_id is not None:
+        body["triggerId"] = trigger_id
+    with Remote(url, key, tenant) as remote:
+        response = remote.call("POST", remote.path("instances"), json=body, ok=(201, 202), wait=wait)
+    result = response.json()
+    if as_json:
+        render.print_json(result)
+    elif response.status_code == 201:
+        render.instance_panel(result)
+    else:
+        render.console.print(f"accepted: instance [bold]{result['instanceId']}[/] (trigger {result['triggerId']})"
+                             + (f"; not processed within {wait:g} s" if wait else ""), highlight=False)
+
+
+def instances_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", as_json: AsJson = False,
+                   status: Annotated[str | None, typer.Option(help="Waiting, Complete, Faulted, Terminated.")] = None,
+                   workflow: Annotated[str | None, typer.Option(help="Workflow id.")] = None,
+                   state: Annotated[str | None, typer.Option(help="Current state.")] = None,
+                   limit: Annotated[int, typer.Option(min=1, max=1000, help="Page size.")] = 100,
+                   continuation: Annotated[str | None, typer.Option(help="Token of the next page.")] = None,
+                   every: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False) -> None:
+    """Instances matching every filter, by id, a page at a time (--all for every page)."""
+    params: dict[str, Any] = {"limit": limit}
+    for name, value in (("status", status), ("workflowId", workflow), ("state", state),
+                        ("continuation", continuation)):
+        if value is not None:
+            params[name] = value
+    items: list[dict[str, Any]] = []
+    with Remote(url, key, tenant) as remote:
+        while True:
+            page = remote.call("GET", remote.path("instances"), params=params).json()
+            items += page["items"]
+            if not every or page["continuation"] is None:
+                break
+            params["continuation"] = page["continuation"]
+    next_page = None if every else page["continuation"]
+    if as_json:
+        render.print_json({"items": items, "continuation": next_page})
+        return
+    render.instances_table(items)
+    if next_page:
+        render.console.print(f"more: --continuation {next_page}", highlight=False)
+
+
+def instances_show(instance_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+                   as_json: AsJson = False, data_dir: LocalDir = None) -> None:
+    """Show one instance: state, status, context and fault."""
+    if data_dir is not None:
+        from engine.domain import NotFound
+
+        try:
+            instance = _local_engine(data_dir).events.load(tenant, instance_id).to_dict()
+        except NotFound as e:
+            _fail(str(e), 1)
+    else:
+        with Remote(url, key, tenant) as remote:
+            instance = remote.call("GET", remote.path("instances", instance_id)).json()
+    _show(instance, as_json, render.instance_panel)
+
+
+def instances_history(instance_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+                      as_json: AsJson = False, data_dir: LocalDir = None) -> None:
+    """The instance's events, in order: every trigger and what it did."""
+    if data_dir is not None:
+        events = [e.to_dict() for e in _local_engine(data_dir).events.read(tenant, instance_id)]
+        if not events:
+            _fail(f"instance {instance_id!r} does not exist in tenant {tenant!r}", 1)
+    else:
+        events = []
+        params: dict[str, Any] = {"limit": 1000}
+        with Remote(url, key, tenant) as remote:
+            while True:
+                page = remote.call("GET", remote.path("instances", instance_id, "events"), params=params).json()
+                events += page["items"]
+                if page["continuation"] is None:
+                    break
+                params["continuation"] = page["continuation"]
+    _show({"items": events}, as_json, lambda value: render.history_table(value["items"]))
+
+
+def _local_engine(data_dir: Path) -> Any:
+    from engine.runtime import sqlite_engine
+
+    if not data_dir.is_dir():
+        _fail(f"no data directory at {data_dir}", 2)
+    return sqlite_engine(data_dir)
+
+
+# ---------------------------------------------------------------------------------------------- triggers
+
+def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
+            as_json: AsJson = False,
+            content: Annotated[str | None, typer.Option(help="Trigger content (JSON).")] = None,
+            trigger_id: Annotated[str | None, typer.Option("--id", help="Idempotency key (default: "
+                                                                        "generated).")] = None,
+            wait: Wait = 0) -> None:
+    """Send a trigger to an instance (queued; --wait N to see what it did)."""
+    body: dict[str, Any] = {"topic": topic}
+    if content is not None:
+        body["content"] = _json_option(content, "--content")
+    if trigger_id is not None:
+        body["id"] = trigger_id
+    with Remote(url, key, tenant) as remote:
+        response = remote.call("POST", remote.path("instances", instance_id, "triggers"), json=body,
+                               ok=(200, 202), wait=wait)
+    result = response.json()
+    if as_json:
+        render.print_json(result)
+    elif response.status_code == 200:
+        render.outcome_line(result)
+        render.instance_panel(result["instance"])
+    else:
+        render.console.print(f"accepted: trigger {result['triggerId']}"
+                             + (f"; not processed within {wait:g} s" if wait else ""), highlight=False)
+
+
+def broadcast(topic: str, subject: Annotated[list[str], typer.Option(help="Subject (repeatable); every instance "
+                                                                          "interested in one gets the trigger.")],
+              url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", as_json: AsJson = False,
+              content: Annotated[str | None, typer.Option(help="Trigger content (JSON).")] = None,
+              trigger_id: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None) -> None:
+    """Send a trigger to every instance interested in one of the subjects (queued)."""
+    body: dict[str, Any] = {"topic": topic, "subjects": subject}
+    if content is not None:
+        body["content"] = _json_option(content, "--content")
+    if trigger_id is not None:
+        body["id"] = trigger_id
+    with Remote(url, key, tenant) as remote:
+        result = remote.call("POST", remote.path("triggers"), json=body, ok=(202,)).json()
+    if as_json:
+        render.print_json(result)
+    else:
+        render.console.print(f"accepted: broadcast trigger {result['triggerId']} to {', '.join(subject)}",
+                             highlight=False)
+
+
+def register(app: typer.Typer, workflows_app: typer.Typer, instances_app: typer.Typer) -> None:
+    """Add the remote commands to the `waymark` app and its `workflows` and `instances` groups."""
+    tenants_app = typer.Typer(no_args_is_help=True, help="Onboard tenants and rotate their keys (server).")
+    tenants_app.command("create")(tenants_create)
+    tenants_app.command("show")(tenants_show)
+    tenants_app.command("rotate-key")(tenants_rotate_key)
+    app.add_typer(tenants_app, name="tenants")
+    workflows_app.command("put")(workflows_put)
+    workflows_app.command("get")(workflows_get)
+    workflows_app.command("list")(workflows_list)
+    workflows_app.command("diagram")(workflows_diagram)
+    instances_app.command("create")(instances_create)
+    instances_app.command("list")(instances_list)
+    instances_app.command("show")(instances_show)
+    instances_app.command("history")(instances_history)
+    app.command("trigger")(trigger)
+    app.command("broadcast")(broadcast)
