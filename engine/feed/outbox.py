@@ -1,0 +1,715 @@
+"""The outbox: every commit reaches every subscriber at least once, and a subscriber never holds back the others.
+
+A commit is stored undispatched (the event store does that). After the append the processor calls the
+`Dispatcher` (its `on_commit`), which only queues the commit and returns: the worker thread is never held up by
+a subscriber. In the background:
+
+1. a router thread maps the commit's events to CloudEvents once and picks the subscriptions that want them
+   (types filter; a definition's subscriptions only see its workflow);
+2. each subscription has its own *lane*, a queue served by up to `lane_concurrency` threads of a bounded pool
+   (order is not promised anyway, and a subscriber 50 ms away would get 20 events/s from one connection), and by
+   one thread only while its deliveries fail. A slow or dead subscriber fills its own lane, never another's; a
+   lane holding more than `lane_limit` deliveries drops the extra ones to the sweeper instead of growing without
+   bound; runners take turns of `lane_turn` tasks so a busy lane does not starve the others of threads;
+3. when every lane has finished with the commit, it is marked dispatched — in batches, by a marker thread, so
+   marking costs one write per batch and not one per commit. If a delivery failed, the commit stays
+   undispatched and the subscriptions it did reach are recorded, so the sweeper's retry skips them.
+
+Subscription states (see subscriptions.py): an *active* subscription is delivered to; a failing delivery counts
+against it and after `pause_after` consecutive failures it is *paused*. A commit that a paused subscription
+should get is *owed*: the subscription's `backlog_from` keeps the lowest such feed position and the commit itself
+no longer waits for it (so the undispatched set does not grow while a subscriber is away). On resume, the
+subscription catches up by reading the feed from `backlog_from` in its own lane, filtered as usual. Nothing is
+lost, order is not promised (the catch-up and new commits interleave), and a commit may arrive twice.
+A *pending* subscription (no consent yet) or a *gone* one (410) is owed nothing.
+
+The `Sweeper` republishes commits still undispatched after a grace period (a crash between append and mark, a
+failed delivery, a full lane), and restarts the catch-up of resumed subscriptions whose process died. Run it
+once per timer tick (`sweep_once`) or as a thread (`start`).
+
+`ChangeFeed` puts it together for hosts and the API: dispatcher, sweeper, subscriptions and the pull feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from cloudevents.core.base import BaseCloudEvent
+
+from engine.domain import Commit, timestamp
+from engine.feed.cloudevents import CE_TYPES, CloudEventMapper, to_batch
+from engine.feed.eventgrid import EventGridPublisher
+from engine.feed.subscriptions import (
+    NAME_PATTERN,
+    InvalidSubscription,
+    Kind,
+    Mode,
+    Source,
+    StaticSubscription,
+    Subscription,
+    SubscriptionCatalog,
+    SubscriptionStatus,
+    SubscriptionStore,
+    check_types,
+)
+from engine.feed.webhook import DeliveryResult, WebhookPublisher
+from engine.stores.base import EventStore
+
+__all__ = ["ChangeFeed", "Dispatcher", "FeedPage", "Publisher", "SweepReport", "Sweeper"]
+
+log = logging.getLogger("waymark.feed")
+
+ACTIVE, PAUSED, PENDING, GONE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED, SubscriptionStatus.PENDING,
+                                 SubscriptionStatus.GONE)
+
+
+class Publisher(Protocol):
+    def publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
+        ...
+
+
+class _Outcome(StrEnum):
+    DELIVERED = "delivered"
+    OWED = "owed"  # the subscription is paused: it gets the commit when it catches up
+    SKIPPED = "skipped"  # pending, gone or deleted: owed nothing
+    FAILED = "failed"  # the commit stays undispatched for the sweeper
+
+
+@dataclass(eq=False)
+class _Work:
+    """One commit on its way to its subscribers."""
+
+    tenant: str
+    commit: Commit
+    remaining: int
+    recorded: bool  # deliveries were recorded by an earlier attempt: forget them once dispatched
+    done: threading.Event
+    delivered: list[str] = field(default_factory=list)
+    failed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def position(self) -> int:
+        assert self.commit.position is not None
+        return self.commit.position
+
+
+@dataclass(eq=False)
+class _Lane:
+    tasks: deque[Callable[[], None]] = field(default_factory=deque)
+    runners: int = 0  # pool threads serving the lane now, at most `lane_concurrency`
+
+
+class Dispatcher:
+    """Publishes each commit to its subscribers, then marks it dispatched. Use the instance as the processor's
+    `on_commit`. Never raises into the caller."""
+
+    def __init__(self, store: EventStore, catalog: SubscriptionCatalog, *, webhook: WebhookPublisher,
+                 eventgrid: Publisher | None = None, mapper: CloudEventMapper | None = None, max_workers: int = 32,
+                 pause_after: int = 5, lane_limit: int = 10_000, lane_turn: int = 32, lane_concurrency: int = 4,
+                 handshake_retry_seconds: float = 300.0, catch_up_page: int = 200, mark_delay: float = 0.05,
+                 before_mark: Callable[[str, Sequence[int]], None] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.webhook = webhook
+        self._eventgrid = eventgrid
+        self.mapper = mapper or CloudEventMapper(store)
+        self.pause_after = pause_after
+        self.lane_limit = lane_limit
+        self.lane_turn = lane_turn
+        self.lane_concurrency = lane_concurrency
+        self.handshake_retry_seconds = handshake_retry_seconds
+        self.catch_up_page = catch_up_page
+        self.mark_delay = mark_delay
+        self.before_mark = before_mark  # a test hook: the fault test kills the process here
+        self.monotonic = monotonic
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="waymark-feed")
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        self._catching_up: set[tuple[str, str]] = set()
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._handshakes: dict[tuple[str, str], float] = {}
+        self._handshake_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._struggling: set[tuple[str, str]] = set()  # lanes whose last delivery failed
+        self._routes: queue.SimpleQueue[tuple[str, Commit, Collection[str], threading.Event] | None] = (
+            queue.SimpleQueue())
+        self._marks: dict[str, list[_Work]] = {}
+        self._mark_ready = threading.Condition(threading.Lock())
+        self._closed = False
+        self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
+        self._marker = threading.Thread(target=self._mark_loop, name="waymark-feed-marker", daemon=True)
+        self._router.start()
+        self._marker.start()
+
+    # -------------------------------------------------------------------------------------- entry points
+
+    def __call__(self, tenant: str, commit: Commit) -> None:
+        """The processor's `on_commit`: queue the commit and return at once."""
+        self.submit(tenant, commit)
+
+    def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
+        """Queue a commit for publishing, skipping the subscriptions in `skip` (already delivered). Returns an
+        event set when the commit is done with (dispatched, or left for the sweeper); None once closed. A commit
+        already on its way is not queued twice."""
+        if commit.position is None:
+            raise ValueError("only a stored commit (with a feed position) can be published")
+        key = (tenant, commit.position)
+        with self._lock:
+            if self._closed:
+                return None
+            found = self._inflight.get(key)
+            if found is not None:
+                return found
+            done = self._inflight[key] = threading.Event()
+        self._routes.put((tenant, commit, frozenset(skip), done))
+        return done
+
+    def catch_up(self, tenant: str, subscription: Subscription) -> bool:
+        """Deliver a resumed subscription's backlog in its lane. False if one is already running here."""
+        key = (tenant, subscription.name)
+        with self._lock:
+            if self._closed or key in self._catching_up:
+                return False
+            self._catching_up.add(key)
+        if not self._push(key, lambda: self._catch_up(tenant, subscription)):
+            self._caught_up(key)
+            return False
+        return True
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
+        deadline = self.monotonic() + timeout
+        with self._idle:
+            while self._inflight or self._catching_up:
+                left = deadline - self.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting commits, give those in flight `timeout` seconds, then stop. What is not done stays
+        undispatched for the next sweeper."""
+        self.drain(timeout)
+        with self._lock:
+            self._closed = True
+        self.webhook.stopping.set()  # interrupts backoff waits
+        self._routes.put(None)
+        with self._mark_ready:
+            self._mark_ready.notify_all()
+        self._router.join(timeout=1.0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._marker.join(timeout=2.0)
+
+    # -------------------------------------------------------------------------------------- routing
+
+    def _route_loop(self) -> None:
+        while True:
+            item = self._routes.get()
+            if item is None:
+                return
+            tenant, commit, skip, done = item
+            try:
+                self._route(tenant, commit, skip, done)
+            except Exception:
+                log.exception("routing a commit failed; the sweeper will retry it",
+                              extra={"tenant": tenant, "instanceId": commit.instance_id, "position": commit.position})
+                self._release(tenant, commit, done)
+
+    def _route(self, tenant: str, commit: Commit, skip: Collection[str], done: threading.Event) -> None:
+        types = [CE_TYPES[event.type] for event in commit.events]
+        targets = [s for s in self.catalog.targets(tenant, commit.state.workflow_id)
+                   if s.name not in skip and any(s.wants(t) for t in types)]
+        plan: list[tuple[Subscription, list[BaseCloudEvent]]] = []
+        if targets:
+            events = self.mapper.events(tenant, commit)
+            plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
+        else:
+            self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
+        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip), done=done)
+        if not plan:
+            self._to_mark(work)
+            return
+        for subscription, wanted in plan:
+            def deliver(subscription: Subscription = subscription, wanted: list[BaseCloudEvent] = wanted) -> None:
+                self._finished(work, subscription.name, self._deliver(work, subscription, wanted))
+
+            if not self._push((tenant, subscription.name), deliver):
+                log.warning("the lane of subscription %s is full; the sweeper will deliver this commit later",
+                            subscription.name, extra={"tenant": tenant, "position": commit.position})
+                self._finished(work, subscription.name, _Outcome.FAILED)
+
+    def _release(self, tenant: str, commit: Commit, done: threading.Event) -> None:
+        with self._idle:
+            self._inflight.pop((tenant, commit.position or 0), None)
+            self._idle.notify_all()
+        done.set()
+
+    # -------------------------------------------------------------------------------------- lanes
+
+    def _push(self, key: tuple[str, str], task: Callable[[], None]) -> bool:
+        with self._lock:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = _Lane()
+            if len(lane.tasks) >= self.lane_limit:
+                return False
+            lane.tasks.append(task)
+            # A failing subscriber is served by one thread (its retries wait there); a healthy one by several.
+            limit = 1 if key in self._struggling else self.lane_concurrency
+            if lane.runners >= limit:
+                return True
+            lane.runners += 1
+        try:
+            self._pool.submit(self._run_lane, key)
+        except RuntimeError:  # the pool is shut down: what is queued is left to the next sweeper
+            with self._lock:
+                lane.runners -= 1
+            return False
+        return True
+
+    def _run_lane(self, key: tuple[str, str]) -> None:
+        # A turn runs at most `lane_turn` tasks, then the runner goes to the back of the pool's queue: a busy
+        # lane does not starve the others of threads.
+        for _ in range(self.lane_turn):
+            with self._lock:
+                lane = self._lanes[key]
+                if not lane.tasks:
+                    lane.runners -= 1
+                    if lane.runners == 0:
+                        del self._lanes[key]
+                    return
+                task = lane.tasks.popleft()
+            try:
+                task()
+            except Exception:
+                log.exception("a delivery task failed unexpectedly", extra={"tenant": key[0], "subscription": key[1]})
+        try:
+            self._pool.submit(self._run_lane, key)
+        except RuntimeError:
+            with self._lock:
+                self._lanes[key].runners -= 1
+
+    # -------------------------------------------------------------------------------------- delivering
+
+    def publisher(self, subscription: Subscription) -> Publisher:
+        if subscription.kind is Kind.EVENTGRID:
+            if self._eventgrid is None:
+                self._eventgrid = EventGridPublisher()
+            return self._eventgrid
+        return self.webhook
+
+    def _deliver(self, work: _Work, spec: Subscription, events: Sequence[BaseCloudEvent]) -> _Outcome:
+        tenant = work.tenant
+        try:
+            subscription = self.catalog.current(tenant, spec)
+            if subscription is None:
+                return _Outcome.SKIPPED
+            if subscription.status is PENDING:
+                subscription = self._try_handshake(tenant, subscription)
+            if subscription.status is PAUSED:
+                self.catalog.modify(tenant, subscription, lambda s: _owe(s, work.position))
+                return _Outcome.OWED
+            if subscription.status is not ACTIVE:
+                return _Outcome.SKIPPED
+            result = self.publisher(subscription).publish(subscription, events)
+            return self._account(tenant, subscription, result, work.position)
+        except Exception:
+            log.exception("delivering a commit failed; the sweeper will retry it",
+                          extra={"tenant": tenant, "subscription": spec.name, "position": work.position})
+            return _Outcome.FAILED
+
+    def _account(self, tenant: str, subscription: Subscription, result: DeliveryResult, position: int) -> _Outcome:
+        """Record what a delivery did to the subscription's state; the outcome for the commit."""
+        key = (tenant, subscription.name)
+        with self._lock:
+            struggled = key in self._struggling
+            if result.ok:
+                self._struggling.discard(key)
+            else:
+                self._struggling.add(key)
+        if result.ok:
+            if subscription.consecutive_failures or struggled:  # (the state read may predate a failure)
+                self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(s, consecutive_failures=0)
+                                    if s.consecutive_failures else s)
+            return _Outcome.DELIVERED
+        at = self.catalog.timestamp()
+        error = result.error or "delivery failed"
+        if result.gone:
+            self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+                s, status=GONE, last_error=error, last_error_at=at, backlog_from=None))
+            log.warning("subscription %s is gone (410); it gets no more events until resumed", subscription.name,
+                        extra={"tenant": tenant})
+            return _Outcome.SKIPPED
+
+        def failed(s: Subscription) -> Subscription:
+            failures = s.consecutive_failures + 1
+            status = PAUSED if s.status is ACTIVE and failures >= self.pause_after else s.status
+            changed = dataclasses.replace(s, consecutive_failures=failures, last_error=error, last_error_at=at,
+                                          status=status)
+            return _owe(changed, position) if status is PAUSED else changed
+
+        changed = self.catalog.modify(tenant, subscription, failed)
+        if changed.status is PAUSED:
+            if subscription.status is ACTIVE:
+                log.warning("subscription %s is paused after %d consecutive failures: %s", subscription.name,
+                            changed.consecutive_failures, error, extra={"tenant": tenant})
+            return _Outcome.OWED
+        log.info("delivery to %s failed (%d in a row): %s", subscription.name, changed.consecutive_failures, error,
+                 extra={"tenant": tenant, "position": position})
+        return _Outcome.FAILED
+
+    def _try_handshake(self, tenant: str, subscription: Subscription) -> Subscription:
+        """A definition's or the configuration's webhook is registered the first time it is needed: the
+        handshake runs then, and is retried at most every `handshake_retry_seconds` while it is refused. API
+        subscriptions shake hands when they are PUT or resumed. One handshake at a time per subscription: the
+        deliveries that wait for it then see its outcome."""
+        if subscription.kind is not Kind.WEBHOOK or subscription.source is Source.API:
+            return subscription
+        key = (tenant, subscription.name)
+        with self._lock:
+            lock = self._handshake_locks.setdefault(key, threading.Lock())
+        with lock:
+            current = self.catalog.current(tenant, subscription) or subscription
+            if current.status is not PENDING:
+                return current
+            now = self.monotonic()
+            last = self._handshakes.get(key)
+            if last is not None and now - last < self.handshake_retry_seconds:
+                return current
+            self._handshakes[key] = now
+            return shake_hands(self.catalog, self.webhook, tenant, current)
+
+    def _finished(self, work: _Work, name: str, outcome: _Outcome) -> None:
+        with work.lock:
+            work.remaining -= 1
+            if outcome is _Outcome.DELIVERED:
+                work.delivered.append(name)
+            elif outcome is _Outcome.FAILED:
+                work.failed = True
+            last = work.remaining == 0
+        if not last:
+            return
+        if not work.failed:
+            self._to_mark(work)
+            return
+        try:
+            if work.delivered:
+                self.catalog.store.record_deliveries(work.tenant, work.position, work.delivered)
+        except Exception:
+            log.exception("could not record deliveries; the sweeper's retry may deliver them again",
+                          extra={"tenant": work.tenant, "position": work.position})
+        self._release(work.tenant, work.commit, work.done)
+
+    # -------------------------------------------------------------------------------------- marking
+
+    def _to_mark(self, work: _Work) -> None:
+        with self._mark_ready:
+            self._marks.setdefault(work.tenant, []).append(work)
+            self._mark_ready.notify()
+
+    def _mark_loop(self) -> None:
+        while True:
+            with self._mark_ready:
+                while not self._marks and not self._closed:
+                    self._mark_ready.wait(0.5)
+            # Let a batch build up: marking is one write transaction on the tenant's event file, competing with
+            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer).
+            if not self._closed:
+                time.sleep(self.mark_delay)
+            with self._mark_ready:
+                batch, self._marks = self._marks, {}
+            if not batch and self._closed:
+                return
+            for tenant, works in batch.items():
+                positions = [work.position for work in works]
+                try:
+                    if self.before_mark is not None:
+                        self.before_mark(tenant, positions)
+                    self.store.mark_dispatched(tenant, positions)
+                    recorded = [work.position for work in works if work.recorded]
+                    if recorded:
+                        self.catalog.store.forget_deliveries(tenant, recorded)
+                except Exception:
+                    log.exception("marking commits dispatched failed; the sweeper will publish them again",
+                                  extra={"tenant": tenant, "positions": positions[:10]})
+                for work in works:
+                    self._release(tenant, work.commit, work.done)
+
+    # -------------------------------------------------------------------------------------- catching up
+
+    def _catch_up(self, tenant: str, spec: Subscription) -> None:
+        key = (tenant, spec.name)
+        try:
+            while True:
+                subscription = self.catalog.current(tenant, spec)
+                if subscription is None or subscription.status is not ACTIVE or subscription.backlog_from is None:
+                    return
+                start = subscription.backlog_from
+                commits = self.store.read_feed(tenant, after=start - 1, limit=self.catch_up_page)
+                wanted = [c for c in commits if subscription.selects(c.state.workflow_id)]
+                for commit, events in zip(wanted, self.mapper.page(tenant, wanted), strict=True):
+                    chosen = [event for event in events if subscription.wants(event.get_type())]
+                    if not chosen:
+                        continue
+                    current = self.catalog.current(tenant, spec)
+                    if current is None or current.status is not ACTIVE:
+                        return
+                    assert commit.position is not None
+                    result = self.publisher(current).publish(current, chosen)
+                    if self._account(tenant, current, result, commit.position) is not _Outcome.DELIVERED:
+                        self._advance(tenant, current, start, commit.position)  # resume here next time
+                        return
+                finished = len(commits) < self.catch_up_page
+                following = None if finished else (commits[-1].position or start) + 1
+                self._advance(tenant, subscription, start, following)
+                if finished:
+                    log.info("subscription %s has caught up", spec.name, extra={"tenant": tenant})
+                    return
+        except Exception:
+            log.exception("catching up failed; the sweeper will restart it", extra={"tenant": tenant,
+                                                                                     "subscription": spec.name})
+        finally:
+            self._caught_up(key)
+
+    def _advance(self, tenant: str, subscription: Subscription, start: int, following: int | None) -> None:
+        def advance(s: Subscription) -> Subscription:
+            if s.backlog_from != start:  # changed meanwhile (e.g. gone): leave it
+                return s
+            return dataclasses.replace(s, backlog_from=following)
+
+        self.catalog.modify(tenant, subscription, advance)
+
+    def _caught_up(self, key: tuple[str, str]) -> None:
+        with self._idle:
+            self._catching_up.discard(key)
+            self._idle.notify_all()
+
+
+def _owe(subscription: Subscription, position: int) -> Subscription:
+    backlog = position if subscription.backlog_from is None else min(subscription.backlog_from, position)
+    return dataclasses.replace(subscription, backlog_from=backlog)
+
+
+def shake_hands(catalog: SubscriptionCatalog, webhook: WebhookPublisher, tenant: str,
+                subscription: Subscription) -> Subscription:
+    """Run the abuse-protection handshake; store the outcome (active, or pending with why)."""
+    handshake = webhook.handshake(subscription.endpoint)
+    at = catalog.timestamp()
+    if handshake.consented:
+        log.info("subscription %s is active: %s", subscription.name, handshake.detail, extra={"tenant": tenant})
+        return catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+            s, status=ACTIVE, consecutive_failures=0, last_error=None, last_error_at=None))
+    log.warning("subscription %s stays pending: %s", subscription.name, handshake.detail, extra={"tenant": tenant})
+    return catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+        s, status=PENDING, last_error=handshake.detail, last_error_at=at))
+
+
+# ---------------------------------------------------------------------------------------------- the sweeper
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    republished: int  # undispatched commits found past the grace period and published again
+    unfinished: int  # of those, how many were not done with when the sweep stopped waiting
+    catch_ups: int  # backlogs of active subscriptions (re)started
+
+
+class Sweeper:
+    """Publishes again what the live path did not finish: every commit still undispatched `grace_seconds` after
+    it was decided, for every tenant; and restarts unfinished catch-ups."""
+
+    def __init__(self, dispatcher: Dispatcher, tenants: Callable[[], Iterable[str]], *, grace_seconds: float = 30.0,
+                 batch: int = 500, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.dispatcher = dispatcher
+        self.tenants = tenants
+        self.grace_seconds = grace_seconds
+        self.batch = batch
+        self.now = now
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def sweep_once(self, *, wait: float = 60.0) -> SweepReport:
+        """One pass over every tenant; waits up to `wait` seconds for what it republished to be done with."""
+        cutoff = timestamp(self.now() - timedelta(seconds=self.grace_seconds))
+        dispatcher = self.dispatcher
+        waiting: list[threading.Event] = []
+        catch_ups = 0
+        for tenant in list(self.tenants()):
+            try:
+                for commit in dispatcher.store.undispatched(tenant, committed_before=cutoff, limit=self.batch):
+                    assert commit.position is not None
+                    skip = dispatcher.catalog.store.deliveries(tenant, commit.position)
+                    done = dispatcher.submit(tenant, commit, skip=skip)
+                    if done is not None:
+                        waiting.append(done)
+                for subscription in dispatcher.catalog.list(tenant):
+                    if subscription.status is ACTIVE and subscription.backlog_from is not None:
+                        catch_ups += dispatcher.catch_up(tenant, subscription)
+            except Exception:
+                log.exception("sweeping tenant %s failed; the next sweep tries again", tenant)
+        deadline = time.monotonic() + wait
+        unfinished = 0
+        for done in waiting:
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                unfinished += 1
+        if waiting:
+            log.info("sweep republished %d commit(s), %d not finished yet", len(waiting), unfinished)
+        return SweepReport(len(waiting), unfinished, catch_ups)
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        while not stop.is_set():
+            try:
+                self.sweep_once(wait=interval)
+            except Exception:
+                log.exception("the sweep failed; trying again in %.0fs", interval)
+            stop.wait(interval)
+
+    def start(self, interval: float = 10.0) -> threading.Thread:
+        """The sweeper as a daemon thread (what `waymark serve` runs)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop, interval), name="waymark-sweeper",
+                                        daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+# ---------------------------------------------------------------------------------------------- the facade
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """A page of the pull feed: CloudEvents in commit order and the position to continue after."""
+
+    events: Sequence[BaseCloudEvent]
+    next_position: int
+    commits: int
+
+    def body(self) -> bytes:
+        return to_batch(self.events)
+
+
+class ChangeFeed:
+    """The change feed of an engine: what hosts wire (`on_commit`, `start`, `close`) and what the API calls."""
+
+    def __init__(self, events: EventStore, subscriptions: SubscriptionStore, *, definitions: Any = None,
+                 static: Sequence[StaticSubscription] = (),
+                 tenant_config: Callable[[str], Mapping[str, Any]] | None = None,
+                 tenants: Callable[[], Iterable[str]] = tuple, origin: str = "waymark",
+                 allow_private_destinations: bool = False, webhook: WebhookPublisher | None = None,
+                 eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
+                 max_workers: int = 32, lane_concurrency: int = 4, cache_seconds: float = 2.0,
+                 before_mark: Callable[[str, Sequence[int]], None] | None = None) -> None:
+        self.events = events
+        self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
+                                           tenant_config=tenant_config, cache_seconds=cache_seconds)
+        self.webhook = webhook or WebhookPublisher(origin=origin,
+                                                   allow_private_destinations=allow_private_destinations)
+        self.mapper = CloudEventMapper(events)
+        self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,
+                                     mapper=self.mapper, max_workers=max_workers, pause_after=pause_after,
+                                     lane_concurrency=lane_concurrency,
+                                     before_mark=before_mark)
+        self.sweeper = Sweeper(self.dispatcher, tenants, grace_seconds=grace_seconds)
+
+    # -------------------------------------------------------------------------------------- hosting
+
+    @property
+    def on_commit(self) -> Dispatcher:
+        """Pass this as the engine's `on_commit`."""
+        return self.dispatcher
+
+    def start(self, *, sweep_interval: float = 10.0) -> None:
+        self.sweeper.start(sweep_interval)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.sweeper.stop()
+        self.dispatcher.close(timeout)
+        self.webhook.close()
+        closer = getattr(self.dispatcher._eventgrid, "close", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                closer()
+        self.catalog.store.close()
+
+    # -------------------------------------------------------------------------------------- pull feed
+
+    def read(self, tenant: str, *, after: int = 0, limit: int = 100) -> FeedPage:
+        """Commits after feed position `after` (at most `limit` commits: a commit's events are never split)."""
+        commits = self.events.read_feed(tenant, after=max(0, after), limit=limit)
+        events = [event for group in self.mapper.page(tenant, commits) for event in group]
+        following = commits[-1].position if commits and commits[-1].position is not None else max(0, after)
+        return FeedPage(events, following, len(commits))
+
+    # -------------------------------------------------------------------------------------- subscriptions
+
+    def subscriptions(self, tenant: str) -> list[Subscription]:
+        return self.catalog.list(tenant)
+
+    def subscription(self, tenant: str, name: str) -> Subscription:
+        return self.catalog.get(tenant, name, fresh=True)
+
+    def subscribe(self, tenant: str, name: str, *, endpoint: str, types: Iterable[str] | None = None,
+                  secret: str | None = None, mode: str = "structured") -> tuple[Subscription, bool]:
+        """Create or replace the API subscription `name`; (subscription, created). A new or changed endpoint, or
+        one still pending, goes through the handshake: it is active only if it consents. Raises
+        InvalidSubscription or DestinationRefused (nothing stored)."""
+        if not NAME_PATTERN.match(name):
+            raise InvalidSubscription(name, ["a subscription name is 1 to 63 letters, digits, '.', '_' or '-', "
+                                             "starting with a letter or digit"])
+        try:
+            chosen_types = check_types(types)
+            chosen_mode = Mode(mode)
+        except InvalidSubscription as e:
+            raise InvalidSubscription(name, e.problems) from None
+        except ValueError:
+            raise InvalidSubscription(name, [f"mode must be 'structured' or 'binary', not {mode!r}"]) from None
+        self.webhook.check_destination(endpoint)
+        existing = self.catalog.store.get(tenant, name)
+        spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode)
+        if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
+            return self.catalog.save(tenant, existing.with_spec_of(spec)), False
+        base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
+                                                                 consecutive_failures=0)
+        stored = self.catalog.save(tenant, base)
+        return shake_hands(self.catalog, self.webhook, tenant, stored), existing is None
+
+    def unsubscribe(self, tenant: str, name: str) -> None:
+        self.catalog.delete(tenant, name)
+
+    def pause(self, tenant: str, name: str) -> Subscription:
+        subscription = self.catalog.get(tenant, name, fresh=True)
+        return self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(s, status=PAUSED)
+                                   if s.status is ACTIVE else s)
+
+    def resume(self, tenant: str, name: str) -> Subscription:
+        """Back to active (a webhook shakes hands again first); then its backlog is delivered in the background."""
+        subscription = self.catalog.get(tenant, name, fresh=True)
+        if subscription.status is ACTIVE and subscription.backlog_from is None:
+            return subscription
+        if subscription.kind is Kind.WEBHOOK and subscription.status is not ACTIVE:
+            resumed = shake_hands(self.catalog, self.webhook, tenant, subscription)
+        else:
+            resumed = self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+                s, status=ACTIVE, consecutive_failures=0, last_error=None, last_error_at=None))
+        if resumed.status is ACTIVE and resumed.backlog_from is not None:
+            self.dispatcher.catch_up(tenant, resumed)
+        return resumed

@@ -1,0 +1,22 @@
+"""`waymark bench feed --json` runs end to end (small numbers) and prints the figures the README quotes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from engine.cli.bench_feed import run_feed_bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_feed_prints_its_figures_as_json(capsys: Any) -> None:
+    figures = run_feed_bench(True, latency_samples=20, instances=5, triggers=4)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == figures
+    for key in ("publish_p50_ms", "publish_p95_ms", "events_per_s", "live_events_per_s"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+    assert figures["publish_p50_ms"] <= figures["publish_p95_ms"]
+    assert figures["undispatched_after"] == 0
