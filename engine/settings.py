@@ -54,3 +54,19 @@ class Settings(BaseSettings):
         description="Seconds in-flight requests (a `Prefer: wait` among them) may take to finish on shutdown.")
     log_level: LogLevel = Field(default="warning", description="Log level of uvicorn and the engine (to stderr).")
     access_log: bool = Field(default=False, description="Log every request (uvicorn's access log).")
+    feed_origin: str = Field(
+        default="waymark",
+        description="What the webhook handshake announces as `WebHook-Request-Origin` (and the CloudEvents origin).")
+    allow_private_destinations: bool = Field(
+        default=True,
+        description="Let webhooks go to loopback and private addresses. On by default here, in local mode only; "
+                    "the Azure host refuses them.")
+    feed_subscriptions: str | None = Field(
+        default=None,
+        description='Static subscriptions, as JSON: `[{"name": "audit", "endpoint": "https://…", "types": [...], '
+                    '"secret": "…", "mode": "structured", "tenants": ["acme"]}]`.')
+    feed_grace_seconds: float = Field(
+        default=30.0, ge=0, description="Age after which the sweeper republishes a commit still undispatched.")
+    feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
+    feed_pause_after: int = Field(
+        default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")

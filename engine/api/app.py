@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from engine.api import health, instances, problems, workflows
+from engine.api import health, instances, problems, recovery, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.auth import Authenticator, AuthMiddleware
 from engine.api.context import ApiContext
@@ -39,6 +39,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     workflows.add_routes(app, ctx)
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx)
+    recovery.add_routes(app, ctx)
     for router in routers:  # after the hot routes: an included router is matched last
         app.include_router(router)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.
@@ -51,7 +52,8 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             components = schema.setdefault("components", {})
-            for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest):  # bodies read by read_body
+            for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest, recovery.RecoverRequest,
+                          recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest):
                 components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
                     ref_template="#/components/schemas/{model}")
             components["securitySchemes"] = {

@@ -52,7 +52,7 @@ def _result(commit: Commit) -> dict[str, Any]:
     return {"outcome": str(outcome_of(commit)), "instance": commit.state.to_dict()}
 
 
-def _new_id() -> str:
+def new_id() -> str:
     """A random 128-bit id (UUID v4 form) from the process's seeded generator: unique, not secret, and without
     the `os.urandom` system call of `uuid4()`, which gives up the GIL on the accept path."""
     return uuid.UUID(int=random.getrandbits(128), version=4).hex
@@ -123,8 +123,8 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
               summary="Create an instance: accepted (202) and queued; `Prefer: wait=N` answers 201 when created")
     async def create_instance(tenant: str, request: Request) -> JSONResponse:
         body = await read_body(request, CreateInstanceRequest)
-        instance_id = body.id or _new_id()
-        trigger_id = body.trigger_id or _new_id()
+        instance_id = body.id or new_id()
+        trigger_id = body.trigger_id or new_id()
         location = _location(tenant, instance_id)
         done = await ctx.run(accept_create, tenant, body, instance_id, trigger_id)
         if done is not None:
@@ -166,7 +166,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         # them costs FastAPI more than the rest of accepting the trigger. They are declared in openapi_extra.
         tenant, instance_id = request.path_params["tenant"], request.path_params["instance_id"]
         body = await read_body(request, TriggerRequest)
-        trigger = Trigger(body.topic, body.id or _new_id(), body.content, tuple(body.subjects))
+        trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
         location = _location(tenant, instance_id)
         # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
         # thread and back costs more than that in GIL hand-offs between the threads.
@@ -189,7 +189,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
               summary="Broadcast a trigger to every instance interested in one of its `subjects` (202, queued)")
     async def broadcast(tenant: str, request: Request) -> JSONResponse:
         body = await read_body(request, BroadcastRequest)
-        trigger = Trigger(body.topic, body.id or _new_id(), body.content, tuple(body.subjects))
+        trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
         await ctx.run(queue.send, to_message(Broadcast(tenant, trigger)))
         return JSONResponse({"triggerId": trigger.id, "subjects": list(trigger.subjects)}, status_code=202,
                             headers={"Location": f"/tenants/{quote(tenant, safe='')}/instances"})

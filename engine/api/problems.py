@@ -23,8 +23,10 @@ from engine.domain.errors import (
     DuplicateTrigger,
     InstanceAlreadyExists,
     InstanceNotFound,
+    InvalidCommand,
     InvalidDefinition,
     NotFound,
+    RecoveryRefused,
     StoreUnavailable,
     TenantNotFound,
     WaymarkError,
@@ -53,6 +55,8 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     ConcurrencyConflict: (409, "concurrency-conflict", "Concurrent change"),
     DuplicateTrigger: (409, "duplicate-trigger", "Trigger already recorded"),
     StoreUnavailable: (503, "store-unavailable", "Storage unavailable"),
+    RecoveryRefused: (409, "recovery-refused", "Not possible in the instance's status"),
+    InvalidCommand: (422, "invalid-command", "Invalid request"),
 }
 
 # Attributes of an error that are worth handing to a client as extension members of the problem.

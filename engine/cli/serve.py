@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported when used, so that `waymark --help` and the remote
     import uvicorn
     from fastapi import FastAPI
 
+    from engine.feed import ChangeFeed
     from engine.runtime import Engine
     from engine.settings import Settings
     from engine.tenants import SqliteTenantRegistry, TenantRegistry
@@ -58,6 +59,7 @@ class Service:
     app: FastAPI
     admin_key_source: str  # "generated", "file" ({data_dir}/admin-key) or "environment"
     first_start: FirstStart | None
+    feed: ChangeFeed
 
     @property
     def admin_key(self) -> str:
@@ -65,6 +67,7 @@ class Service:
         return self.settings.admin_key
 
     def close(self) -> None:
+        self.feed.close()  # first: deliveries in flight finish while the stores are still open
         self.app.state.waymark.close()
         for part in (self.engine.events, self.engine.definitions, self.engine.queue, self.tenants):
             close = getattr(part, "close", None)
@@ -75,6 +78,7 @@ class Service:
 def open_service(settings: Settings) -> Service:
     """The engine, registry and app of a data directory; on first start, the demo tenant and its samples."""
     from engine.api import create_app
+    from engine.api.feed_routes import feed_router
     from engine.runtime import sqlite_engine
     from engine.tenants import SqliteTenantRegistry, new_key, read_or_create_secret
 
@@ -89,8 +93,23 @@ def open_service(settings: Settings) -> Service:
     engine = sqlite_engine(data_dir, max_dequeue_count=settings.max_dequeue_count)
     tenants = SqliteTenantRegistry(data_dir / "tenants.db", secret=secret)
     first_start = bootstrap(engine, tenants, settings)
-    app = create_app(engine, tenants, settings)
-    return Service(settings, engine, tenants, app, source, first_start)
+    feed = open_feed(engine, tenants, settings)
+    app = create_app(engine, tenants, settings, routers=[feed_router(feed)])
+    return Service(settings, engine, tenants, app, source, first_start, feed)
+
+
+def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
+    """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
+    from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+
+    feed = ChangeFeed(engine.events, SqliteSubscriptionStore(settings.data_dir), definitions=engine.catalog,
+                      static=parse_static_subscriptions(settings.feed_subscriptions),
+                      tenant_config=lambda tenant: tenants.get(tenant).config,
+                      tenants=lambda: [record.id for record in tenants.list()],
+                      origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
+                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after)
+    engine.processor.on_commit = feed.on_commit
+    return feed
 
 
 def bootstrap(engine: Engine, tenants: TenantRegistry, settings: Settings) -> FirstStart | None:
@@ -269,6 +288,7 @@ def run(settings: Settings) -> None:
         pool = WorkerPool(service.engine, settings.workers, visibility_timeout=settings.visibility_timeout)
         try:
             pool.start()
+            service.feed.start(sweep_interval=settings.feed_sweep_seconds)
             banner(service, url_of(sock))
             if not stopping.is_set():
                 import uvicorn

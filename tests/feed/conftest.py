@@ -9,151 +9,23 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import HTTPMessage, from_http
-from cloudevents.core.formats.json import JSONFormat
 
 from engine.feed import ChangeFeed, MemorySubscriptionStore, RetryPolicy, WebhookPublisher
 from engine.runtime import Engine, memory_engine
+from tests.webhook_receiver import Receiver, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "acme"
 ORIGIN = "waymark.test"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it is truthy (returned) or the deadline passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Received:
-    method: str
-    path: str  # without the query
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    event: BaseCloudEvent | None
-
-
-@dataclass
-class _Path:
-    replies: deque[Reply] = field(default_factory=deque)
-    consent: bool | str = True  # True: echo the request origin; a str: that value; False: no header
-    hold: threading.Event | None = None
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received: list[Received] = []
-        self.paths: dict[str, _Path] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _reply(self, reply: Reply) -> None:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_OPTIONS(self) -> None:
-                path, _, query = self.path.partition("?")
-                conf = receiver.path(path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.record(Received("OPTIONS", path, query, headers, b"", None))
-                allowed: dict[str, str] = {}
-                if conf.consent is True:
-                    allowed["WebHook-Allowed-Origin"] = headers.get("webhook-request-origin", "")
-                elif isinstance(conf.consent, str):
-                    allowed["WebHook-Allowed-Origin"] = conf.consent
-                self._reply(Reply(200, allowed))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                path, _, query = self.path.partition("?")
-                conf = receiver.path(path)
-                if conf.hold is not None:
-                    conf.hold.wait(20)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with receiver.lock:
-                    reply = conf.replies.popleft() if conf.replies else Reply()
-                event = None
-                if 200 <= reply.status < 300 and "aeg-sas-key" not in headers:
-                    event = from_http(HTTPMessage(headers, body), JSONFormat())
-                receiver.record(Received("POST", path, query, headers, body, event))
-                self._reply(reply)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def path(self, path: str) -> _Path:
-        with self.lock:
-            return self.paths.setdefault(path, _Path())
-
-    def script(self, path: str, *replies: Reply) -> None:
-        conf = self.path(path)
-        with self.lock:
-            conf.replies.extend(replies)
-
-    def record(self, received: Received) -> None:
-        with self.lock:
-            self.received.append(received)
-
-    def requests(self, path: str | None = None, method: str = "POST") -> list[Received]:
-        with self.lock:
-            return [r for r in self.received if r.method == method and (path is None or r.path == path)]
-
-    def events(self, path: str | None = None) -> list[BaseCloudEvent]:
-        return [r.event for r in self.requests(path) if r.event is not None]
-
-    def ids(self, path: str | None = None) -> set[str]:
-        return {event.get_id() for event in self.events(path)}
-
-    def close(self) -> None:
-        for conf in list(self.paths.values()):
-            if conf.hold is not None:
-                conf.hold.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

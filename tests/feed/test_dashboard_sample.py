@@ -12,8 +12,9 @@ from engine.feed import CloudEventMapper
 from engine.runtime import Engine, memory_engine
 from samples.dashboard.app import create_dashboard
 from samples.dashboard.counts import ClaimCounts
-from tests.feed.conftest import Receiver, serve, wait_until
+from tests.feed.conftest import serve
 from tests.feed.helpers import FAULTY, TENANT, create, trigger
+from tests.webhook_receiver import Receiver, wait_until
 
 SECRET = "dashboard-secret-0123456789"
 

@@ -8,8 +8,8 @@ from typing import Any
 from cloudevents.core.formats.json import JSONFormat
 
 from engine.feed import SubscriptionStatus
-from tests.feed.conftest import Receiver, Reply
 from tests.feed.helpers import TENANT, create, every_event_type
+from tests.webhook_receiver import Receiver, Reply
 
 KEY = "topic-access-key-0123456789"
 

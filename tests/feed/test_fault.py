@@ -15,8 +15,8 @@ from engine.domain import Trigger
 from engine.feed import SqliteSubscriptionStore, Subscription, SubscriptionStatus
 from engine.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
-from tests.feed.conftest import Receiver
 from tests.feed.helpers import TENANT
+from tests.webhook_receiver import Receiver
 
 SCRIPT = Path(__file__).with_name("crash_worker.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from engine.api import problems
 from engine.api.feed_routes import NEXT_POSITION_HEADER, feed_router
 from engine.feed import WebhookPublisher
-from tests.feed.conftest import ORIGIN, Receiver, Rig, api_client
+from tests.feed.conftest import ORIGIN, Rig, api_client
 from tests.feed.helpers import TENANT, claim_lifecycle, create
+from tests.webhook_receiver import Receiver
 
 SECRET = "route-secret-0123456789"
 

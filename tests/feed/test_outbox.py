@@ -19,8 +19,9 @@ from engine.feed import (
     parse_static_subscriptions,
 )
 from engine.runtime import sqlite_engine
-from tests.feed.conftest import Receiver, Reply, fast_webhook, wait_until
+from tests.feed.conftest import fast_webhook
 from tests.feed.helpers import FAULTY, TENANT, claim_lifecycle, create, trigger
+from tests.webhook_receiver import Receiver, Reply, wait_until
 
 
 def test_a_commit_stays_undispatched_until_it_is_published(receiver: Receiver, make_rig: Any) -> None:

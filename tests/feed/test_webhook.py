@@ -22,8 +22,9 @@ from engine.feed import (
 )
 from engine.feed.cloudevents import commit_events
 from engine.feed.webhook import DestinationPolicy, retry_after_seconds
-from tests.feed.conftest import ORIGIN, Receiver, Reply, fast_webhook, wait_until
+from tests.feed.conftest import ORIGIN, fast_webhook
 from tests.feed.helpers import TENANT, claim_lifecycle, create, every_event_type, trigger
+from tests.webhook_receiver import Receiver, Reply, wait_until
 
 SECRET = "a-secret-of-at-least-16-chars"
 
