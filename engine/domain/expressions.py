@@ -6,6 +6,7 @@ an evaluation here, against ~830 µs for the pure-Python implementation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,50 @@ MAX_EXPRESSION_LENGTH = 4096
 
 SCOPE_VARIABLES = frozenset({"trigger", "context", "instance"})
 
+# CEL always terminates, but a comprehension over a list from the context runs once per element, and nested
+# ones multiply: `context.items.map(a, context.items.map(b, …))` over 100,000 items would occupy the worker for
+# minutes, and a running evaluation cannot be interrupted. So the cost of an evaluation is bounded before it
+# starts: (largest list or map it can see) ** (depth of nested comprehensions) must stay under the budget, or the
+# instance faults with `EvaluationBudgetExceeded`. Nesting deeper than MAX_COMPREHENSION_DEPTH is refused when
+# the definition is validated.
+MAX_COMPREHENSION_DEPTH = 3
+EVALUATION_BUDGET = 1_000_000
+_MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
+_TOKENS = re.compile(r"""(?P<string>[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(\\.|[^'\\])*'|"(\\.|[^"\\])*"))"""
+                     r"|(?P<macro>\.\s*(map|filter|all|exists|exists_one)\s*\()|(?P<open>\()|(?P<close>\))", re.S)
+
+
+def comprehension_depth(source: str) -> int:
+    """How deeply comprehension macros (`map`, `filter`, `all`, `exists`, `exists_one`) nest in `source`."""
+    stack: list[bool] = []  # one entry per open parenthesis: does it open a macro's arguments?
+    deepest = 0
+    for token in _TOKENS.finditer(source):
+        if token.group("macro"):
+            stack.append(True)
+            deepest = max(deepest, sum(stack))
+        elif token.group("open"):
+            stack.append(False)
+        elif token.group("close") and stack:
+            stack.pop()
+    return deepest
+
+
+def largest_collection(value: Any, *, limit: int = EVALUATION_BUDGET) -> int:
+    """The length of the longest list or map inside `value` (stops looking past `limit`)."""
+    largest = 0
+    todo = [value]
+    seen = 0
+    while todo and largest <= limit and seen <= 4 * limit:
+        item = todo.pop()
+        if isinstance(item, dict):
+            largest = max(largest, len(item))
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple):
+            largest = max(largest, len(item))
+            todo.extend(item)
+        seen += 1
+    return largest
+
 
 class CompileError(ValueError):
     pass
@@ -28,7 +73,7 @@ class CompileError(ValueError):
 class Expression:
     """A compiled CEL program over the variables `trigger`, `context` and `instance`."""
 
-    __slots__ = ("_program", "source", "variables")
+    __slots__ = ("_program", "depth", "source", "variables")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -43,6 +88,21 @@ class Expression:
         # The top-level variables the program reads. Converting a Python value to CEL costs more than
         # evaluating a typical condition, so a scope hands each program only what it reads.
         self.variables = frozenset(self._program.variables()) & SCOPE_VARIABLES
+        self.depth = comprehension_depth(source)
+        if self.depth > MAX_COMPREHENSION_DEPTH:
+            raise CompileError(f"comprehensions (map, filter, all, exists) nest {self.depth} deep; at most "
+                               f"{MAX_COMPREHENSION_DEPTH} are allowed")
+
+    def check_budget(self, variables: Mapping[str, Any], *, where: str) -> None:
+        """Fault, before it runs, an evaluation whose comprehensions could run longer than the budget allows."""
+        if not self.depth:
+            return
+        largest = max((largest_collection(variables[name]) for name in self.variables if name in variables),
+                      default=0)
+        if largest ** self.depth > EVALUATION_BUDGET:
+            raise ExpressionError(where, "EvaluationBudgetExceeded",
+                                  f"comprehensions {self.depth} deep over a collection of {largest} items exceed "
+                                  f"the budget of {EVALUATION_BUDGET:,} steps (in `{self.source}`)")
 
     def evaluate(self, activation: Mapping[str, Any] | cel.Context, *, where: str) -> Any:
         """Evaluate over a mapping of variables or a prepared `cel.Context` (whose conversion is cached)."""

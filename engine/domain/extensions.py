@@ -102,6 +102,8 @@ class Scope:
 
     def evaluate(self, expression: Expression, where: str) -> Any:
         needed = expression.variables
+        if expression.depth:
+            expression.check_budget(self.activation(), where=where)
         prepared = self._prepared.get(needed)
         if prepared is None:
             full = self.activation()

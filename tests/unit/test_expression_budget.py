@@ -1,0 +1,56 @@
+"""A bounded cost per CEL evaluation: nested comprehensions over big collections fault instead of hanging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.domain import InvalidDefinition, Outcome, Services, Trigger, decide_create, decide_trigger
+from engine.domain import default_registry, parse_definition
+from engine.domain.expressions import comprehension_depth, largest_collection
+
+
+@pytest.mark.parametrize(("source", "depth"), [
+    ("1 + 1", 0),
+    ("context.l.map(x, x * 2)", 1),
+    ("context.l.map(a, context.l.map(b, a + b))", 2),
+    ("'x.map(y' + context.s", 0),
+    ("context.l.filter(x, x > 1).map(y, y)", 1),
+    ("context.l.all(a, context.l.exists(b, context.l.exists_one(c, a == b && b == c)))", 3),
+])
+def test_comprehension_depth(source: str, depth: int) -> None:
+    assert comprehension_depth(source) == depth
+
+
+def test_largest_collection_looks_inside() -> None:
+    assert largest_collection({"a": [1, 2, 3], "b": {"c": list(range(10))}}) == 10
+    assert largest_collection("text") == 0
+
+
+def test_four_nested_comprehensions_are_refused_at_validation() -> None:
+    source = "context.l.all(a, context.l.all(b, context.l.all(c, context.l.all(d, true))))"
+    with pytest.raises(InvalidDefinition, match="nest 4 deep"):
+        parse_definition({"id": "w", "initialState": "a", "states": {"a": {"transitions": [
+            {"id": "t", "trigger": "go", "target": "a",
+             "conditions": [{"type": "expression", "expression": source}]}]}}}, default_registry())
+
+
+def _run(items: int) -> Outcome:
+    definition = parse_definition({"id": "w", "initialState": "a", "states": {"a": {"transitions": [
+        {"id": "t", "trigger": "go", "target": "a", "actions": [{"type": "set-context", "values": {
+            "pairs": "size(trigger.content.l.filter(a, trigger.content.l.exists(b, a == b + 1)))"}}]}]}}},
+        default_registry(), version=1)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    instance = decide_create(definition, "i", context={}, interests=[], trigger_id="c", now=now,
+                             services=Services()).instance
+    return decide_trigger(instance, definition, Trigger("go", "t", {"l": list(range(items))}), now=now,
+                          services=Services()).outcome
+
+
+def test_within_the_budget_it_runs() -> None:
+    assert _run(100) is Outcome.APPLIED
+
+
+def test_over_the_budget_it_faults_before_running() -> None:
+    assert _run(5000) is Outcome.FAULTED  # 5,000² = 25,000,000 steps > 1,000,000
