@@ -6,8 +6,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.domain import InvalidDefinition, Outcome, Services, Trigger, decide_create, decide_trigger
-from engine.domain import default_registry, parse_definition
+from engine.domain import (
+    InvalidDefinition,
+    Outcome,
+    Services,
+    Trigger,
+    decide_create,
+    decide_trigger,
+    default_registry,
+    parse_definition,
+)
 from engine.domain.expressions import comprehension_depth, largest_collection
 
 
