@@ -80,15 +80,16 @@ class InstanceAlreadyExists(WaymarkError):
 
 
 class ConcurrencyConflict(WaymarkError):
-    def __init__(self, tenant: str, instance_id: str, expected_version: int, actual_version: int | None) -> None:
+    def __init__(self, tenant: str, instance_id: str, expected_version: int, actual_version: int | None, *,
+                 detail: str | None = None) -> None:
         self.tenant = tenant
         self.instance_id = instance_id
         self.expected_version = expected_version
         self.actual_version = actual_version
-        super().__init__(
-            f"instance {instance_id!r} in tenant {tenant!r} is at version {actual_version}, "
-            f"not the expected {expected_version}; nothing was written"
-        )
+        if detail is None:
+            actual = "at another version" if actual_version is None else f"at version {actual_version}"
+            detail = f"is {actual}, not the expected {expected_version}"
+        super().__init__(f"instance {instance_id!r} in tenant {tenant!r} {detail}; nothing was written")
 
 
 class DuplicateTrigger(WaymarkError):

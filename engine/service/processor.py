@@ -111,6 +111,12 @@ class CommandProcessor:
         except DuplicateTrigger:
             return self._recorded(tenant, instance_id, command.trigger_id)
         except ConcurrencyConflict as e:
+            # The stream has a first commit: another creation got there first. Checked, not assumed: a command
+            # is dropped for this, so it must be true.
+            try:
+                self.events.load(tenant, instance_id)
+            except InstanceNotFound:
+                raise e from None
             raise InstanceAlreadyExists(tenant, instance_id) from e
         return self._committed(tenant, instance_id, command.trigger_id, decision.outcome, commit)
 
@@ -178,7 +184,8 @@ class CommandProcessor:
             except DuplicateTrigger:
                 return self._recorded(tenant, instance_id, command_id)
             return self._committed(tenant, instance_id, command_id, decision.outcome, commit)
-        raise ConcurrencyConflict(tenant, instance_id, -1, None)
+        raise ConcurrencyConflict(tenant, instance_id, -1, None,
+                                  detail=f"lost the race for the instance {MAX_CONFLICT_RETRIES} times in a row")
 
     def _faulting_trigger(self, tenant: str, instance: Instance) -> Trigger | None:
         """The trigger recorded on the instance's Faulted event (None for a fault at creation)."""

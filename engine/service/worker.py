@@ -60,6 +60,12 @@ class Worker:
             # It took longer than the visibility timeout and someone else holds it now: they will find
             # the trigger recorded and complete it without applying it twice.
             log.warning("message was handed to another receiver before it was completed", extra=fields)
+        except Exception as e:
+            # The commit is stored; the message comes back after its visibility timeout, finds its trigger
+            # recorded, and is completed then. The worker goes on.
+            log.error("completing a processed message failed; it is redelivered and deduplicated: %s", e,
+                      extra=fields)
+            return False
         return True
 
     def run_once(self) -> int:

@@ -190,9 +190,14 @@ class SqliteEventStore:
                 rollback(db)
                 raise
         except sqlite3.IntegrityError as e:
-            if "trigger_id" in str(e) and trigger_id is not None:
+            # Only the two unique indexes mean something about the stream; any other constraint failure is the
+            # storage failing (the command stays queued), never a reason to think the commit exists.
+            message = str(e)
+            if message.startswith("UNIQUE constraint failed") and "trigger_id" in message and trigger_id is not None:
                 raise DuplicateTrigger(tenant, instance_id, trigger_id) from e
-            raise ConcurrencyConflict(tenant, instance_id, expected_version, None) from e
+            if message.startswith("UNIQUE constraint failed") and "first_sequence" in message:
+                raise ConcurrencyConflict(tenant, instance_id, expected_version, None) from e
+            raise self._db.unavailable(tenant, e) from e
         except sqlite3.Error as e:
             raise self._db.unavailable(tenant, e) from e
         self._db.committed(tenant)
