@@ -373,13 +373,16 @@ def _compact(value: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- worker
 
-def worker(data_dir: Annotated[Path, typer.Option("--data-dir", envvar="WAYMARK_DATA_DIR")] = Path(".waymark"),
-           threads: Annotated[int, typer.Option(min=1, max=64)] = 2,
-           visibility_timeout: Annotated[float, typer.Option(min=1)] = 30.0) -> None:
-    """Run queue workers on a local data directory (beside `waymark serve --workers 0`, or to drain it)."""
+def worker(data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env WAYMARK_DATA_DIR; "
+                                                                         "default ./.waymark].")] = None,
+           threads: Annotated[int | None, typer.Option("--workers", min=1, max=64,
+                                                       help="Worker threads [env WAYMARK_WORKERS].")] = None) -> None:
+    """Run queue workers and the change feed on a local data directory (beside `waymark serve --workers 0`)."""
     from engine.service.worker_process import run
+    from engine.settings import Settings
 
-    run(data_dir, threads=threads, visibility_timeout=visibility_timeout)
+    flags: dict[str, Any] = {"data_dir": data_dir, "workers": threads}
+    run(Settings(**{name: value for name, value in flags.items() if value is not None}))
 
 
 def register(app: typer.Typer, instances_app: typer.Typer, bench_app: typer.Typer) -> None:

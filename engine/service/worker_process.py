@@ -1,26 +1,33 @@
-"""A worker process on the embedded store: `python -m engine.service.worker_process DATA_DIR`.
+"""A worker process on the embedded store: `python -m engine.service.worker_process DATA_DIR` (`waymark worker`).
 
-Runs queue workers until SIGINT/SIGTERM; on a signal the message at hand is finished and the rest of a
-received batch is released. Used by `waymark worker` and by the reliability suite (which SIGKILLs it).
+Runs queue workers, the change feed's dispatcher and its outbox sweeper until SIGINT/SIGTERM; on a signal the
+message at hand is finished and the rest of a received batch is released. Configured like `waymark serve`, from
+WAYMARK_* environment variables. The reliability suite SIGKILLs it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-from engine.runtime import sqlite_engine
 from engine.service.worker import Worker
+from engine.settings import Settings
 
 
-def run(data_dir: Path, *, threads: int = 1, visibility_timeout: float = 30.0, max_dequeue_count: int = 5,
-        busy_timeout: float = 10.0) -> None:
-    engine = sqlite_engine(data_dir, max_dequeue_count=max_dequeue_count, busy_timeout=busy_timeout)
+def run(settings: Settings, *, busy_timeout: float = 10.0) -> None:
+    from engine.cli.serve import open_feed
+    from engine.runtime import sqlite_engine
+    from engine.tenants import SqliteTenantRegistry, read_or_create_secret
+
+    data_dir = settings.data_dir
+    engine = sqlite_engine(data_dir, max_dequeue_count=settings.max_dequeue_count, busy_timeout=busy_timeout)
+    secret = settings.secret or read_or_create_secret(data_dir / "secret")[0]
+    tenants = SqliteTenantRegistry(data_dir / "tenants.db", secret=secret)
+    feed = open_feed(engine, tenants, settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -28,21 +35,22 @@ def run(data_dir: Path, *, threads: int = 1, visibility_timeout: float = 30.0, m
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    workers = [threading.Thread(target=Worker(engine.queue, engine.processor, visibility_timeout=visibility_timeout,
-                                              batch_size=4).run, args=(stop,), name=f"worker-{n}")
-               for n in range(threads)]
+    feed.start(sweep_interval=settings.feed_sweep_seconds)
+    workers = [threading.Thread(target=Worker(engine.queue, engine.processor,
+                                              visibility_timeout=settings.visibility_timeout, batch_size=4).run,
+                                args=(stop,), name=f"worker-{n}")
+               for n in range(max(1, settings.workers))]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    feed.close()
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("WAYMARK_LOG_LEVEL", "WARNING"))
-    run(Path(sys.argv[1]), threads=int(os.environ.get("WAYMARK_WORKERS", "1")),
-        visibility_timeout=float(os.environ.get("WAYMARK_VISIBILITY_TIMEOUT", "30")),
-        busy_timeout=float(os.environ.get("WAYMARK_BUSY_TIMEOUT", "10")),
-        max_dequeue_count=int(os.environ.get("WAYMARK_MAX_DEQUEUE_COUNT", "5")))
+    settings = Settings(data_dir=Path(sys.argv[1])) if len(sys.argv) > 1 else Settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    run(settings)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 from engine.domain import Trigger
+from engine.feed import ChangeFeed, SqliteSubscriptionStore, WebhookPublisher
 from engine.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.tenants import SqliteTenantRegistry, read_or_create_secret
+from tests.webhook_receiver import Receiver, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T = "acme"
@@ -24,14 +27,24 @@ KILLS = 20
 
 def _worker(data_dir: Path, *, capture: bool = False) -> subprocess.Popen[bytes]:
     env = {**os.environ, "WAYMARK_VISIBILITY_TIMEOUT": "1", "WAYMARK_MAX_DEQUEUE_COUNT": "1000",
-           "WAYMARK_WORKERS": "2"}
+           "WAYMARK_WORKERS": "2", "WAYMARK_FEED_GRACE_SECONDS": "1", "WAYMARK_FEED_SWEEP_SECONDS": "0.5",
+           "WAYMARK_LOG_LEVEL": "error"}
     return subprocess.Popen([sys.executable, "-m", "engine.service.worker_process", str(data_dir)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if capture else subprocess.DEVNULL)
 
 
-def test_twenty_kills_lose_nothing_and_apply_nothing_twice(tmp_path: Path) -> None:
+def test_twenty_kills_lose_nothing_apply_nothing_twice_and_publish_everything(tmp_path: Path) -> None:
     engine = sqlite_engine(tmp_path)
+    registry = SqliteTenantRegistry(tmp_path / "tenants.db", secret=read_or_create_secret(tmp_path / "secret")[0])
+    registry.create(T)
+    registry.close()
     engine.catalog.put(T, json.loads((ROOT / "samples" / "expense-claim.json").read_text()))
+    receiver = Receiver()
+    subscriptions = SqliteSubscriptionStore(tmp_path)
+    feed = ChangeFeed(engine.events, subscriptions, webhook=WebhookPublisher(allow_private_destinations=True))
+    feed.subscribe(T, "audit", endpoint=receiver.url("/audit"))
+    feed.close()
+    subscriptions.close()
     for instance_id in INSTANCES:
         engine.processor.create(CreateInstance(T, instance_id, "expense-claim", f"create-{instance_id}",
                                                context={"claimant": "ann"}))
@@ -68,6 +81,14 @@ def test_twenty_kills_lose_nothing_and_apply_nothing_twice(tmp_path: Path) -> No
     deadline = time.monotonic() + 60
     while engine.queue.depth() and time.monotonic() < deadline:
         time.sleep(0.1)
+    # Every stored event reaches the subscriber at least once: the final worker's sweeper republishes what the
+    # killed ones committed but did not mark dispatched.
+    try:
+        stored = {f"{e.instance_id}:{e.sequence}" for i in INSTANCES for e in engine.events.read(T, i)}
+        wait_until(lambda: stored <= receiver.ids("/audit"), timeout=60, what="every stored event published")
+        wait_until(lambda: not engine.events.undispatched(T, limit=10), timeout=30, what="every commit dispatched")
+    finally:
+        receiver.close()
     final.send_signal(signal.SIGINT)
     _, stderr = final.communicate(timeout=30)
     assert final.returncode == 0, stderr.decode()
