@@ -19,6 +19,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+# The browser the dashboard's tests drive (tests/ui): Debian's chromium, never a downloaded one. CI runs as root.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
 run: $(STAMP)
 	$(BIN)/waymark serve
 
@@ -27,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/mypy engine function_app.py
 
 # pytest exits 5 when it collected no test: that is a broken suite here, not a pass.
-test: lint $(NODE_STAMP)
+test: lint $(NODE_STAMP) $(CHROMIUM)
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treated as a failure"; exit 1; fi; \
 	exit $$rc

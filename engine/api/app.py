@@ -17,6 +17,7 @@ from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRe
 from engine.runtime import Engine
 from engine.settings import Settings
 from engine.tenants import TenantRegistry
+from engine.ui import add_routes as add_dashboard
 
 DESCRIPTION = """\
 An event-sourced workflow engine. Every tenant route needs `Authorization: Bearer <key>` (the tenant's key,
@@ -40,6 +41,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx)
     recovery.add_routes(app, ctx)
+    add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
     for router in routers:  # after the hot routes: an included router is matched last
         app.include_router(router)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.
