@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -22,57 +23,68 @@ def print_json(value: Any) -> None:
 
 
 def instance_panel(instance: Mapping[str, Any]) -> None:
+    e = _escaped
     table = Table(show_header=False, box=None)
     status = str(instance.get("status"))
-    table.add_row("id", str(instance["id"]))
-    table.add_row("workflow", f"{instance['workflowId']} v{instance['workflowVersion']}")
-    table.add_row("state", str(instance["state"]))
-    table.add_row("status", f"[{STATUS_STYLE.get(status, '')}]{status}[/]")
-    table.add_row("version", str(instance["version"]))
-    table.add_row("interests", ", ".join(instance.get("interests") or []) or "-")
-    table.add_row("context", json.dumps(instance.get("context") or {}, ensure_ascii=False))
+    table.add_row("id", e(instance["id"]))
+    table.add_row("workflow", f"{e(instance['workflowId'])} v{e(instance['workflowVersion'])}")
+    table.add_row("state", e(instance["state"]))
+    table.add_row("status", f"[{STATUS_STYLE.get(status, '')}]{e(status)}[/]")
+    table.add_row("version", e(instance["version"]))
+    table.add_row("interests", e(", ".join(instance.get("interests") or []) or "-"))
+    table.add_row("context", e(json.dumps(instance.get("context") or {}, ensure_ascii=False)))
     fault = instance.get("fault")
     if fault:
-        table.add_row("fault", f"[bold red]{fault['errorType']}[/] at {fault['where']} (event {fault['sequence']}, "
-                                f"trigger {fault.get('triggerId')}): {fault['message']}")
+        table.add_row("fault", f"[bold red]{e(fault['errorType'])}[/] at {e(fault['where'])} (event "
+                               f"{e(fault['sequence'])}, trigger {e(fault.get('triggerId'))}): {e(fault['message'])}")
     console.print(table)
 
 
 def instances_table(instances: Iterable[Mapping[str, Any]]) -> None:
+    e = _escaped
     table = Table("id", "workflow", "state", "status", "version", "updated", "fault")
     for item in instances:
         status = str(item.get("status"))
         fault = item.get("fault") or {}
-        table.add_row(str(item["id"]), f"{item['workflowId']} v{item['workflowVersion']}", str(item["state"]),
-                      f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(item["version"]),
-                      str(item.get("updatedAt", "")), f"{fault.get('errorType', '')} {fault.get('where', '')}".strip())
+        table.add_row(e(item["id"]), f"{e(item['workflowId'])} v{e(item['workflowVersion'])}", e(item["state"]),
+                      f"[{STATUS_STYLE.get(status, '')}]{e(status)}[/]", e(item["version"]),
+                      e(item.get("updatedAt", "")), e(f"{fault.get('errorType', '')} {fault.get('where', '')}".strip()))
     console.print(table)
 
 
+def _escaped(value: Any) -> str:
+    """A value from an instance or event, safe inside Rich markup."""
+    return escape(str(value))
+
+
 def describe(event: Mapping[str, Any]) -> str:
-    """One line that says what an event did."""
+    """One line (Rich markup) that says what an event did. Every value from the event is escaped: a reason or a
+    topic may hold `[`…`]`, which Rich would otherwise read as markup."""
     data = event.get("data") or {}
     kind = event["type"]
+
+    def v(key: str, source: Mapping[str, Any] = data) -> str:
+        return escape(str(source.get(key)))
+
     if kind == "Created":
-        return f"created in [bold]{data.get('state')}[/] ({data.get('workflowId')} v{data.get('workflowVersion')})"
+        return f"created in [bold]{v('state')}[/] ({v('workflowId')} v{v('workflowVersion')})"
     if kind == "TransitionApplied":
-        changes = _changes(data.get("contextChanges"))
-        return (f"[bold]{data.get('topic')}[/]: {data.get('from')} → [bold]{data.get('to')}[/] "
-                f"via {data.get('transition')}{changes}")
+        changes = escape(_changes(data.get("contextChanges")))
+        return f"[bold]{v('topic')}[/]: {v('from')} → [bold]{v('to')}[/] via {v('transition')}{changes}"
     if kind in ("TriggerIgnored", "TriggerRejected"):
         verb = "ignored" if kind == "TriggerIgnored" else "rejected"
-        return f"[bold]{data.get('topic')}[/] {verb}: {data.get('reason')}"
+        return f"[bold]{v('topic')}[/] {verb}: {v('reason')}"
     if kind == "Completed":
-        return f"completed in {data.get('state')}"
+        return f"completed in {v('state')}"
     if kind == "Faulted":
         trigger = data.get("trigger") or {}
-        topic = f" on [bold]{trigger.get('topic')}[/]" if trigger else ""
-        return f"faulted{topic}: {data.get('errorType')} at {data.get('where')}: {data.get('message')}"
+        topic = f" on [bold]{v('topic', trigger)}[/]" if trigger else ""
+        return f"faulted{topic}: {v('errorType')} at {v('where')}: {v('message')}"
     if kind == "Recovered":
-        return f"recovered ({data.get('mode')}) by {data.get('by')} to {data.get('state')}: {data.get('reason')}"
+        return f"recovered ({v('mode')}) by {v('by')} to {v('state')}: {v('reason')}"
     if kind == "Terminated":
-        return f"terminated by {data.get('by')}: {data.get('reason')}"
-    return json.dumps(data, ensure_ascii=False)
+        return f"terminated by {v('by')}: {v('reason')}"
+    return escape(json.dumps(data, ensure_ascii=False))
 
 
 def _changes(changes: Mapping[str, Any] | None) -> str:
@@ -87,8 +99,8 @@ def history_table(events: Iterable[Mapping[str, Any]]) -> None:
     table = Table("#", "at", "type", "trigger", "what happened")
     for event in events:
         kind = str(event["type"])
-        table.add_row(str(event["sequence"]), str(event["at"]), f"[{TYPE_STYLE.get(kind, '')}]{kind}[/]",
-                      str(event.get("triggerId") or "-"), describe(event))
+        table.add_row(str(event["sequence"]), _escaped(event["at"]), f"[{TYPE_STYLE.get(kind, '')}]{_escaped(kind)}[/]",
+                      _escaped(event.get("triggerId") or "-"), describe(event))
     console.print(table)
 
 

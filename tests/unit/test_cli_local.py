@@ -44,3 +44,18 @@ def test_diagram_prints_mermaid() -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith("stateDiagram-v2\n")
     assert "awaiting_payment --> paid : pay" in result.output
+
+
+def test_rich_markup_in_user_data_is_printed_as_text(capsys: object) -> None:
+    from engine.cli import render
+
+    event = {"sequence": 2, "type": "TriggerIgnored", "at": "t", "triggerId": "[/]",
+             "data": {"topic": "[bold]x", "reason": "closing [/] tag"}}
+    with render.console.capture() as captured:
+        render.history_table([event])
+        render.instance_panel({"id": "[/]", "workflowId": "w", "workflowVersion": 1, "state": "[red]s",
+                               "status": "Faulted", "version": 2, "context": {"k": "[/]"}, "interests": [],
+                               "fault": {"errorType": "E", "where": "[/]", "sequence": 2, "triggerId": "t",
+                                         "message": "[/bold]"}})
+    text = captured.get()
+    assert "closing [/] tag" in text and "[bold]x" in text and "[/bold]" in text
