@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.azure_fixtures"]
+pytest_plugins = ["tests.azure_fixtures", "tests.cosmos_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@ Every test of tests/contract/test_event_store.py and test_definition_store.py ru
 (as two worker processes would open), which `close()` closes.
 
 "sqlite-uncached" is the SQLite store without its in-process instance cache, so the paths a cache miss takes
-(another process appended, a new process) pass the whole contract too.
+(another process appended, a new process) pass the whole contract too. "cosmos" is the Cosmos store on the
+session's cosmosdb-server (tests/cosmos_fixtures.py), in databases new to each test.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from engine.stores.base import DefinitionStore, EventStore
 from engine.stores.memory import MemoryDefinitionStore, MemoryEventStore
 from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
 
-STORE_BACKENDS = ["memory", "sqlite", "sqlite-uncached"]
+STORE_BACKENDS = ["memory", "sqlite", "sqlite-uncached", "cosmos"]
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Backend:
     _memory_events: MemoryEventStore = field(default_factory=MemoryEventStore)
     _memory_definitions: MemoryDefinitionStore = field(default_factory=MemoryDefinitionStore)
     _opened: list[Any] = field(default_factory=list)
+    cosmos: Any = None  # "cosmos": a tests.cosmos_fixtures.CosmosSilo (databases of this test on cosmosdb-server)
 
     def event_store(self) -> EventStore:
         if self.name == "memory":
@@ -40,6 +42,8 @@ class Backend:
             store = SqliteEventStore(self.root, cache_size=0 if self.name == "sqlite-uncached" else 4096)
             self._opened.append(store)
             return store
+        if self.name == "cosmos":
+            return self.cosmos.event_store()
         raise AssertionError(f"unknown store backend {self.name!r}")
 
     def definition_store(self) -> DefinitionStore:
@@ -49,6 +53,8 @@ class Backend:
             store = SqliteDefinitionStore(self.root)
             self._opened.append(store)
             return store
+        if self.name == "cosmos":
+            return self.cosmos.definition_store()
         raise AssertionError(f"unknown store backend {self.name!r}")
 
     def close(self) -> None:
@@ -59,6 +65,8 @@ class Backend:
 @pytest.fixture(params=STORE_BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     opened = Backend(request.param, tmp_path)
+    if request.param == "cosmos":
+        opened.cosmos = request.getfixturevalue("cosmos_silo")
     yield opened
     opened.close()
 
