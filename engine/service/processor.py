@@ -7,7 +7,7 @@ call `CommandProcessor.handle`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +35,7 @@ from engine.domain import (
 from engine.domain.errors import InvalidCommand
 from engine.service.commands import Broadcast, Command, CreateInstance, SendTrigger
 from engine.service.definitions import DefinitionCatalog
-from engine.stores.base import EventStore
+from engine.stores.base import EventStore, PendingCommit, append_many
 
 log = logging.getLogger("waymark.processor")
 
@@ -126,6 +126,45 @@ class CommandProcessor:
             return decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
 
         return self._decide_and_append(tenant, instance_id, trigger.id, decide)
+
+    def trigger_many(self, tenant: str, items: Sequence[tuple[str, Trigger]]) -> list[Result | Exception]:
+        """Triggers of one tenant decided one after the other and stored in one group commit (the worker hands
+        over the triggers of a received batch). The same as `trigger` for each, in order: a trigger decided on a
+        state another writer changed meanwhile is decided again on its own, so is one whose instance had an
+        earlier trigger of the batch refused. Answers each trigger's result, or the error that stops it."""
+        results: list[Result | Exception | None] = [None] * len(items)
+        pending: list[PendingCommit] = []
+        owners: list[tuple[int, Outcome]] = []
+        latest: dict[str, Instance] = {}  # each instance as the batch's decisions leave it
+        for index, (instance_id, trigger) in enumerate(items):
+            try:
+                existing = self.events.find_trigger(tenant, instance_id, trigger.id)
+                if existing is not None:
+                    results[index] = Result(tenant, instance_id, trigger.id, outcome_of(existing), existing,
+                                            duplicate=True)
+                    continue
+                instance = latest.get(instance_id) or self.events.load(tenant, instance_id)
+                workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
+                decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
+            except Exception as e:
+                results[index] = e
+                continue
+            latest[instance_id] = decision.instance
+            pending.append(PendingCommit(instance_id, instance.version, decision.events, decision.instance))
+            owners.append((index, decision.outcome))
+        stored = append_many(self.events, tenant, pending) if pending else []
+        refused: set[str] = set()
+        for (index, outcome), commit in zip(owners, stored, strict=True):
+            instance_id, trigger = items[index]
+            if isinstance(commit, Commit) and instance_id not in refused:
+                results[index] = self._committed(tenant, instance_id, trigger.id, outcome, commit)
+                continue
+            refused.add(instance_id)  # later commits of it in the batch were decided on a state not stored
+            try:
+                results[index] = self.trigger(tenant, instance_id, trigger)
+            except Exception as e:
+                results[index] = e
+        return [result if result is not None else RuntimeError("not processed") for result in results]
 
     def broadcast(self, tenant: str, trigger: Trigger) -> list[Result]:
         """The trigger goes to every instance interested in one of its subjects. Each instance records the

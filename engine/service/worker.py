@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
-from engine.service.commands import MalformedCommand, from_message
-from engine.service.processor import CommandProcessor
+from engine.service.commands import MalformedCommand, SendTrigger, from_message
+from engine.service.processor import CommandProcessor, Result
 
 log = logging.getLogger("waymark.worker")
 
@@ -68,11 +69,66 @@ class Worker:
             return False
         return True
 
+    def process_batch(self, messages: Sequence[Message], stop: threading.Event | None = None) -> None:
+        """Handle a received batch. Consecutive triggers of one tenant are decided in order and stored in one
+        group commit (`CommandProcessor.trigger_many`); every other command goes through `process`. A set `stop`
+        releases what is not started yet."""
+        index = 0
+        while index < len(messages):
+            if stop is not None and stop.is_set():
+                self._release_all(messages[index:])
+                return
+            group = self._trigger_run(messages, index)
+            if len(group) < 2:
+                self.process(messages[index])
+                index += 1
+                continue
+            commands = [command for _, command in group]
+            try:
+                results = self.processor.trigger_many(commands[0].tenant,
+                                                      [(c.instance_id, c.trigger) for c in commands])
+            except Exception:  # the group as a whole could not start (storage away): each on its own
+                results = [None] * len(group)  # type: ignore[list-item]
+            for (message, _), result in zip(group, results, strict=True):
+                if isinstance(result, Result):
+                    self._complete(message)
+                else:
+                    self.process(message)  # retried alone: it fails (and is released) or succeeds on its own
+            index += len(group)
+
+    def _trigger_run(self, messages: Sequence[Message], start: int) -> list[tuple[Message, SendTrigger]]:
+        group: list[tuple[Message, SendTrigger]] = []
+        for message in messages[start:]:
+            try:
+                command = from_message(message.body)
+            except MalformedCommand:
+                break
+            if not isinstance(command, SendTrigger) or (group and command.tenant != group[0][1].tenant):
+                break
+            group.append((message, command))
+        return group
+
+    def _complete(self, message: Message) -> None:
+        try:
+            self.queue.complete(message)
+        except MessageLost:
+            log.warning("message was handed to another receiver before it was completed",
+                        extra={"messageId": message.id})
+        except Exception as e:
+            log.error("completing a processed message failed; it is redelivered and deduplicated: %s", e,
+                      extra={"messageId": message.id})
+
+    def _release_all(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            try:
+                self.queue.release(message)
+            except Exception:
+                log.warning("could not release a message on stop; it returns after its timeout")
+
     def run_once(self) -> int:
         """Receive and process one batch; the number of messages received."""
         messages = self.queue.receive(max_messages=self.batch_size, visibility_timeout=self.visibility_timeout)
-        for message in messages:
-            self.process(message)
+        self.process_batch(messages)
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:
@@ -89,12 +145,4 @@ class Worker:
             if not messages:
                 stop.wait(self.idle_wait)
                 continue
-            for index, message in enumerate(messages):
-                if stop.is_set():
-                    for rest in messages[index:]:
-                        try:
-                            self.queue.release(rest)
-                        except Exception:
-                            log.warning("could not release a message on stop; it returns after its timeout")
-                    break
-                self.process(message)
+            self.process_batch(messages, stop)

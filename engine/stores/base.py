@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.domain import Commit, Event, Instance
+from engine.domain import Commit, ConcurrencyConflict, DuplicateTrigger, Event, Instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,42 @@ class Page:
 
     items: list[Instance]
     continuation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommit:
+    """A commit to append: its events, decided from `expected_version`, and the instance after them."""
+
+    instance_id: str
+    expected_version: int
+    events: Sequence[Event]
+    state: Instance
+
+
+def append_many(store: EventStore, tenant: str, commits: Sequence[PendingCommit]) -> list[Commit | Exception]:
+    """Group commit where the store offers it (`append_many`), one append after the other where it does not.
+
+    Each commit is whole or absent on its own; one refused (ConcurrencyConflict, DuplicateTrigger) is answered in
+    its place and the others go on — except the later commits of the same instance, which were decided on it
+    and are refused too."""
+    batch = getattr(store, "append_many", None)
+    if batch is not None:
+        result: list[Commit | Exception] = batch(tenant, commits)
+        return result
+    results: list[Commit | Exception] = []
+    refused: set[str] = set()
+    for pending in commits:
+        if pending.instance_id in refused:  # decided on a refused commit of the batch: its basis never existed
+            results.append(ConcurrencyConflict(tenant, pending.instance_id, pending.expected_version, None,
+                                               detail="follows a refused commit of its batch"))
+            continue
+        try:
+            results.append(store.append(tenant, pending.instance_id, pending.expected_version, pending.events,
+                                        state=pending.state))
+        except (ConcurrencyConflict, DuplicateTrigger) as e:
+            results.append(e)
+            refused.add(pending.instance_id)
+    return results
 
 
 class EventStore(Protocol):

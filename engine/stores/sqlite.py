@@ -38,7 +38,7 @@ from engine.domain import (
     timestamp,
 )
 from engine.stores._sqlite import TenantDatabases, rollback
-from engine.stores.base import Page
+from engine.stores.base import Page, PendingCommit
 from engine.stores.memory import (
     check_commit,
     check_limit,
@@ -169,40 +169,75 @@ class SqliteEventStore:
 
     def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
                state: Instance) -> Commit:
-        events = tuple(events)
-        check_commit(instance_id, expected_version, events, state)
-        first, last = events[0], events[-1]
-        trigger_id = first.trigger_id
-        state_json = _encode(state.to_dict())
-        events_json = _encode([event.to_dict() for event in events])
+        result = self.append_many(tenant, [PendingCommit(instance_id, expected_version, tuple(events), state)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def append_many(self, tenant: str, commits: Sequence[PendingCommit]) -> list[Commit | Exception]:
+        """Several commits in one SQLite transaction (group commit): each is still whole or absent on its own, one
+        refused commit does not hold back the others, and the file is written once. A storage failure part way
+        through undoes the whole batch (StoreUnavailable).
+        Answers, in order, each commit stored or the error that refused it."""
+        prepared = []
+        for pending in commits:
+            events = tuple(pending.events)
+            check_commit(pending.instance_id, pending.expected_version, events, pending.state)
+            prepared.append((pending, events, _encode(pending.state.to_dict()),
+                             _encode([event.to_dict() for event in events])))
+        results: list[Commit | Exception] = []
         db = self._db.connection(tenant)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                inserted = db.execute(_INSERT_COMMIT, (instance_id, first.sequence, last.sequence, trigger_id,
-                                                       first.at, events_json, state_json, expected_version))
-                if inserted.rowcount != 1:
-                    raise self._refusal(db, tenant, instance_id, expected_version, trigger_id)
-                position = inserted.lastrowid
-                self._write_instance(db, tenant, expected_version, state, state_json)
+                refused: set[str] = set()
+                for pending, events, state_json, events_json in prepared:
+                    if pending.instance_id in refused:
+                        # Decided on a commit of this batch that was refused: its basis never existed.
+                        results.append(ConcurrencyConflict(tenant, pending.instance_id, pending.expected_version,
+                                                           None, detail="follows a refused commit of its batch"))
+                        continue
+                    first, last = events[0], events[-1]
+                    try:
+                        # A refused INSERT writes nothing: a statement that fails is undone on its own (SQLite's
+                        # ABORT), and one that selects nothing (another version) inserts nothing.
+                        inserted = db.execute(_INSERT_COMMIT, (pending.instance_id, first.sequence, last.sequence,
+                                                               first.trigger_id, first.at, events_json, state_json,
+                                                               pending.expected_version))
+                        if inserted.rowcount != 1:
+                            raise self._refusal(db, tenant, pending.instance_id, pending.expected_version,
+                                                first.trigger_id)
+                    except (sqlite3.IntegrityError, DuplicateTrigger, ConcurrencyConflict) as e:
+                        refused.add(pending.instance_id)
+                        results.append(self._translated(e, tenant, pending))
+                        continue
+                    # Past the INSERT, a failure undoes the whole batch (the transaction is rolled back below).
+                    self._write_instance(db, tenant, pending.expected_version, pending.state, state_json)
+                    position: int = inserted.lastrowid  # type: ignore[assignment]
+                    results.append(Commit(pending.instance_id, events, pending.state, position=position))
                 db.execute("COMMIT")
             except BaseException:
                 rollback(db)
                 raise
-        except sqlite3.IntegrityError as e:
-            # Only the two unique indexes mean something about the stream; any other constraint failure is the
-            # storage failing (the command stays queued), never a reason to think the commit exists.
-            message = str(e)
-            if message.startswith("UNIQUE constraint failed") and "trigger_id" in message and trigger_id is not None:
-                raise DuplicateTrigger(tenant, instance_id, trigger_id) from e
-            if message.startswith("UNIQUE constraint failed") and "first_sequence" in message:
-                raise ConcurrencyConflict(tenant, instance_id, expected_version, None) from e
-            raise self._db.unavailable(tenant, e) from e
         except sqlite3.Error as e:
-            raise self._db.unavailable(tenant, e) from e
+            raise self._translated(e, tenant, commits[0]) from e
         self._db.committed(tenant)
-        self._remember(tenant, state)
-        return Commit(instance_id, events, state, position=position)
+        for result in results:
+            if isinstance(result, Commit):
+                self._remember(tenant, result.state)
+        return results
+
+    def _translated(self, error: Exception, tenant: str, pending: PendingCommit) -> Exception:
+        """Only the two unique indexes mean something about the stream; any other constraint failure is the
+        storage failing (the command stays queued), never a reason to think the commit exists."""
+        if isinstance(error, DuplicateTrigger | ConcurrencyConflict):
+            return error
+        message, trigger_id = str(error), pending.events[0].trigger_id
+        if message.startswith("UNIQUE constraint failed") and "trigger_id" in message and trigger_id is not None:
+            return DuplicateTrigger(tenant, pending.instance_id, trigger_id)
+        if message.startswith("UNIQUE constraint failed") and "first_sequence" in message:
+            return ConcurrencyConflict(tenant, pending.instance_id, pending.expected_version, None)
+        return self._db.unavailable(tenant, error)
 
     @staticmethod
     def _refusal(db: sqlite3.Connection, tenant: str, instance_id: str, expected_version: int,

@@ -684,3 +684,47 @@ def test_sqlite_a_locked_database_is_unavailable_and_nothing_is_written(tmp_path
         assert snapshot(store, A, "i-1") == before
         store.append(A, "i-1", instance.version, decision.events, state=decision.instance)
         assert store.load(A, "i-1").version == 2
+
+
+def test_group_commit_stores_each_commit_whole_and_refuses_only_the_bad_ones(event_store: EventStore) -> None:
+    from engine.stores.base import PendingCommit, append_many
+
+    create(event_store, "acme", "a")
+    create(event_store, "acme", "b")
+    send(event_store, "acme", "b", "tick", "already")
+    a, b = event_store.load("acme", "a"), event_store.load("acme", "b")
+    a1 = triggered(a, "tick", "a-1")
+    a2 = triggered(a1.instance, "tick", "a-2")  # decided on a1: valid only if a1 is stored first
+    stale = triggered(a, "tick", "stale")  # decided on a's old version
+    again = triggered(b, "tick", "already")  # a trigger b has recorded
+    fresh = created("c")
+    results = append_many(event_store, "acme", [
+        PendingCommit("a", a.version, a1.events, a1.instance),
+        PendingCommit("a", a1.instance.version, a2.events, a2.instance),
+        PendingCommit("a", a.version, stale.events, stale.instance),
+        PendingCommit("b", b.version, again.events, again.instance),
+        PendingCommit("c", 0, fresh.events, fresh.instance),
+    ])
+    assert [type(r).__name__ for r in results] == ["Commit", "Commit", "ConcurrencyConflict", "DuplicateTrigger",
+                                                   "Commit"]
+    assert [e.trigger_id for e in event_store.read("acme", "a")] == ["create-a", "a-1", "a-2"]
+    assert event_store.load("acme", "a") == a2.instance
+    assert event_store.load("acme", "c") == fresh.instance
+    assert len(event_store.read("acme", "b")) == 2
+    positions = [r.position for r in results if not isinstance(r, Exception)]
+    assert [c.position for c in event_store.read_feed("acme", after=positions[0] - 1)][-3:] == positions
+
+
+def test_group_commit_refuses_what_follows_a_refused_commit_of_the_same_instance(event_store: EventStore) -> None:
+    from engine.stores.base import PendingCommit, append_many
+
+    create(event_store, "acme", "a")
+    a = event_store.load("acme", "a")
+    mine = triggered(a, "tick", "mine")
+    follows = triggered(mine.instance, "tick", "follows")
+    send(event_store, "acme", "a", "tick", "theirs")  # another writer takes version 2 first
+    results = append_many(event_store, "acme", [PendingCommit("a", a.version, mine.events, mine.instance),
+                                                PendingCommit("a", mine.instance.version, follows.events,
+                                                              follows.instance)])
+    assert [type(r).__name__ for r in results] == ["ConcurrencyConflict", "ConcurrencyConflict"]
+    assert [e.trigger_id for e in event_store.read("acme", "a")] == ["create-a", "theirs"]
