@@ -6,18 +6,21 @@ Every setting is documented in docs/service.md; keep the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+StoreKind = Literal["sqlite", "cosmos"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", validate_default=True)
+    # validate_by_name: `Settings(cosmos_verify=False)` works although that field reads two environment variables.
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", validate_default=True,
+                                      validate_by_name=True, validate_by_alias=True)
 
     data_dir: Path = Field(
         default=Path(".waymark"), description="Where the SQLite files, the secret and the admin key live.")
@@ -70,3 +73,30 @@ class Settings(BaseSettings):
     feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
     feed_pause_after: int = Field(
         default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")
+    store: StoreKind = Field(
+        default="sqlite",
+        description="Where a tenant's events and definitions live when its configuration names no store: `sqlite` "
+                    "(a file per tenant under the data directory) or `cosmos` (a database per tenant in the account "
+                    "at `cosmos_endpoint`, created on onboarding). The tenant registry and the command queue stay "
+                    "in the data directory either way.")
+    cosmos_endpoint: str | None = Field(
+        default=None,
+        description="The Cosmos DB account endpoint (`https://…:443/`) of `store: cosmos` and of tenants whose "
+                    "configuration names none. Required with `store: cosmos`.")
+    cosmos_key: str | None = Field(
+        default=None, repr=False,
+        description="The account key of the Cosmos endpoints this host reaches with key auth. When unset, Cosmos is "
+                    "reached with `DefaultAzureCredential` (the tenants' auth is `identity`).")
+    cosmos_verify: bool = Field(
+        default=True, validation_alias=AliasChoices("WAYMARK_COSMOS_VERIFY", "WAYMARK_COSMOS_VERIFY_TLS"),
+        description="Verify the Cosmos endpoint's TLS certificate (also read from WAYMARK_COSMOS_VERIFY_TLS, the "
+                    "Azure host's name). `false` only for a local cosmosdb-server (self-signed certificate).")
+    tenant_database_prefix: str = Field(
+        default="waymark-", max_length=64,
+        description="A Cosmos tenant's database is `{prefix}{tenant}` unless its configuration names one.")
+
+    @model_validator(mode="after")
+    def _cosmos_needs_an_endpoint(self) -> Self:
+        if self.store == "cosmos" and not self.cosmos_endpoint:
+            raise ValueError("store `cosmos` needs a Cosmos endpoint (WAYMARK_COSMOS_ENDPOINT, --cosmos-endpoint)")
+        return self

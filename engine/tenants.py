@@ -8,6 +8,11 @@ its hash in one indexed lookup. Without the server secret, a copy of `tenants.db
     WaymarkError
     ├── TenantAlreadyExists      create with an id that is taken
     └── InvalidTenantId          an id that is not `^[a-z0-9][a-z0-9-]{1,62}$`
+
+A tenant's configuration (`TenantRecord.config`) says where its data is (see engine/stores/routing.py). A host
+whose default store is not the embedded one gives its registry `defaults`: the configuration a new tenant gets
+when `create` is given none naming a `store` (so `POST /tenants` on `waymark serve --store cosmos` records the
+tenant's Cosmos database, and the record stays true if the host's default changes later).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +137,11 @@ class TenantRegistry(Protocol):
         """Replace the tenant's key (with `key`, or a new random one) and return it; the old key stops working."""
         ...
 
+    def update_config(self, tenant_id: str, config: Mapping[str, Any]) -> TenantRecord:
+        """Replace the tenant's configuration (e.g. with the outputs of infra/tenant.bicep); returns the record.
+        Raises TenantNotFound."""
+        ...
+
     def list(self) -> list[TenantRecord]:
         ...
 
@@ -140,9 +150,21 @@ class TenantRegistry(Protocol):
         ...
 
 
+Defaults = Callable[[str], Mapping[str, Any]]
+
+
+def _configured(tenant_id: str, config: Mapping[str, Any] | None, defaults: Defaults | None) -> dict[str, Any]:
+    """A new tenant's configuration: as given, under the host's defaults when it names no store."""
+    given = copy.deepcopy(dict(config or {}))
+    if defaults is None or given.get("store"):
+        return given
+    return {**copy.deepcopy(dict(defaults(tenant_id))), **given}
+
+
 class MemoryTenantRegistry:
-    def __init__(self, *, secret: str | bytes) -> None:
+    def __init__(self, *, secret: str | bytes, defaults: Defaults | None = None) -> None:
         self.hasher = KeyHasher(secret)
+        self.defaults = defaults
         self._lock = threading.Lock()
         self._tenants: dict[str, TenantRecord] = {}
 
@@ -151,7 +173,7 @@ class MemoryTenantRegistry:
         check_tenant_id(tenant_id)
         key = key or new_key()
         record = TenantRecord(tenant_id, self.hasher.hash(key), timestamp(datetime.now(UTC)),
-                              copy.deepcopy(dict(config or {})))
+                              _configured(tenant_id, config, self.defaults))
         with self._lock:
             if tenant_id in self._tenants:
                 raise TenantAlreadyExists(tenant_id)
@@ -183,6 +205,15 @@ class MemoryTenantRegistry:
                                                     record.config)
         return key
 
+    def update_config(self, tenant_id: str, config: Mapping[str, Any]) -> TenantRecord:
+        with self._lock:
+            record = self._tenants.get(tenant_id)
+            if record is None:
+                raise TenantNotFound(tenant_id)
+            updated = TenantRecord(record.id, record.key_hash, record.created_at, copy.deepcopy(dict(config)))
+            self._tenants[tenant_id] = updated
+        return updated
+
     def list(self) -> list[TenantRecord]:
         with self._lock:
             return sorted(self._tenants.values(), key=lambda record: record.id)
@@ -203,9 +234,11 @@ _SCHEMA = (
 class SqliteTenantRegistry:
     """The registry in one SQLite file (`{data_dir}/tenants.db`, WAL). Safe to share between threads."""
 
-    def __init__(self, path: Path, *, secret: str | bytes, busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path, *, secret: str | bytes, busy_timeout: float = 10.0,
+                 defaults: Defaults | None = None) -> None:
         self.path = Path(path)
         self.hasher = KeyHasher(secret)
+        self.defaults = defaults
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -227,7 +260,7 @@ class SqliteTenantRegistry:
         check_tenant_id(tenant_id)
         key = key or new_key()
         record = TenantRecord(tenant_id, self.hasher.hash(key), timestamp(datetime.now(UTC)),
-                              copy.deepcopy(dict(config or {})))
+                              _configured(tenant_id, config, self.defaults))
         with self._translated():
             try:
                 self._db().execute("INSERT INTO tenants (id, key_hash, created_at, config) VALUES (?, ?, ?, ?)",
@@ -263,6 +296,23 @@ class SqliteTenantRegistry:
         if updated != 1:
             raise TenantNotFound(tenant_id)
         return key
+
+    def update_config(self, tenant_id: str, config: Mapping[str, Any]) -> TenantRecord:
+        with self._translated():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                updated = db.execute("UPDATE tenants SET config = ? WHERE id = ?",
+                                     (json.dumps(dict(config)), tenant_id)).rowcount
+                row = db.execute("SELECT id, key_hash, created_at, config FROM tenants WHERE id = ?",
+                                 (tenant_id,)).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+        if updated != 1 or row is None:
+            raise TenantNotFound(tenant_id)
+        return _record(row)
 
     def list(self) -> list[TenantRecord]:
         with self._translated():

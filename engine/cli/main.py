@@ -67,6 +67,21 @@ def bench_engine(as_json: AsJson = False,
     run_engine_bench(as_json=as_json, instances=instances, triggers=triggers)
 
 
+@bench_app.command("cosmos")
+def bench_cosmos(as_json: AsJson = False,
+                 instances: Annotated[int, typer.Option(min=1, help="Instances.")] = 20,
+                 rounds: Annotated[int, typer.Option(min=1, help="Timed triggers per instance.")] = 15) -> None:
+    """Requests per trigger (cold, warm) counted at the HTTP layer and triggers/s on a local cosmosdb-server,
+    beside SQLite."""
+    from engine.cli.bench_cosmos import CosmosServerMissing, run_cosmos_bench
+
+    try:
+        run_cosmos_bench(as_json, instances=instances, rounds=rounds)
+    except CosmosServerMissing as e:
+        render.console.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from e
+
+
 # Commands that talk to a running server (and `serve` itself) live in their own modules.
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.

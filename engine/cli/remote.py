@@ -6,13 +6,23 @@ Every command takes `--url` (WAYMARK_URL, default http://127.0.0.1:8080), `--key
 
 `instances show`/`history` read a local data directory instead when `--data-dir` is given, and
 `workflows diagram` draws a local file when its argument is a file that exists.
+
+`tenants onboard` and `tenants record-outputs` work on the tenant registry of a local data directory (the one
+`waymark serve` reads; with the same WAYMARK_SECRET if it is set), not through a server: they create a tenant's
+storage on Cosmos DB or SQLite, or record what infra/tenant.bicep provisioned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +30,9 @@ import typer
 from rich.table import Table
 
 from engine.cli import render
+
+if TYPE_CHECKING:
+    from engine.tenants import SqliteTenantRegistry, TenantRecord
 
 __all__ = ["Remote", "register"]
 
@@ -154,6 +167,269 @@ def tenants_rotate_key(tenant_id: str, url: Url = DEFAULT_URL, key: Key = None, 
         render.print_json(rotated)
     else:
         typer.echo(rotated["key"])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+TENANT_TEMPLATE = "infra/tenant.bicep"
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="WAYMARK_DATA_DIR",
+                                       help="The data directory whose tenant registry records the tenant.")]
+
+
+def _local_registry(data_dir: Path) -> SqliteTenantRegistry:
+    """The tenant registry of a data directory, keys hashed with its secret (WAYMARK_SECRET, else its file)."""
+    from pydantic import ValidationError
+
+    from engine.cli.serve import open_tenants
+    from engine.domain import StoreUnavailable
+    from engine.settings import Settings
+
+    try:
+        settings = Settings(data_dir=data_dir, store="sqlite")  # only the data directory and the secret matter
+    except ValidationError as e:
+        _fail(f"settings: {e}", 2)
+    try:
+        return open_tenants(settings)
+    except (StoreUnavailable, OSError) as e:
+        _fail(f"cannot open the tenant registry in {data_dir}: {e}", 2)
+
+
+def _show_onboarded(record: TenantRecord, key: str | None, as_json: bool, what: str) -> None:
+    if as_json:
+        render.print_json({"id": record.id, "key": key, "config": dict(record.config)})
+        return
+    render.console.print(f"[green]✓[/] tenant [bold]{record.id}[/] {what}", highlight=False, soft_wrap=True)
+    if key is not None:
+        render.console.print("its key (shown once):", highlight=False)
+        typer.echo(key)
+
+
+def _onboarding_errors() -> tuple[type[BaseException], ...]:
+    from engine.domain import StoreUnavailable
+    from engine.tenants import InvalidTenantId, TenantAlreadyExists
+
+    return TenantAlreadyExists, InvalidTenantId, StoreUnavailable, ValueError
+
+
+def _onboarding_failed(error: BaseException) -> NoReturn:
+    from engine.domain import StoreUnavailable
+    from engine.tenants import InvalidTenantId
+
+    _fail(str(error), 2 if isinstance(error, StoreUnavailable | InvalidTenantId) else 1)
+
+
+def tenants_onboard(
+    tenant_id: str,
+    store: Annotated[str | None, typer.Option(envvar="WAYMARK_STORE", help="Where the tenant's data lives: cosmos "
+                                                                           "or sqlite [default: cosmos with a "
+                                                                           "Cosmos endpoint, else sqlite].")]
+    = None,
+    cosmos_endpoint: Annotated[str | None, typer.Option("--cosmos-endpoint", envvar="WAYMARK_COSMOS_ENDPOINT",
+                                                        help="Cosmos DB account endpoint.")] = None,
+    cosmos_key: Annotated[str | None, typer.Option("--cosmos-key", envvar="WAYMARK_COSMOS_KEY",
+                                                   help="Account key (key auth; its hosts are given the key, the "
+                                                        "registry never stores it).")] = None,
+    identity: Annotated[bool, typer.Option("--identity", help="Reach Cosmos with DefaultAzureCredential (auth "
+                                                              "`identity`), not a key.")] = False,
+    database: Annotated[str | None, typer.Option(help="The tenant's database (default: waymark-{tenant}).")]
+    = None,
+    event_grid_topic: Annotated[str | None, typer.Option("--event-grid-topic", help="The tenant's Event Grid "
+                                                                                    "topic endpoint (recorded).")]
+    = None,
+    create: Annotated[bool, typer.Option("--create/--no-create", help="Create the database and containers if "
+                                                                      "missing (data plane; a key, or an identity "
+                                                                      "allowed to).")] = True,
+    verify: Annotated[bool, typer.Option("--cosmos-verify/--cosmos-no-verify", envvar="WAYMARK_COSMOS_VERIFY",
+                                         help="Verify the endpoint's TLS certificate (no: a local "
+                                              "cosmosdb-server only).")] = True,
+    azure: Annotated[bool, typer.Option("--azure", help="Provision with infra/tenant.bicep instead (Entra ID "
+                                                        "data-plane roles cannot create databases): print the "
+                                                        "deployment command, or run it with --run.")] = False,
+    resource_group: Annotated[str | None, typer.Option("--resource-group", help="--azure: the resource group "
+                                                                                "of the platform.")] = None,
+    cosmos_account: Annotated[str | None, typer.Option("--cosmos-account", help="--azure: the platform's Cosmos "
+                                                                                "DB account name.")] = None,
+    create_event_grid_topic: Annotated[bool, typer.Option("--create-event-grid-topic", help="--azure: give the "
+                                                                                            "tenant an Event Grid "
+                                                                                            "topic.")] = False,
+    app_principal_id: Annotated[str | None, typer.Option("--app-principal-id", help="--azure: the Function "
+                                                                                    "app's identity, given "
+                                                                                    "EventGrid Data Sender on the "
+                                                                                    "topic.")] = None,
+    run: Annotated[bool, typer.Option("--run", help="--azure: run the deployment with `az` and record its "
+                                                    "outputs.")] = False,
+    data_dir: DataDir = Path(".waymark"),
+    as_json: AsJson = False,
+) -> None:
+    """Onboard a tenant into a data directory's registry: create its storage, record where it is, print its key
+    once. `--store cosmos`: its own database in the account (`--azure`: provisioned by infra/tenant.bicep)."""
+    from engine.tenants import check_tenant_id
+
+    errors = _onboarding_errors()
+    try:
+        check_tenant_id(tenant_id)
+    except errors as e:
+        _onboarding_failed(e)
+    if azure:
+        _onboard_azure(tenant_id, resource_group=resource_group, cosmos_account=cosmos_account, database=database,
+                       create_event_grid_topic=create_event_grid_topic, app_principal_id=app_principal_id,
+                       run=run, data_dir=data_dir, as_json=as_json)
+        return
+    if run:
+        _fail("--run goes with --azure", 2)
+    store = store or ("cosmos" if cosmos_endpoint else "sqlite")
+    if store == "sqlite":
+        registry = _local_registry(data_dir)
+        try:
+            record, key = _onboard_sqlite(registry, tenant_id, data_dir, event_grid_topic)
+        except errors as e:
+            _onboarding_failed(e)
+        finally:
+            registry.close()
+        _show_onboarded(record, key, as_json, f"onboarded: SQLite, in {data_dir / 'tenants'}")
+        return
+    if store != "cosmos":
+        _fail(f"--store is cosmos or sqlite, not {store!r}", 2)
+    if not cosmos_endpoint:
+        _fail("--store cosmos needs --cosmos-endpoint (or WAYMARK_COSMOS_ENDPOINT)", 2)
+    if not identity and not cosmos_key:
+        _fail("give --cosmos-key (or WAYMARK_COSMOS_KEY) or --identity (DefaultAzureCredential)", 2)
+    from engine.tenants_cosmos import onboard_cosmos_tenant
+
+    credential = None
+    if identity:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    registry = _local_registry(data_dir)
+    try:
+        with _unverified_tls(not verify):
+            record, key = onboard_cosmos_tenant(registry, tenant_id, endpoint=cosmos_endpoint,
+                                                key=None if identity else cosmos_key, credential=credential,
+                                                database=database, create=create, verify=verify,
+                                                event_grid_topic_endpoint=event_grid_topic)
+    except errors as e:
+        _onboarding_failed(e)
+    finally:
+        registry.close()
+    done = "created or found" if create else "not checked (--no-create)"
+    _show_onboarded(record, key, as_json, f"onboarded: Cosmos DB database [bold]{record.config['database']}[/] "
+                                          f"at {cosmos_endpoint} ({done}), auth {record.config['auth']}")
+
+
+def _onboard_sqlite(registry: SqliteTenantRegistry, tenant_id: str, data_dir: Path,
+                    event_grid_topic: str | None) -> tuple[TenantRecord, str]:
+    from engine.domain import TenantNotFound
+    from engine.stores.sqlite import SqliteEventStore
+    from engine.tenants import TenantAlreadyExists
+
+    try:
+        registry.get(tenant_id)
+    except TenantNotFound:
+        pass
+    else:
+        raise TenantAlreadyExists(tenant_id)
+    store = SqliteEventStore(data_dir)
+    try:
+        store.ping(tenant_id)  # creates the tenant's file
+    finally:
+        store.close()
+    config: dict[str, Any] = {"store": "sqlite"}
+    if event_grid_topic:
+        config["eventGridTopicEndpoint"] = event_grid_topic
+    return registry.create(tenant_id, config=config)
+
+
+@contextlib.contextmanager
+def _unverified_tls(active: bool) -> Iterator[None]:
+    """Silence urllib3's warning per request while TLS is deliberately not verified (a local cosmosdb-server)."""
+    with warnings.catch_warnings():
+        if active:
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+        yield
+
+
+def _onboard_azure(tenant_id: str, *, resource_group: str | None, cosmos_account: str | None,
+                   database: str | None, create_event_grid_topic: bool, app_principal_id: str | None, run: bool,
+                   data_dir: Path, as_json: bool) -> None:
+    from engine.tenants_cosmos import tenant_bicep_command
+
+    if not resource_group or not cosmos_account:
+        _fail("--azure needs --resource-group and --cosmos-account", 2)
+    template = TENANT_TEMPLATE if Path(TENANT_TEMPLATE).is_file() else str(ROOT / TENANT_TEMPLATE)
+    command = tenant_bicep_command(tenant_id, resource_group, cosmos_account=cosmos_account, database=database,
+                                   create_event_grid_topic=create_event_grid_topic,
+                                   app_principal_id=app_principal_id, template=template)
+    if not run:
+        if as_json:
+            render.print_json({"id": tenant_id, "command": command})
+            return
+        render.console.print(f"Provision tenant [bold]{tenant_id}[/] with infra/tenant.bicep (it prints the "
+                             "deployment's outputs):", highlight=False, soft_wrap=True)
+        typer.echo(command)
+        render.console.print(f"then record them: waymark tenants record-outputs {tenant_id} --outputs "
+                             f"OUTPUTS.json --data-dir {data_dir}   (or run this with --run)",
+                             highlight=False, soft_wrap=True, markup=False)
+        return
+    import shlex
+
+    az = shutil.which("az")
+    if az is None:
+        _fail("`az` (the Azure CLI) is not installed here: run the command yourself:\n" + command, 2)
+    words = shlex.split(command)
+    if not as_json:
+        render.console.print(f"running: {command}", highlight=False, soft_wrap=True, markup=False)
+    try:
+        done = subprocess.run([az, *words[1:]], capture_output=True, text=True, timeout=1800, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _fail(f"the deployment did not run: {e}", 2)
+    if done.returncode != 0:
+        _fail(f"the deployment failed (az exit {done.returncode}):\n{done.stderr.strip() or done.stdout.strip()}",
+              1)
+    _record_outputs(tenant_id, done.stdout, auth="identity", data_dir=data_dir, as_json=as_json)
+
+
+def _record_outputs(tenant_id: str, outputs: str, *, auth: str, data_dir: Path, as_json: bool) -> None:
+    from engine.tenants_cosmos import record_bicep_outputs
+
+    registry = _local_registry(data_dir)
+    try:
+        record, key = record_bicep_outputs(registry, tenant_id, outputs, auth=auth)
+    except json.JSONDecodeError as e:
+        _fail(f"the outputs are not JSON: {e}", 1)
+    except _onboarding_errors() as e:
+        _onboarding_failed(e)
+    finally:
+        registry.close()
+    what = "onboarded" if key is not None else "configuration replaced (its key is unchanged)"
+    _show_onboarded(record, key, as_json, f"{what}: Cosmos DB database [bold]{record.config.get('database')}[/] "
+                                          f"at {record.config.get('cosmosEndpoint')}, auth {record.config.get('auth')}")
+
+
+def tenants_record_outputs(
+    tenant_id: str,
+    outputs: Annotated[str, typer.Option("--outputs", help="The outputs of infra/tenant.bicep: a file, `-` for "
+                                                           "stdin, or the JSON itself.")],
+    auth: Annotated[str, typer.Option(help="How hosts reach the tenant's database: identity "
+                                           "(DefaultAzureCredential) or key.")] = "identity",
+    data_dir: DataDir = Path(".waymark"),
+    as_json: AsJson = False,
+) -> None:
+    """Record what infra/tenant.bicep provisioned as the tenant's configuration: a new tenant gets its key (printed
+    once), an existing one its configuration replaced."""
+    if auth not in ("identity", "key"):
+        _fail(f"--auth is identity or key, not {auth!r}", 2)
+    if outputs == "-":
+        text = sys.stdin.read()
+    elif outputs.lstrip().startswith("{"):
+        text = outputs
+    else:
+        try:
+            text = Path(outputs).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"cannot read {outputs}: {e}", 2)
+    _record_outputs(tenant_id, text, auth=auth, data_dir=data_dir, as_json=as_json)
 
 
 # ---------------------------------------------------------------------------------------------- workflows
@@ -388,8 +664,11 @@ def broadcast(topic: str, subject: Annotated[list[str], typer.Option(help="Subje
 
 def register(app: typer.Typer, workflows_app: typer.Typer, instances_app: typer.Typer) -> None:
     """Add the remote commands to the `waymark` app and its `workflows` and `instances` groups."""
-    tenants_app = typer.Typer(no_args_is_help=True, help="Onboard tenants and rotate their keys (server).")
+    tenants_app = typer.Typer(no_args_is_help=True, help="Onboard tenants (on a server, or into a data "
+                                                         "directory with their storage) and rotate their keys.")
     tenants_app.command("create")(tenants_create)
+    tenants_app.command("onboard")(tenants_onboard)
+    tenants_app.command("record-outputs")(tenants_record_outputs)
     tenants_app.command("show")(tenants_show)
     tenants_app.command("rotate-key")(tenants_rotate_key)
     app.add_typer(tenants_app, name="tenants")

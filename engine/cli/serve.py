@@ -1,8 +1,15 @@
 """`waymark serve`: the API under uvicorn and the queue workers in one process, on a local data directory.
 
 The pieces are reusable by tests and benchmarks: `open_service` builds the engine, the tenant registry and
-the app from settings (first start included), `WorkerPool` runs the queue workers, `bind` and
-`uvicorn_config` make the listening socket and the server configuration every host here uses.
+the app from settings (first start included), `open_engine` the engine alone (what a separate worker process
+needs), `WorkerPool` runs the queue workers, `bind` and `uvicorn_config` make the listening socket and the
+server configuration every host here uses.
+
+Storage: each tenant's events and definitions are where its configuration says (engine/stores/routing.py), a
+SQLite file under the data directory or a database of its own on Cosmos DB; a tenant that names no store uses
+`--store` (WAYMARK_STORE, default sqlite). The tenant registry, the command queue and the feed's subscriptions
+stay in the data directory. With `--store cosmos`, a new tenant's record names its Cosmos database
+(`{WAYMARK_TENANT_DATABASE_PREFIX}{tenant}` in the account at `--cosmos-endpoint`), created when it is onboarded.
 
 Shutdown (SIGINT, SIGTERM): uvicorn stops accepting and lets in-flight requests finish (up to
 `shutdown_timeout`), then the workers are stopped: each finishes the command at hand and hands back the rest of
@@ -25,8 +32,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from engine.cli import render
+from engine.domain.errors import WaymarkError
 
 if TYPE_CHECKING:  # imported when used, so that `waymark --help` and the remote commands start fast
     import uvicorn
@@ -35,7 +44,7 @@ if TYPE_CHECKING:  # imported when used, so that `waymark --help` and the remote
     from engine.feed import ChangeFeed
     from engine.runtime import Engine
     from engine.settings import Settings
-    from engine.tenants import SqliteTenantRegistry, TenantRegistry
+    from engine.tenants import Defaults, SqliteTenantRegistry, TenantRegistry
 
 log = logging.getLogger("waymark.serve")
 
@@ -69,33 +78,86 @@ class Service:
     def close(self) -> None:
         self.feed.close()  # first: deliveries in flight finish while the stores are still open
         self.app.state.waymark.close()
-        for part in (self.engine.events, self.engine.definitions, self.engine.queue, self.tenants):
-            close = getattr(part, "close", None)
-            if callable(close):
-                close()
+        _close(self.engine.events, self.engine.definitions, self.engine.queue, self.tenants)
+
+
+def _close(*parts: object) -> None:
+    for part in parts:
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()
 
 
 def open_service(settings: Settings) -> Service:
     """The engine, registry and app of a data directory; on first start, the demo tenant and its samples."""
     from engine.api import create_app
     from engine.api.feed_routes import feed_router
-    from engine.runtime import sqlite_engine
-    from engine.tenants import SqliteTenantRegistry, new_key, read_or_create_secret
+    from engine.tenants import new_key, read_or_create_secret
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    secret = settings.secret or read_or_create_secret(data_dir / "secret")[0]
     admin_key, source = settings.admin_key, "environment"
     if admin_key is None:
         admin_key, generated = read_or_create_secret(data_dir / "admin-key", factory=lambda: new_key("wma_"))
         source = "generated" if generated else "file"
     settings = settings.model_copy(update={"admin_key": admin_key})
-    engine = sqlite_engine(data_dir, max_dequeue_count=settings.max_dequeue_count)
-    tenants = SqliteTenantRegistry(data_dir / "tenants.db", secret=secret)
-    first_start = bootstrap(engine, tenants, settings)
-    feed = open_feed(engine, tenants, settings)
+    tenants = open_tenants(settings)
+    engine = open_engine(settings, tenants)
+    try:
+        first_start = bootstrap(engine, tenants, settings)
+        feed = open_feed(engine, tenants, settings)
+    except BaseException:
+        _close(engine.events, engine.definitions, engine.queue, tenants)
+        raise
     app = create_app(engine, tenants, settings, routers=[feed_router(feed)])
     return Service(settings, engine, tenants, app, source, first_start, feed)
+
+
+def open_tenants(settings: Settings) -> SqliteTenantRegistry:
+    """The tenant registry of the data directory (`tenants.db`), keys hashed with the server secret. With
+    `store: cosmos`, a tenant created without a configuration naming its store is recorded on Cosmos."""
+    from engine.tenants import SqliteTenantRegistry, read_or_create_secret
+
+    secret = settings.secret or read_or_create_secret(settings.data_dir / "secret")[0]
+    return SqliteTenantRegistry(settings.data_dir / "tenants.db", secret=secret, defaults=tenant_defaults(settings))
+
+
+def tenant_defaults(settings: Settings) -> Defaults | None:
+    """The configuration a new tenant gets when it names no store: with `store: cosmos`, its own database in the
+    account at `cosmos_endpoint` (key auth when the host has a key, else `DefaultAzureCredential`). With SQLite,
+    none (a record without a store uses the host's default, the data directory)."""
+    if settings.store != "cosmos":
+        return None
+    from engine.stores.cosmos import CosmosLocation
+    from engine.tenants_cosmos import cosmos_tenant_config
+
+    endpoint = str(settings.cosmos_endpoint)
+    auth = "key" if settings.cosmos_key else "identity"
+    prefix = settings.tenant_database_prefix
+
+    def defaults(tenant_id: str) -> dict[str, Any]:
+        return cosmos_tenant_config(endpoint=endpoint, location=CosmosLocation(f"{prefix}{tenant_id}"), auth=auth)
+
+    return defaults
+
+
+def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
+    """The engine of a data directory: each tenant's events and definitions where its configuration says (SQLite
+    under the data directory, or Cosmos; `settings.store` for a tenant that names none; a Cosmos tenant's
+    database and containers created on its first use if missing, which takes a key or an identity allowed to),
+    and the SQLite command queue."""
+    from engine.queues.sqlite import SqliteCommandQueue
+    from engine.runtime import Engine
+    from engine.stores.routing import routed_stores
+
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events, definitions = routed_stores(tenants, data_dir=data_dir, default_store=settings.store,
+                                        cosmos_endpoint=settings.cosmos_endpoint, cosmos_key=settings.cosmos_key,
+                                        verify=settings.cosmos_verify, auto_create=True,
+                                        database_prefix=settings.tenant_database_prefix)
+    queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count)
+    return Engine(events=events, definitions=definitions, queue=queue)
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
@@ -128,8 +190,9 @@ def bootstrap(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Fi
             if found is None or found.id != DEMO_TENANT:
                 tenants.rotate_key(DEMO_TENANT, key=settings.demo_key)
         return None
+    reach_cosmos(settings)  # before the demo tenant is recorded: a failed first start can simply be run again
     record, key = tenants.create(DEMO_TENANT, key=settings.demo_key)
-    engine.events.ping(record.id)
+    engine.events.ping(record.id)  # creates its storage
     loaded = []
     for path in sorted(SAMPLES.glob("*.json")):
         try:
@@ -139,6 +202,22 @@ def bootstrap(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Fi
             continue
         loaded.append(definition.id)
     return FirstStart(None if settings.demo_key else key, loaded)
+
+
+def reach_cosmos(settings: Settings) -> None:
+    """With `store: cosmos`, raise StoreUnavailable unless the account answers (one read of the account)."""
+    if settings.store != "cosmos":
+        return
+    from engine.stores.cosmos import cosmos_client
+
+    credential = None
+    if not settings.cosmos_key:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    client = cosmos_client(str(settings.cosmos_endpoint), key=settings.cosmos_key or None, credential=credential,
+                           verify=settings.cosmos_verify)
+    client.close()
 
 
 def _has_tenant(tenants: TenantRegistry, tenant: str) -> bool:
@@ -221,6 +300,10 @@ def banner(service: Service, url: str) -> None:
     settings = service.settings
     say(f"[bold green]Waymark[/] serving on [bold]{url}[/] (data in {settings.data_dir.resolve()}, "
         f"{settings.workers} worker(s)); OpenAPI at {url}/docs")
+    if settings.store == "cosmos":
+        say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
+            f"{settings.tenant_database_prefix}{{tenant}}; "
+            f"{'key auth' if settings.cosmos_key else 'DefaultAzureCredential'})")
     key_file = settings.data_dir / "admin-key"
     if service.admin_key_source == "generated":
         say(f"  admin key: [bold]{service.admin_key}[/] (kept in {key_file}, mode 0600)")
@@ -253,19 +336,50 @@ def serve(
     = None,
     log_level: Annotated[str | None, typer.Option(help="Log level [env WAYMARK_LOG_LEVEL; default warning].")]
     = None,
+    store: Annotated[str | None, typer.Option(help="Where tenants that name no store keep their events and "
+                                                   "definitions: sqlite or cosmos [env WAYMARK_STORE; default "
+                                                   "sqlite].")] = None,
+    cosmos_endpoint: Annotated[str | None, typer.Option("--cosmos-endpoint", help="Cosmos DB account endpoint "
+                                                                                  "[env WAYMARK_COSMOS_ENDPOINT]."
+                                                        )] = None,
+    cosmos_key: Annotated[str | None, typer.Option("--cosmos-key", help="Cosmos DB account key [env "
+                                                                        "WAYMARK_COSMOS_KEY, which keeps it out of "
+                                                                        "the process list; none: "
+                                                                        "DefaultAzureCredential].")] = None,
+    cosmos_no_verify: Annotated[bool, typer.Option("--cosmos-no-verify", help="Do not verify the Cosmos endpoint's "
+                                                                              "TLS certificate: a local "
+                                                                              "cosmosdb-server only [env "
+                                                                              "WAYMARK_COSMOS_VERIFY=false].")]
+    = False,
 ) -> None:
-    """Serve the HTTP API with in-process queue workers on a local data directory (SQLite)."""
+    """Serve the HTTP API with in-process queue workers on a local data directory (SQLite, or Cosmos DB with
+    --store cosmos)."""
     from engine.settings import Settings
 
     flags: dict[str, Any] = {"data_dir": data_dir, "host": host, "port": port, "workers": workers,
-                             "log_level": log_level}
+                             "log_level": log_level, "store": store, "cosmos_endpoint": cosmos_endpoint,
+                             "cosmos_key": cosmos_key, "cosmos_verify": False if cosmos_no_verify else None}
     try:
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as e:
         for error in e.errors():
-            say(f"[red]setting {'.'.join(str(p) for p in error['loc'])}: {error['msg']}[/]")
+            where = ".".join(str(p) for p in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            say(f"[red]setting {where}: {message}[/]" if where else f"[red]{message}[/]")
         raise typer.Exit(2) from e
     run(settings)
+
+
+def _quiet_unverified_tls(settings: Settings) -> None:
+    """Say once that TLS is not verified, instead of urllib3's warning on every request to Cosmos."""
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.simplefilter("ignore", InsecureRequestWarning)
+    if settings.store == "cosmos" or settings.cosmos_endpoint:
+        say("[yellow]the Cosmos endpoint's TLS certificate is not verified (--cosmos-no-verify): for a local "
+            "cosmosdb-server only[/]")
 
 
 def run(settings: Settings) -> None:
@@ -284,7 +398,16 @@ def run(settings: Settings) -> None:
         except OSError as e:
             say(f"[red]cannot listen on {settings.host}:{settings.port}: {e}[/]")
             raise typer.Exit(2) from e
-        service = open_service(settings)
+        if not settings.cosmos_verify:
+            _quiet_unverified_tls(settings)
+        try:
+            service = open_service(settings)
+        except BaseException as e:
+            sock.close()
+            if isinstance(e, WaymarkError):  # e.g. the Cosmos account cannot be reached on a first start
+                say(f"[red]cannot start: {escape(str(e))}[/]")
+                raise typer.Exit(2) from e
+            raise
         pool = WorkerPool(service.engine, settings.workers, visibility_timeout=settings.visibility_timeout)
         try:
             pool.start()

@@ -526,11 +526,18 @@ class SweepReport:
     republished: int  # undispatched commits found past the grace period and published again
     unfinished: int  # of those, how many were not done with when the sweep stopped waiting
     catch_ups: int  # backlogs of active subscriptions (re)started
+    repaired: int = 0  # commits brought into the instance index by the store's `repair_index` (Cosmos)
 
 
 class Sweeper:
     """Publishes again what the live path did not finish: every commit still undispatched `grace_seconds` after
-    it was decided, for every tenant; and restarts unfinished catch-ups."""
+    it was decided, for every tenant; and restarts unfinished catch-ups.
+
+    When the event store has `repair_index(tenant, limit=…)` (Cosmos, whose instance index is a projection written
+    after the commit by the outbox), each pass also brings every tenant's index up to its commits: a crash between
+    a commit and its index update, or commits the outbox cannot mark because their publishing keeps failing, make
+    listings read more until then (never wrong). Its failures are logged; they stop neither the pass nor the
+    republishing."""
 
     def __init__(self, dispatcher: Dispatcher, tenants: Callable[[], Iterable[str]], *, grace_seconds: float = 30.0,
                  batch: int = 500, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -547,8 +554,15 @@ class Sweeper:
         cutoff = timestamp(self.now() - timedelta(seconds=self.grace_seconds))
         dispatcher = self.dispatcher
         waiting: list[threading.Event] = []
-        catch_ups = 0
+        catch_ups = repaired = 0
+        repair = getattr(dispatcher.store, "repair_index", None)
         for tenant in list(self.tenants()):
+            if callable(repair):
+                try:
+                    repaired += int(repair(tenant, limit=self.batch))
+                except Exception:
+                    log.exception("repairing the instance index of tenant %s failed; the next sweep tries again",
+                                  tenant)
             try:
                 for commit in dispatcher.store.undispatched(tenant, committed_before=cutoff, limit=self.batch):
                     assert commit.position is not None
@@ -568,7 +582,9 @@ class Sweeper:
                 unfinished += 1
         if waiting:
             log.info("sweep republished %d commit(s), %d not finished yet", len(waiting), unfinished)
-        return SweepReport(len(waiting), unfinished, catch_ups)
+        if repaired:
+            log.info("sweep brought %d commit(s) into the instance index", repaired)
+        return SweepReport(len(waiting), unfinished, catch_ups, repaired)
 
     def run(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():

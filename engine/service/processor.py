@@ -35,7 +35,7 @@ from engine.domain import (
 from engine.domain.errors import InvalidCommand
 from engine.service.commands import Broadcast, Command, CreateInstance, SendTrigger
 from engine.service.definitions import DefinitionCatalog
-from engine.stores.base import EventStore, PendingCommit, append_many
+from engine.stores.base import EventStore, PendingCommit, append_many, load_follows
 
 log = logging.getLogger("waymark.processor")
 
@@ -138,12 +138,13 @@ class CommandProcessor:
         latest: dict[str, Instance] = {}  # each instance as the batch's decisions leave it
         for index, (instance_id, trigger) in enumerate(items):
             try:
-                existing = self.events.find_trigger(tenant, instance_id, trigger.id)
-                if existing is not None:
-                    results[index] = Result(tenant, instance_id, trigger.id, outcome_of(existing), existing,
-                                            duplicate=True)
-                    continue
-                instance = latest.get(instance_id) or self.events.load(tenant, instance_id)
+                with load_follows():
+                    existing = self.events.find_trigger(tenant, instance_id, trigger.id)
+                    if existing is not None:
+                        results[index] = Result(tenant, instance_id, trigger.id, outcome_of(existing), existing,
+                                                duplicate=True)
+                        continue
+                    instance = latest.get(instance_id) or self.events.load(tenant, instance_id)
                 workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
                 decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
             except Exception as e:
@@ -206,11 +207,13 @@ class CommandProcessor:
                            decide: Callable[[Instance], Decision]) -> Result:
         """Load, decide, append — re-deciding on the new version after a lost race. A command id already
         recorded on the instance answers with its first result and writes nothing."""
-        existing = self.events.find_trigger(tenant, instance_id, command_id)
-        if existing is not None:
-            return Result(tenant, instance_id, command_id, outcome_of(existing), existing, duplicate=True)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            instance = self.events.load(tenant, instance_id)
+        with load_follows():
+            existing = self.events.find_trigger(tenant, instance_id, command_id)
+            if existing is not None:
+                return Result(tenant, instance_id, command_id, outcome_of(existing), existing, duplicate=True)
+            first = self.events.load(tenant, instance_id)
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            instance = first if attempt == 0 else self.events.load(tenant, instance_id)
             try:
                 decision = decide(instance)
             except RecoveryRefused as e:

@@ -18,15 +18,11 @@ from engine.service.worker import Worker
 from engine.settings import Settings
 
 
-def run(settings: Settings, *, busy_timeout: float = 10.0) -> None:
-    from engine.cli.serve import open_feed
-    from engine.runtime import sqlite_engine
-    from engine.tenants import SqliteTenantRegistry, read_or_create_secret
+def run(settings: Settings) -> None:
+    from engine.cli.serve import open_engine, open_feed, open_tenants
 
-    data_dir = settings.data_dir
-    engine = sqlite_engine(data_dir, max_dequeue_count=settings.max_dequeue_count, busy_timeout=busy_timeout)
-    secret = settings.secret or read_or_create_secret(data_dir / "secret")[0]
-    tenants = SqliteTenantRegistry(data_dir / "tenants.db", secret=secret)
+    tenants = open_tenants(settings)
+    engine = open_engine(settings, tenants)  # the store each tenant's configuration names (SQLite or Cosmos)
     feed = open_feed(engine, tenants, settings)
     stop = threading.Event()
 

@@ -7,7 +7,9 @@ a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +22,25 @@ class Page:
 
     items: list[Instance]
     continuation: str | None
+
+
+_LOAD_FOLLOWS = threading.local()
+
+
+@contextmanager
+def load_follows() -> Iterator[None]:
+    """Says that, on this thread, a `load` of the instance follows its `find_trigger` at once (the processor's
+    find-then-decide). A store may then answer that load from what `find_trigger` just read (Cosmos: one request
+    fewer); outside it, every load reads the store, so a reader never sees a head older than its own request."""
+    _LOAD_FOLLOWS.on = True
+    try:
+        yield
+    finally:
+        _LOAD_FOLLOWS.on = False
+
+
+def load_expected() -> bool:
+    return bool(getattr(_LOAD_FOLLOWS, "on", False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ from engine.domain import (
     WorkflowNotFound,
     timestamp,
 )
-from engine.stores.base import Page
+from engine.stores.base import Page, load_expected
 from engine.stores.memory import (
     check_commit,
     check_limit,
@@ -692,7 +692,7 @@ class CosmosEventStore:
         if newer:
             head = _instance_of(max(newer, key=lambda doc: int(doc["firstSequence"])))
             self._remember_head(key, head)
-        if head is not None:
+        if head is not None and load_expected():
             self._local.handoff = (tenant, instance_id, head, time.monotonic())
         for doc in docs:
             if doc.get("triggerKey") == trigger_key:

@@ -130,8 +130,8 @@ def test_the_bicep_command_and_recording_its_outputs() -> None:
         "auth": "identity", "eventGridTopicEndpoint": "https://waymark-acme.eventgrid.azure.net/api/events"}
     with pytest.raises(ValueError):
         record_bicep_outputs(registry, "other", json.dumps(outputs))  # acme's outputs
-    with pytest.raises(TenantAlreadyExists):  # the memory registry cannot replace a configuration
-        record_bicep_outputs(registry, "acme", outputs)
+    replaced, again = record_bicep_outputs(registry, "acme", outputs)  # an existing tenant: configuration replaced
+    assert again is None and replaced.config == record.config and registry.authenticate(key) == replaced
 
 
 def test_recording_outputs_again_replaces_the_configuration(registry: CosmosTenantRegistry) -> None:

@@ -1,4 +1,5 @@
-"""The tenant registry (memory and SQLite, one suite), key hashing, the server secret, settings, Prefer parsing."""
+"""The tenant registry (memory, SQLite and Cosmos on cosmosdb-server: one suite), key hashing, the server secret,
+settings, Prefer parsing."""
 
 from __future__ import annotations
 
@@ -25,14 +26,19 @@ from engine.tenants import (
 SECRET = "unit-test-secret-0123456789abcdef"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "cosmos"])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TenantRegistry]:
     if request.param == "memory":
         yield MemoryTenantRegistry(secret=SECRET)
-    else:
+    elif request.param == "sqlite":
         sqlite = SqliteTenantRegistry(tmp_path / "tenants.db", secret=SECRET)
         yield sqlite
         sqlite.close()
+    else:  # the session's cosmosdb-server, a platform database of this test's own
+        from engine.tenants_cosmos import CosmosTenantRegistry
+
+        silo = request.getfixturevalue("cosmos_silo")
+        yield CosmosTenantRegistry(silo.client, secret=SECRET, database=f"{silo.prefix}-platform", create=True)
 
 
 def test_create_issues_a_key_that_authenticates_and_is_not_stored(registry: TenantRegistry) -> None:
@@ -70,6 +76,37 @@ def test_a_given_key_and_rotation(registry: TenantRegistry) -> None:
     with pytest.raises(TenantNotFound):
         registry.rotate_key("nobody")
     assert [record.id for record in registry.list()] == ["demo"]
+
+
+def test_update_config_replaces_the_configuration_and_nothing_else(registry: TenantRegistry) -> None:
+    record, key = registry.create("acme", config={"plan": "free"})
+    config = {"store": "cosmos", "cosmosEndpoint": "https://acct.documents.azure.com:443/", "database": "db-acme",
+              "auth": "identity", "nested": {"list": [1, 2]}}
+    updated = registry.update_config("acme", config)
+    assert updated.config == config and updated.id == "acme"
+    assert (updated.key_hash, updated.created_at) == (record.key_hash, record.created_at)
+    assert registry.get("acme") == updated
+    found = registry.authenticate(key)  # the key still works, and the record it finds is the new one
+    assert found is not None and found.config == config
+    config["database"] = "changed after the call"  # the registry kept its own copy
+    assert registry.get("acme").config["database"] == "db-acme"
+    assert registry.update_config("acme", {}).config == {}
+    with pytest.raises(TenantNotFound):
+        registry.update_config("nobody", {"store": "sqlite"})
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_defaults_configure_a_tenant_that_names_no_store(kind: str, tmp_path: Path) -> None:
+    def defaults(tenant: str) -> dict[str, object]:
+        return {"store": "cosmos", "database": f"waymark-{tenant}", "auth": "key"}
+
+    registry: TenantRegistry = (MemoryTenantRegistry(secret=SECRET, defaults=defaults) if kind == "memory"
+                                else SqliteTenantRegistry(tmp_path / "tenants.db", secret=SECRET, defaults=defaults))
+    assert registry.create("acme")[0].config == {"store": "cosmos", "database": "waymark-acme", "auth": "key"}
+    assert registry.create("beta", config={"plan": "gold", "auth": "identity"})[0].config == {
+        "store": "cosmos", "database": "waymark-beta", "auth": "identity", "plan": "gold"}
+    assert registry.create("gamma", config={"store": "sqlite"})[0].config == {"store": "sqlite"}
+    assert registry.get("acme").config["database"] == "waymark-acme"
 
 
 def test_another_secret_does_not_accept_the_key(tmp_path: Path) -> None:
@@ -128,6 +165,34 @@ def test_settings_come_from_the_environment_and_arguments_win(monkeypatch: pytes
     assert settings.max_body_bytes == 262_144 and settings.workers == 2 and settings.host == "127.0.0.1"
     monkeypatch.setenv("WAYMARK_ADMIN_KEY", "a-secret-admin-key-0123")
     assert "a-secret-admin-key" not in repr(Settings())
+
+
+def test_the_cosmos_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    for name in ("WAYMARK_STORE", "WAYMARK_COSMOS_ENDPOINT", "WAYMARK_COSMOS_KEY", "WAYMARK_COSMOS_VERIFY",
+                 "WAYMARK_COSMOS_VERIFY_TLS", "WAYMARK_TENANT_DATABASE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    default = Settings()
+    assert (default.store, default.cosmos_endpoint, default.cosmos_key, default.cosmos_verify) == (
+        "sqlite", None, None, True)
+    assert default.tenant_database_prefix == "waymark-"
+    with pytest.raises(ValidationError, match="needs a Cosmos endpoint"):
+        Settings(store="cosmos")
+    with pytest.raises(ValidationError):
+        Settings(store="postgres")
+    monkeypatch.setenv("WAYMARK_STORE", "cosmos")
+    monkeypatch.setenv("WAYMARK_COSMOS_ENDPOINT", "https://127.0.0.1:8081/")
+    monkeypatch.setenv("WAYMARK_COSMOS_KEY", "a-secret-cosmos-key")
+    monkeypatch.setenv("WAYMARK_COSMOS_VERIFY", "false")
+    settings = Settings()
+    assert (settings.store, settings.cosmos_endpoint, settings.cosmos_verify) == (
+        "cosmos", "https://127.0.0.1:8081/", False)
+    assert settings.cosmos_key == "a-secret-cosmos-key" and "a-secret-cosmos-key" not in repr(settings)
+    assert Settings(cosmos_verify=True).cosmos_verify is True  # by name, as `waymark serve` passes it
+    monkeypatch.delenv("WAYMARK_COSMOS_VERIFY")
+    monkeypatch.setenv("WAYMARK_COSMOS_VERIFY_TLS", "false")  # the Azure host's name for it
+    assert Settings().cosmos_verify is False
 
 
 @pytest.mark.parametrize(("header", "expected"), [
