@@ -1,11 +1,41 @@
-"""Azure Functions host (Python v2 programming model).
+"""Azure Functions host of Waymark (Python v2 programming model): one app object and its wiring, nothing else.
 
-Placeholder until the Functions issue: it defines the one app object so the host (and the tests) can
-import it. HTTP, queue and timer functions are wired here with no business logic of their own.
+- HTTP: `func.AsgiFunctionApp` serves the FastAPI app (every route, `/{*route}`, anonymous at the Functions
+  level: the API checks its own keys);
+- queue: `process_command` runs each command message of `%WAYMARK_QUEUE_NAME%` through the same processor as the
+  local worker; an engine failure raises, so the message is retried and, after `maxDequeueCount`, poisoned;
+- timer: `sweep_outbox` runs the outbox sweeper on `%WAYMARK_SWEEP_SCHEDULE%`.
+
+The clients (Cosmos DB, Storage, Event Grid) live in `waymark`, the process's one `AzureHost`, built from the
+app settings on first use (engine/azure_host.py): importing this module connects to nothing.
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
-app = func.FunctionApp()
+from engine.azure_host import SWEEP_WAIT_SECONDS, LazyAzureHost
+
+waymark = LazyAzureHost()
+
+app = func.AsgiFunctionApp(app=waymark.asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
+
+commands = func.Blueprint()
+
+
+@commands.queue_trigger(arg_name="msg", queue_name="%WAYMARK_QUEUE_NAME%", connection="WAYMARK_QUEUE")
+def process_command(msg: func.QueueMessage) -> None:
+    # The host base64-decodes the message (host.json messageEncoding): the body is the command's JSON.
+    waymark.get().process(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+
+
+outbox = func.Blueprint()
+
+
+@outbox.timer_trigger(schedule="%WAYMARK_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sweep_outbox(timer: func.TimerRequest) -> None:
+    waymark.get().sweep(wait=SWEEP_WAIT_SECONDS, past_due=timer.past_due)
+
+
+app.register_functions(commands)
+app.register_functions(outbox)

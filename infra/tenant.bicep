@@ -1,6 +1,12 @@
 // Onboarding of one Waymark tenant: its Cosmos database (in the platform's account) with the `events` container
-// (partitioned by /instanceId) and the `definitions` container, and optionally its own Event Grid topic
-// (CloudEvents 1.0 input) that the app's identity may publish to.
+// (partitioned by /instanceId, unique key /triggerKey), the `definitions` container and the `subscriptions`
+// container of its change feed, and optionally its own Event Grid topic (CloudEvents 1.0 input) that the app's
+// identity may publish to.
+//
+// The events container's unique key can only be given when the container is created: the Cosmos store refuses a
+// container without it (a trigger could be applied twice), so a tenant whose container predates it needs a new
+// container and its data moved. Deploying again over an up-to-date tenant changes nothing (and adds the
+// subscriptions container to a tenant that has none).
 //
 //   az deployment group create -g <rg> -f infra/tenant.bicep -p infra/tenant.bicepparam
 //
@@ -30,6 +36,9 @@ param eventsContainerName string = 'events'
 @description('Container of the workflow definitions, partitioned by /workflowId.')
 param definitionsContainerName string = 'definitions'
 
+@description('Container of the change feed\'s subscriptions and delivery records, partitioned by /pk.')
+param subscriptionsContainerName string = 'subscriptions'
+
 @description('Create an Event Grid topic for this tenant\'s change feed.')
 param createEventGridTopic bool = false
 
@@ -50,8 +59,37 @@ param location string = resourceGroup().location
 param tags object = {}
 
 var eventGridDataSenderRoleId = 'd5a91429-5739-47e2-a06b-3470a27159e7'
-// One file, so the same policy can be given to the container by code (tests against cosmosdb-server).
+// One file, kept equal to EVENTS_INDEXING_POLICY of engine/stores/cosmos.py (a test compares them).
 var eventsIndexingPolicy = loadJsonContent('events-indexing-policy.json')
+// EVENTS_UNIQUE_KEY_POLICY of engine/stores/cosmos.py. Unique per logical partition, i.e. per instance: a trigger id
+// is recorded once on an instance (the store's idempotency), and the store refuses a container without it.
+var eventsUniqueKeyPolicy = {
+  uniqueKeys: [
+    {
+      paths: [
+        '/triggerKey'
+      ]
+    }
+  ]
+}
+// DEFINITIONS_INDEXING_POLICY of engine/stores/cosmos.py: the definition document itself is JSON text, never queried.
+var definitionsIndexingPolicy = {
+  indexingMode: 'consistent'
+  automatic: true
+  includedPaths: [
+    {
+      path: '/*'
+    }
+  ]
+  excludedPaths: [
+    {
+      path: '/document/?'
+    }
+    {
+      path: '/"_etag"/?'
+    }
+  ]
+}
 
 resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' existing = {
   name: cosmosAccountName
@@ -82,6 +120,7 @@ resource eventsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/con
         version: 2
       }
       indexingPolicy: eventsIndexingPolicy
+      uniqueKeyPolicy: eventsUniqueKeyPolicy
     }
   }
 }
@@ -95,6 +134,26 @@ resource definitionsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabase
       partitionKey: {
         paths: [
           '/workflowId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: definitionsIndexingPolicy
+    }
+  }
+}
+
+// engine/feed/subscriptions_cosmos.py: the subscriptions (partition 'subscriptions') and the delivery records of
+// commits not yet dispatched to all (partition 'delivery:{position}').
+resource subscriptionsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: subscriptionsContainerName
+  properties: {
+    resource: {
+      id: subscriptionsContainerName
+      partitionKey: {
+        paths: [
+          '/pk'
         ]
         kind: 'Hash'
         version: 2
@@ -131,6 +190,7 @@ output cosmosEndpoint string = cosmos.properties.documentEndpoint
 output databaseName string = database.name
 output eventsContainer string = eventsContainer.name
 output definitionsContainer string = definitionsContainer.name
+output subscriptionsContainer string = subscriptionsContainer.name
 output eventGridTopicEndpoint string = topicEndpoint
 
 @description('What the onboarding records in the tenant registry for this tenant.')
@@ -140,5 +200,6 @@ output tenantConfiguration object = {
   databaseName: database.name
   eventsContainer: eventsContainer.name
   definitionsContainer: definitionsContainer.name
+  subscriptionsContainer: subscriptionsContainer.name
   eventGridTopicEndpoint: topicEndpoint
 }
