@@ -126,25 +126,6 @@ class SweepOutcome:
     repaired: int  # commits brought into the Cosmos instance index
 
 
-class _PlatformClientRouter(TenantStoreRouter):
-    """The tenant router, using the host's one client for tenants in the platform account (instead of a second
-    client of the same account)."""
-
-    def __init__(self, *args: Any, platform_client: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
-        self._platform_client = platform_client
-        self._platform_endpoint = _normal_endpoint(str(options.get("cosmos_endpoint") or ""))
-
-    def _client(self, endpoint: str, auth: str) -> Any:
-        if _normal_endpoint(endpoint) == self._platform_endpoint:
-            return self._platform_client
-        return super()._client(endpoint, auth)
-
-
-def _normal_endpoint(endpoint: str) -> str:
-    return endpoint.strip().rstrip("/").lower()
-
-
 class AzureHost:
     """Everything one Functions process runs, built from `settings` (see the module docstring). Build it once per
     process (`LazyAzureHost`); `close()` releases it.
@@ -194,8 +175,8 @@ class AzureHost:
         self.tenants = CosmosTenantRegistry(self.cosmos, secret=settings.secret,
                                             database=settings.tenant_registry_database,
                                             container=settings.tenant_registry_container, create=create_missing)
-        self.router = _PlatformClientRouter(
-            self.tenants, platform_client=self.cosmos, default_store="cosmos",
+        self.router = TenantStoreRouter(
+            self.tenants, clients={settings.cosmos_endpoint: self.cosmos}, default_store="cosmos",
             cosmos_endpoint=settings.cosmos_endpoint, cosmos_key=key,
             credential=None if key is not None else self.credential, verify=settings.cosmos_verify_tls,
             auto_create=create_missing, database_prefix=settings.tenant_database_prefix)

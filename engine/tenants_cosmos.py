@@ -175,6 +175,7 @@ def cosmos_tenant_config(*, endpoint: str, location: CosmosLocation, auth: str,
                               "definitionsContainer": location.definitions_container, "auth": auth}
     if event_grid_topic_endpoint:
         config["eventGridTopicEndpoint"] = event_grid_topic_endpoint
+        config["eventGrid"] = {"endpoint": event_grid_topic_endpoint}  # what the change feed reads (app identity)
     return config
 
 

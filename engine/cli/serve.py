@@ -23,7 +23,6 @@ import logging
 import math
 import signal
 import socket
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,7 @@ class Service:
     def close(self) -> None:
         self.feed.close()  # first: deliveries in flight finish while the stores are still open
         self.app.state.waymark.close()
-        _close(self.engine.events, self.engine.definitions, self.engine.queue, self.tenants)
+        _close(self.engine.events, self.engine.definitions, self.engine.queue, self.tenants, self.engine.services.http)
 
 
 def _close(*parts: object) -> None:
@@ -146,8 +145,10 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     under the data directory, or Cosmos; `settings.store` for a tenant that names none; a Cosmos tenant's
     database and containers created on its first use if missing, which takes a key or an identity allowed to),
     and the SQLite command queue."""
+    from engine.domain import Services
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
+    from engine.service.http_port import HttpxPort
     from engine.stores.routing import routed_stores
 
     data_dir = settings.data_dir
@@ -157,7 +158,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
                                         verify=settings.cosmos_verify, auto_create=True,
                                         database_prefix=settings.tenant_database_prefix)
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count)
-    return Engine(events=events, definitions=definitions, queue=queue)
+    # `http` conditions and actions call out through httpx (redirects not followed).
+    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
@@ -283,12 +285,9 @@ def url_of(sock: socket.socket) -> str:
 
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("waymark")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    from engine.observability import configure_logging as structured  # the same lines, with their fields
+
+    structured(level)
 
 
 def say(text: str) -> None:

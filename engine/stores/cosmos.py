@@ -237,6 +237,8 @@ def ensure_tenant(client: CosmosClient, location: CosmosLocation) -> None:
                                                     unique_key_policy=EVENTS_UNIQUE_KEY_POLICY)
             database.create_container_if_not_exists(location.definitions_container, PartitionKey("/workflowId"),
                                                     indexing_policy=DEFINITIONS_INDEXING_POLICY)
+            # The change feed's subscriptions (engine/feed/subscriptions_cosmos.py; infra/tenant.bicep makes it too).
+            database.create_container_if_not_exists("subscriptions", PartitionKey("/pk"))
             return
         except exceptions.CosmosResourceExistsError:
             if attempt == 2:

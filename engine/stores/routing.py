@@ -64,13 +64,15 @@ class TenantStoreRouter:
     - `verify`: verify TLS (False only for a local cosmosdb-server); `auto_create`: create a Cosmos tenant's
       database and containers on first use (key auth; in Azure, infra/tenant.bicep provisions them).
     - `client_options`: more keyword arguments for `cosmos_client` (e.g. a `request_hook`).
+    - `clients`: clients the host built already, by endpoint (the Azure host's one client of its platform account),
+      used instead of building a second one for the same account.
     """
 
     def __init__(self, registry: TenantRegistry, *, data_dir: Path | None = None, default_store: str = "sqlite",
                  cosmos_endpoint: str | None = None, cosmos_key: str | None = None,
                  cosmos_keys: Mapping[str, str] | None = None, credential: Any = None, verify: bool = True,
                  auto_create: bool = False, database_prefix: str = "waymark-", config_seconds: float = 60.0,
-                 client_options: Mapping[str, Any] | None = None,
+                 client_options: Mapping[str, Any] | None = None, clients: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if default_store not in STORE_KINDS:
             raise ValueError(f"default_store must be one of {STORE_KINDS}, not {default_store!r}")
@@ -85,6 +87,7 @@ class TenantStoreRouter:
         self.database_prefix = database_prefix
         self.config_seconds = config_seconds
         self.client_options = dict(client_options or {})
+        self._clients = {_normal_endpoint(endpoint): client for endpoint, client in (clients or {}).items()}
         self.clock = clock
         self._credential = credential
         self._lock = threading.Lock()
@@ -187,6 +190,9 @@ class TenantStoreRouter:
             return account
 
     def _client(self, endpoint: str, auth: str) -> Any:
+        shared = self._clients.get(_normal_endpoint(endpoint))
+        if shared is not None:
+            return shared
         key = self.cosmos_keys.get(_normal_endpoint(endpoint), self.cosmos_key)
         if auth == "key" and key is None:
             raise StoreUnavailable("cosmos", f"{endpoint}: key auth, and this host was given no key for it")

@@ -75,7 +75,7 @@ def test_onboard_on_cosmos_creates_the_database_and_records_the_configuration(tm
     config = {"store": "cosmos", "cosmosEndpoint": server.endpoint, "database": database, "eventsContainer": "events",
               "definitionsContainer": "definitions", "auth": "key", "eventGridTopicEndpoint": topic}
     assert shown["id"] == "acme" and shown["key"].startswith("wmk_") and shown["config"] == config
-    assert containers(cosmos_silo, database) == {"events", "definitions"}
+    assert containers(cosmos_silo, database) == {"events", "definitions", "subscriptions"}
 
     registry = registry_of(data_dir)  # the data directory's registry: the configuration, the key's hash only
     try:
