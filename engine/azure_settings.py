@@ -6,7 +6,7 @@ into a frozen `AzureSettings`, and raises `AzureSettingsError` listing every mis
 
 Tests keep three other places in step with `SETTINGS`: `infra/main.bicep` sets every setting whose `deployed`
 is true and no other of ours (the Functions host's own settings, `FUNCTIONS_HOST_SETTINGS`, aside);
-`local.settings.json.example` has every one; docs/azure.md describes every one.
+`local.settings.json.example` has every one; the README describes every one.
 
 Connections come in two forms, as in the Functions host itself:
 

@@ -1,6 +1,6 @@
 """Configuration of a Waymark server, from `WAYMARK_*` environment variables (and `waymark serve` flags).
 
-Every setting is documented in docs/service.md; keep the two in step.
+Every setting is documented in the README (a test checks it); keep the two in step.
 """
 
 from __future__ import annotations

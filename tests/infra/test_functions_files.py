@@ -1,5 +1,5 @@
 """The files the Azure Functions host and `func` read: host.json, requirements.txt, .funcignore,
-local.settings.json.example; and docs/azure.md covers every setting."""
+local.settings.json.example; and the README covers every setting."""
 
 from __future__ import annotations
 
@@ -83,6 +83,6 @@ def test_local_settings_example_has_every_setting_and_loads() -> None:
 
 
 def test_docs_describe_every_setting() -> None:
-    docs = (ROOT / "docs" / "azure.md").read_text()
+    docs = (ROOT / "README.md").read_text()
     missing = [setting.name for setting in SETTINGS if f"`{setting.name}`" not in docs]
-    assert missing == [], "docs/azure.md does not describe these settings"
+    assert missing == [], "the README does not describe these settings"
