@@ -24,6 +24,7 @@ import math
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -284,10 +285,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def configure_logging(level: str) -> None:
-    from engine.observability import configure_logging as structured  # the same lines, with their fields
+def configure_logging(level: str) -> Callable[[], None]:
+    """The engine's log lines to stderr, with their fields (tenant, instance, trigger, sequence); returns the undo."""
+    from engine.observability import configure_logging as structured
 
-    structured(level)
+    return structured(level)
 
 
 def say(text: str) -> None:
@@ -390,7 +392,7 @@ def run(settings: Settings) -> None:
     # uvicorn captures SIGINT/SIGTERM while it runs and raises them again once it has stopped: these handlers
     # receive them then, so a Ctrl-C ends in a clean exit 0 instead of a KeyboardInterrupt.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    configure_logging(settings.log_level)
+    undo_logging = configure_logging(settings.log_level)
     try:
         try:
             sock = bind(settings.host, settings.port)
@@ -425,4 +427,5 @@ def run(settings: Settings) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        undo_logging()
     say("stopped")

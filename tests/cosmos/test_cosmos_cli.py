@@ -73,7 +73,8 @@ def test_onboard_on_cosmos_creates_the_database_and_records_the_configuration(tm
     assert onboarded.exit_code == 0, onboarded.output
     shown = json.loads(onboarded.output)
     config = {"store": "cosmos", "cosmosEndpoint": server.endpoint, "database": database, "eventsContainer": "events",
-              "definitionsContainer": "definitions", "auth": "key", "eventGridTopicEndpoint": topic}
+              "definitionsContainer": "definitions", "auth": "key", "eventGridTopicEndpoint": topic,
+              "eventGrid": {"endpoint": topic}}
     assert shown["id"] == "acme" and shown["key"].startswith("wmk_") and shown["config"] == config
     assert containers(cosmos_silo, database) == {"events", "definitions", "subscriptions"}
 

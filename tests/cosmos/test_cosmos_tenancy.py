@@ -86,7 +86,8 @@ def test_onboarding_creates_the_storage_and_records_the_configuration(cosmos_sil
     assert record.config == {
         "store": "cosmos", "cosmosEndpoint": server.endpoint, "database": database, "eventsContainer": "events",
         "definitionsContainer": "definitions", "auth": "key",
-        "eventGridTopicEndpoint": "https://acme.westeurope-1.eventgrid.azure.net/api/events"}
+        "eventGridTopicEndpoint": "https://acme.westeurope-1.eventgrid.azure.net/api/events",
+        "eventGrid": {"endpoint": "https://acme.westeurope-1.eventgrid.azure.net/api/events"}}
     containers = {c["id"]: c for c in cosmos_silo.client.get_database_client(database).list_containers()}
     assert containers["events"]["partitionKey"]["paths"] == ["/instanceId"]
     assert containers["events"]["uniqueKeyPolicy"]["uniqueKeys"] == [{"paths": ["/triggerKey"]}]
@@ -127,7 +128,8 @@ def test_the_bicep_command_and_recording_its_outputs() -> None:
     assert record.config == {
         "store": "cosmos", "cosmosEndpoint": "https://waymark-cosmos-abc.documents.azure.com:443/",
         "database": "waymark-acme", "eventsContainer": "events", "definitionsContainer": "definitions",
-        "auth": "identity", "eventGridTopicEndpoint": "https://waymark-acme.eventgrid.azure.net/api/events"}
+        "auth": "identity", "eventGridTopicEndpoint": "https://waymark-acme.eventgrid.azure.net/api/events",
+        "eventGrid": {"endpoint": "https://waymark-acme.eventgrid.azure.net/api/events"}}
     with pytest.raises(ValueError):
         record_bicep_outputs(registry, "other", json.dumps(outputs))  # acme's outputs
     replaced, again = record_bicep_outputs(registry, "acme", outputs)  # an existing tenant: configuration replaced
