@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.domain.definition import ActionStep, ConditionStep, WorkflowDefinition
+from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowDefinition
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
@@ -234,6 +234,15 @@ def _run(actions: tuple[ActionStep, ...], scope: Scope, changes: dict[str, Any],
         scope.context = context
 
 
+def _enter(state: State, scope: Scope, changes: dict[str, Any], removed: set[str]) -> None:
+    """Enter `state` with no trigger to weigh (creation, a retried creation): a false entry condition is a fault."""
+    failed = _check(state.entry_conditions, scope)
+    if failed is not None:
+        raise ExecutionError(failed.where, "EntryConditionFailed",
+                             f"an entry condition of state {state.id!r} does not hold")
+    _run(state.entry_actions, scope, changes, removed)
+
+
 def _context_changes(changes: dict[str, Any], removed: set[str]) -> dict[str, Any]:
     return {"set": changes, "removed": sorted(removed)}
 
@@ -257,11 +266,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     created = {"workflowId": workflow.id, "workflowVersion": workflow.version, "state": initial.id,
                "interests": sorted(set(interests))}
     try:
-        failed = _check(initial.entry_conditions, scope)
-        if failed is not None:
-            raise ExecutionError(failed.where, "EntryConditionFailed",
-                                 f"an entry condition of the initial state {initial.id!r} does not hold")
-        _run(initial.entry_actions, scope, changes, removed)
+        _enter(initial, scope, changes, removed)
     except ExecutionError as error:
         recorder.record(EventType.CREATED, {**created, "context": dict(context)})
         _fault(recorder, error, None, None)
@@ -411,11 +416,7 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     changes: dict[str, Any] = {}
     removed: set[str] = set()
     try:
-        failed = _check(current.entry_conditions, scope)
-        if failed is not None:
-            raise ExecutionError(failed.where, "EntryConditionFailed",
-                                 f"an entry condition of state {current.id!r} does not hold")
-        _run(current.entry_actions, scope, changes, removed)
+        _enter(current, scope, changes, removed)
     except ExecutionError as error:
         _fault(recorder, error, None, None)
         outcome = Outcome.FAULTED
