@@ -78,20 +78,23 @@ def test_twenty_kills_lose_nothing_apply_nothing_twice_and_publish_everything(tm
         producer.join()
 
     final = _worker(tmp_path, capture=True)
-    deadline = time.monotonic() + 60
-    while engine.queue.depth() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    # Every stored event reaches the subscriber at least once: the final worker's sweeper republishes what the
-    # killed ones committed but did not mark dispatched.
     try:
+        deadline = time.monotonic() + 60
+        while engine.queue.depth() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Every stored event reaches the subscriber at least once: the final worker's sweeper republishes what the
+        # killed ones committed but did not mark dispatched.
         stored = {f"{e.instance_id}:{e.sequence}" for i in INSTANCES for e in engine.events.read(T, i)}
         wait_until(lambda: stored <= receiver.ids("/audit"), timeout=60, what="every stored event published")
         wait_until(lambda: not engine.events.undispatched(T, limit=10), timeout=30, what="every commit dispatched")
+        final.send_signal(signal.SIGINT)
+        _, stderr = final.communicate(timeout=30)
+        assert final.returncode == 0, stderr.decode()
     finally:
         receiver.close()
-    final.send_signal(signal.SIGINT)
-    _, stderr = final.communicate(timeout=30)
-    assert final.returncode == 0, stderr.decode()
+        if final.poll() is None:  # a failed check must not leave the worker running
+            final.kill()
+            final.communicate(timeout=10)
     assert engine.queue.depth() == 0
     assert engine.queue.poisoned() == []
 
