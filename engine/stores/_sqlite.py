@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -191,24 +192,7 @@ class TenantDatabases:
         except (OSError, sqlite3.Error) as e:
             raise self.unavailable(tenant, e) from e
         try:
-            # Set before the file's first write, ignored after. Every page a commit touches is written whole to
-            # the WAL and again by the checkpoint: 2 KiB pages write about a third less than 4 KiB ones.
-            connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            if self._background:
-                connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
-                connection.execute(f"PRAGMA journal_size_limit = {BACKSTOP_CHECKPOINT_PAGES * PAGE_SIZE}")
-            if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in SCHEMA:
-                        connection.execute(statement)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    rollback(connection)
-                    raise
+            self._set_up(connection)
         except sqlite3.Error as e:
             connection.close()
             raise self.unavailable(tenant, e) from e
@@ -218,6 +202,45 @@ class TenantDatabases:
                 raise StoreUnavailable(self.store, f"the store of {self.directory} is closed")
             self._opened.append((threading.current_thread(), connection))
         return connection
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """Pragmas and schema, retried while the file is locked: switching a new file to WAL takes an exclusive
+        lock without waiting on the busy handler, so connections opened at once (threads or processes) race."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                with _SETUP_LOCK:  # no race between this process's own threads
+                    self._pragmas_and_schema(connection)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _pragmas_and_schema(self, connection: sqlite3.Connection) -> None:
+        # Set before the file's first write, ignored after. Every page a commit touches is written whole to
+        # the WAL and again by the checkpoint: 2 KiB pages write about a third less than 4 KiB ones.
+        connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        if self._background:
+            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+            connection.execute(f"PRAGMA journal_size_limit = {BACKSTOP_CHECKPOINT_PAGES * PAGE_SIZE}")
+        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in SCHEMA:
+                    connection.execute(statement)
+                connection.execute("COMMIT")
+            except BaseException:
+                rollback(connection)
+                raise
+
+
+_SETUP_LOCK = threading.Lock()
 
 
 def rollback(connection: sqlite3.Connection) -> None:

@@ -89,7 +89,7 @@ from engine.domain import (
     timestamp,
 )
 from engine.stores.base import Page, load_expected
-from engine.stores.memory import (
+from engine.stores.checks import (
     check_commit,
     check_limit,
     decode_continuation,

@@ -39,7 +39,7 @@ from engine.domain import (
 )
 from engine.stores._sqlite import TenantDatabases, rollback
 from engine.stores.base import Page, PendingCommit
-from engine.stores.memory import (
+from engine.stores.checks import (
     check_commit,
     check_limit,
     decode_continuation,
