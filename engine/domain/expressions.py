@@ -34,6 +34,44 @@ _TOKENS = re.compile(r"""(?P<string>[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(\\.|[^'\
                      r"|(?P<macro>\.\s*(map|filter|all|exists|exists_one)\s*\()|(?P<open>\()|(?P<close>\))", re.S)
 
 
+# The parts of `trigger`, `context` and `instance` an expression reads. Converting Python values to CEL costs more
+# than most evaluations, so an expression that only reads `context.claimant` is handed a context holding only that
+# key. A variable used in any other way (`size(context)`, `context[k]`, as a macro's variable …) is handed whole.
+WHOLE: Any = None
+_STRINGS = re.compile(r"""[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(\\.|[^'\\])*'|"(\\.|[^"\\])*")""", re.S)
+_USE = re.compile(r"(?<![\w.])(trigger|context|instance)\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+def read_paths(source: str) -> dict[str, Any]:
+    """Per scope variable the expression reads, a tree of the keys it follows ({key: subtree}), or WHOLE."""
+    code = _STRINGS.sub(lambda m: " " * len(m.group(0)), source)
+    trees: dict[str, Any] = {}
+    for use in _USE.finditer(code):
+        name, path = use.group(1), [part.strip() for part in use.group(2).split(".")[1:]]
+        rest = code[use.end():].lstrip()
+        if rest.startswith("("):  # `context.items.map(…)`, `context.name.startsWith(…)`: the receiver is read
+            path = path[:-1]
+        if not path or rest.startswith("[") or trees.get(name, {}) is WHOLE:
+            trees[name] = WHOLE  # read whole or indexed: hand it over as it is
+            continue
+        node = trees.setdefault(name, {})
+        for key in path[:-1]:
+            child = node.get(key, {})
+            if child is WHOLE:
+                break
+            node = node.setdefault(key, {})
+        else:
+            node[path[-1]] = WHOLE
+    return trees
+
+
+def pruned(value: Any, tree: Any) -> Any:
+    """`value` with only the keys `tree` follows (all of it where the tree says WHOLE or `value` is no map)."""
+    if tree is WHOLE or not isinstance(value, dict):
+        return value
+    return {key: pruned(value[key], sub) for key, sub in tree.items() if key in value}
+
+
 def comprehension_depth(source: str) -> int:
     """How deeply comprehension macros (`map`, `filter`, `all`, `exists`, `exists_one`) nest in `source`."""
     stack: list[bool] = []  # one entry per open parenthesis: does it open a macro's arguments?
@@ -73,7 +111,7 @@ class CompileError(ValueError):
 class Expression:
     """A compiled CEL program over the variables `trigger`, `context` and `instance`."""
 
-    __slots__ = ("_program", "depth", "source", "variables")
+    __slots__ = ("_program", "depth", "paths", "source", "variables")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -89,6 +127,8 @@ class Expression:
         # evaluating a typical condition, so a scope hands each program only what it reads.
         self.variables = frozenset(self._program.variables()) & SCOPE_VARIABLES
         self.depth = comprehension_depth(source)
+        reads = read_paths(source)
+        self.paths = {name: reads.get(name, WHOLE) for name in self.variables}
         if self.depth > MAX_COMPREHENSION_DEPTH:
             raise CompileError(f"comprehensions (map, filter, all, exists) nest {self.depth} deep; at most "
                                f"{MAX_COMPREHENSION_DEPTH} are allowed")

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import cel
 
-from engine.domain.expressions import Expression
+from engine.domain.expressions import Expression, pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class Scope:
         self.trigger = trigger if trigger is not None else _NO_TRIGGER
         self.sequence = sequence  # the sequence the commit being decided will start at
         self.services = services
-        self._prepared: dict[frozenset[str], cel.Context] = {}
+        self._prepared: dict[Expression, cel.Context] = {}
 
     @property
     def instance(self) -> dict[str, Any]:
@@ -101,13 +101,13 @@ class Scope:
         return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
-        needed = expression.variables
         if expression.depth:
             expression.check_budget(self.activation(), where=where)
-        prepared = self._prepared.get(needed)
+        prepared = self._prepared.get(expression)
         if prepared is None:
             full = self.activation()
-            prepared = self._prepared[needed] = cel.Context({name: full[name] for name in needed})
+            prepared = self._prepared[expression] = cel.Context(
+                {name: pruned(full[name], tree) for name, tree in expression.paths.items()})
         return expression.evaluate(prepared, where=where)
 
 

@@ -62,3 +62,30 @@ def test_within_the_budget_it_runs() -> None:
 
 def test_over_the_budget_it_faults_before_running() -> None:
     assert _run(5000) is Outcome.FAULTED  # 5,000² = 25,000,000 steps > 1,000,000
+
+
+@pytest.mark.parametrize(("source", "paths"), [
+    ("has(context.claimant)", {"context": {"claimant": None}}),
+    ("trigger.content.amount", {"trigger": {"content": {"amount": None}}}),
+    ("context.items.map(x, x * 2)", {"context": {"items": None}}),
+    ("context.name.startsWith('J')", {"context": {"name": None}}),
+    ("size(context)", {"context": None}),
+    ("context['a']", {"context": None}),
+    ("'context.x' + context.y.z", {"context": {"y": {"z": None}}}),
+    ("context.a.b && context.a", {"context": {"a": None}}),
+])
+def test_the_paths_an_expression_reads(source: str, paths: dict[str, object]) -> None:
+    from engine.domain.expressions import read_paths
+
+    assert read_paths(source) == paths
+
+
+def test_an_expression_sees_the_same_values_through_a_pruned_activation() -> None:
+    from engine.domain.expressions import Expression, pruned
+
+    context = {"a": {"b": 1, "c": [1, 2]}, "name": "Jo", "m": {"x": 1}, "other": "x" * 100}
+    for source in ["context.a.b + size(context.a.c)", "has(context.missing) || context.name.startsWith('J')",
+                   "'x' in context.m", "context.a.c.map(v, v * context.a.b)", "size(context)"]:
+        expression = Expression(source)
+        reduced = {name: pruned({"context": context}[name], tree) for name, tree in expression.paths.items()}
+        assert expression.evaluate(reduced, where="t") == expression.evaluate({"context": context}, where="t"), source
