@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from engine.domain.errors import StoreUnavailable, TenantNotFound, WaymarkError
 from engine.domain.events import timestamp
+from engine.stores._sqlite import rollback
 
 __all__ = [
     "TENANT_ID_PATTERN", "InvalidTenantId", "KeyHasher", "MemoryTenantRegistry", "SqliteTenantRegistry",
@@ -252,7 +253,7 @@ class SqliteTenantRegistry:
                     db.execute(statement)
                 db.execute("COMMIT")
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
 
     def create(self, tenant_id: str, *, key: str | None = None,
@@ -308,7 +309,7 @@ class SqliteTenantRegistry:
                                  (tenant_id,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
         if updated != 1 or row is None:
             raise TenantNotFound(tenant_id)
@@ -364,8 +365,3 @@ class SqliteTenantRegistry:
 def _record(row: tuple[Any, ...]) -> TenantRecord:
     return TenantRecord(row[0], row[1], row[2], json.loads(row[3]))
 
-
-def _rollback(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            connection.execute("ROLLBACK")

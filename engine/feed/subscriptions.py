@@ -52,6 +52,7 @@ from typing import Any, Protocol
 
 from engine.domain import NotFound, StoreUnavailable, WaymarkError, WorkflowNotFound, timestamp
 from engine.feed.cloudevents import ALL_TYPES
+from engine.stores._sqlite import rollback
 
 __all__ = [
     "NAME_PATTERN", "InvalidSubscription", "Kind", "MemorySubscriptionStore", "Mode", "Source",
@@ -328,8 +329,7 @@ class SqliteSubscriptionStore:
                         db.execute("COMMIT")
                 except BaseException:
                     if write:
-                        with contextlib.suppress(sqlite3.Error):
-                            db.execute("ROLLBACK")
+                        rollback(db)
                     raise
             except sqlite3.Error as e:
                 raise StoreUnavailable("subscription store", f"tenant {tenant!r}: {e}") from e
