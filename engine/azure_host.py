@@ -278,18 +278,10 @@ class AzureHost:
         with log_context(function="sweep_outbox"):
             if past_due:
                 log.info("the sweep is past due (the app was idle or stopped)")
-            repaired = 0
-            repair: Any = getattr(self.engine.events, "repair_index", None)  # the routed stores have it
-            for tenant in self._tenant_ids() if callable(repair) else []:
-                try:
-                    repaired += int(repair(tenant))
-                except Exception as e:
-                    log.error("repairing the instance index failed; the next sweep tries again: %s", e,
-                              extra={"tenant": tenant})
-            report = self.feed.sweeper.sweep_once(wait=wait)
+            report = self.feed.sweeper.sweep_once(wait=wait)  # repairs each tenant's Cosmos index first
             log.info("outbox sweep: %d commit(s) republished (%d unfinished), %d catch-up(s), %d commit(s) indexed",
-                     report.republished, report.unfinished, report.catch_ups, repaired)
-            return SweepOutcome(report, repaired)
+                     report.republished, report.unfinished, report.catch_ups, report.repaired)
+            return SweepOutcome(report, report.repaired)
 
     def close(self) -> None:
         """Release everything (the last built first). Idempotent."""
