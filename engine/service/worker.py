@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
@@ -55,19 +56,7 @@ class Worker:
                 log.exception("could not release the message; it comes back after its visibility timeout",
                               extra=fields)
             return False
-        try:
-            self.queue.complete(message)
-        except MessageLost:
-            # It took longer than the visibility timeout and someone else holds it now: they will find
-            # the trigger recorded and complete it without applying it twice.
-            log.warning("message was handed to another receiver before it was completed", extra=fields)
-        except Exception as e:
-            # The commit is stored; the message comes back after its visibility timeout, finds its trigger
-            # recorded, and is completed then. The worker goes on.
-            log.error("completing a processed message failed; it is redelivered and deduplicated: %s", e,
-                      extra=fields)
-            return False
-        return True
+        return self._complete(message, fields)
 
     def process_batch(self, messages: Sequence[Message], stop: threading.Event | None = None) -> None:
         """Handle a received batch. Consecutive triggers of one tenant are decided in order and stored in one
@@ -108,15 +97,22 @@ class Worker:
             group.append((message, command))
         return group
 
-    def _complete(self, message: Message) -> None:
+    def _complete(self, message: Message, fields: dict[str, Any] | None = None) -> bool:
+        """Delete a processed message; False when that failed (the worker goes on either way)."""
+        extra = fields or {"messageId": message.id}
         try:
             self.queue.complete(message)
         except MessageLost:
-            log.warning("message was handed to another receiver before it was completed",
-                        extra={"messageId": message.id})
+            # It took longer than the visibility timeout and someone else holds it now: they will find
+            # the trigger recorded and complete it without applying it twice.
+            log.warning("message was handed to another receiver before it was completed", extra=extra)
         except Exception as e:
+            # The commit is stored; the message comes back after its visibility timeout, finds its trigger
+            # recorded, and is completed then.
             log.error("completing a processed message failed; it is redelivered and deduplicated: %s", e,
-                      extra={"messageId": message.id})
+                      extra=extra)
+            return False
+        return True
 
     def _release_all(self, messages: Sequence[Message]) -> None:
         for message in messages:
