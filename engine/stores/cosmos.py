@@ -641,7 +641,8 @@ class CosmosEventStore:
         self._local.handoff = None
         if handoff is not None:
             handed_tenant, handed_id, instance, read_at = handoff
-            if (handed_tenant, handed_id) == (tenant, instance_id) and time.monotonic() - read_at < HANDOFF_SECONDS:
+            if ((handed_tenant, handed_id) == (tenant, instance_id) and load_expected()
+                    and time.monotonic() - read_at < HANDOFF_SECONDS):
                 return instance  # the head find_trigger has just read (see the module docstring)
         silo = self._silos.get(tenant)
         current = self._query_head(tenant, silo, instance_id)
