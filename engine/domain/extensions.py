@@ -106,7 +106,7 @@ class Scope:
         prepared = self._prepared.get(expression)
         if prepared is None:
             full = self.activation()
-            prepared = self._prepared[expression] = cel.Context(
+            prepared = self._prepared[expression] = expression.prepare(
                 {name: pruned(full[name], tree) for name, tree in expression.paths.items()})
         return expression.evaluate(prepared, where=where)
 

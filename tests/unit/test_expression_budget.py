@@ -89,3 +89,26 @@ def test_an_expression_sees_the_same_values_through_a_pruned_activation() -> Non
         expression = Expression(source)
         reduced = {name: pruned({"context": context}[name], tree) for name, tree in expression.paths.items()}
         assert expression.evaluate(reduced, where="t") == expression.evaluate({"context": context}, where="t"), source
+
+
+def test_a_reused_conversion_never_hands_an_expression_other_values() -> None:
+    from datetime import UTC, datetime
+
+    import engine.domain.expressions as expressions
+    from engine.domain.expressions import Expression
+
+    expression = Expression("context.x")
+    for value in [1, 1.0, True, "1", [1], {"a": 1}, 2, 1, "1", 1.0]:
+        context = expression.prepare({"context": {"x": value}})
+        result = expression.evaluate(context, where="t")
+        assert result == value and type(result) is type(value), value
+    assert expression.prepare({"context": {"x": 7}}) is expression.prepare({"context": {"x": 7}})
+    # JSON would write a datetime as the string it is shown as; CEL sees a timestamp: such values are not cached.
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    as_text = expression.evaluate(expression.prepare({"context": {"x": moment.isoformat()}}), where="t")
+    as_time = expression.evaluate(expression.prepare({"context": {"x": moment}}), where="t")
+    assert isinstance(as_text, str) and isinstance(as_time, datetime)
+    # The cache is bounded.
+    for n in range(expressions.CONVERSION_CACHE_SIZE * 2):
+        expression.prepare({"context": {"x": n}})
+    assert len(expression._conversions.cache) <= expressions.CONVERSION_CACHE_SIZE
