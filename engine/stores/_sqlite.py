@@ -22,7 +22,7 @@ from engine.domain.errors import StoreUnavailable, TenantNotFound
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PAGE_SIZE = 2048
 CACHE_KIB = 8192  # page cache of each connection
 CHECKPOINT_EVERY = 64  # commits between background checkpoints
@@ -48,15 +48,13 @@ SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS commits_trigger ON commits (instance_id, trigger_id)"
     " WHERE trigger_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS commits_undispatched ON commits (position) WHERE dispatched = 0",
-    # The snapshot (a cache of the fold of the commits, rebuilt when missing or behind) and the listing index.
+    # The listing index: the columns an instance is listed by (the instance itself is its last commit's state).
     """CREATE TABLE IF NOT EXISTS instances (
         id TEXT PRIMARY KEY,
         workflow_id TEXT NOT NULL,
         state TEXT NOT NULL,
         status TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        interests TEXT NOT NULL,
-        doc TEXT NOT NULL)""",
+        interests TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS instances_status ON instances (status, id)",
     "CREATE INDEX IF NOT EXISTS instances_workflow ON instances (workflow_id, id)",
     "CREATE INDEX IF NOT EXISTS instances_state ON instances (state, id)",
@@ -73,6 +71,11 @@ SCHEMA = (
         PRIMARY KEY (workflow_id, version)) WITHOUT ROWID""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+# What brings a file of an older schema version to the next one, run before SCHEMA in the same transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 → 2: the instance row kept a copy of the last commit's state, rewritten on every commit.
+    1: ("ALTER TABLE instances DROP COLUMN doc", "ALTER TABLE instances DROP COLUMN version"),
+}
 
 
 class TenantDatabases:
@@ -232,8 +235,14 @@ class TenantDatabases:
         if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for statement in SCHEMA:
-                    connection.execute(statement)
+                # Read again under the write lock: another connection may have brought the file up meanwhile.
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):  # a new file needs no migration
+                        for statement in MIGRATIONS[step]:
+                            connection.execute(statement)
+                    for statement in SCHEMA:
+                        connection.execute(statement)
                 connection.execute("COMMIT")
             except BaseException:
                 rollback(connection)

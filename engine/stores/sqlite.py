@@ -1,14 +1,15 @@
 """The embedded event and definition stores: one SQLite file per tenant (see engine/stores/_sqlite.py).
 
-An append is one `BEGIN IMMEDIATE` transaction of, usually, two prepared statements: insert the commit (its
-events and the state after them, as JSON) if, in the same statement, the stream's version read from the
-commits (the truth) is the expected one; update the instance row, setting only the columns that changed.
-The interest rows are replaced when they changed. Holding the write lock from the start makes the
-check and the insert one step for every thread and process.
+An append is one `BEGIN IMMEDIATE` transaction, usually of one prepared statement: insert the commit (its events
+and the instance after them, as JSON) if, in the same statement, the stream's version read from the commits (the
+truth) is the expected one. Holding the write lock from the start makes the check and the insert one step for
+every thread and process.
 
-The instance row is the snapshot and the listing index. It is a cache: `load` rebuilds a missing row, and
-brings a row that is behind the commits up to date, by folding the events. Each store also keeps the
-instances it last wrote or read in memory, used while their version still matches the commits.
+The instance in the last commit is the snapshot: a load reads one row whatever the length of the history, and
+the snapshot can never be behind the events, being written with them. The `instances` and `interests` tables
+are the listing and broadcast indexes: a row is written in the commit's transaction when a column it lists (state,
+status, interests) changes, so an index is right after every commit. Each store also keeps the instances it last
+wrote or read in memory, used while their version is still the head's.
 
 Every `sqlite3` (and file-system) error is translated: a unique violation on the commit's first sequence
 becomes `ConcurrencyConflict`, one on its trigger id `DuplicateTrigger`, anything else `StoreUnavailable`.
@@ -34,11 +35,10 @@ from engine.domain import (
     Instance,
     InstanceNotFound,
     WorkflowNotFound,
-    fold,
     timestamp,
 )
 from engine.stores._sqlite import TenantDatabases, rollback
-from engine.stores.base import Page, PendingCommit
+from engine.stores.base import Page, PendingCommit, load_expected
 from engine.stores.checks import (
     check_commit,
     check_limit,
@@ -76,40 +76,38 @@ _INSERT_COMMIT = (
     " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE coalesce((SELECT last_sequence FROM commits WHERE instance_id = ?1"
     " ORDER BY first_sequence DESC LIMIT 1), 0) = ?8"
 )
+# The head of a stream: its version and, unless that is the version the caller already holds (?2), the instance
+# after it (the snapshot). No row: no such instance.
+_HEAD = (
+    "SELECT last_sequence, CASE WHEN last_sequence = ?2 THEN NULL ELSE state END FROM commits WHERE instance_id = ?1"
+    " ORDER BY first_sequence DESC LIMIT 1"
+)
+# The same, and whether the trigger ?3 is recorded (its commit's position): find_trigger followed by load.
+_FIND_AND_HEAD = (
+    "SELECT (SELECT position FROM commits WHERE instance_id = ?1 AND trigger_id = ?3), last_sequence,"
+    " CASE WHEN last_sequence = ?2 THEN NULL ELSE state END FROM commits WHERE instance_id = ?1"
+    " ORDER BY first_sequence DESC LIMIT 1"
+)
 _ROW = "SELECT state, status, interests FROM instances WHERE id = ?"
 _UPSERT_INSTANCE = (
-    "INSERT INTO instances (id, workflow_id, state, status, version, interests, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO instances (id, workflow_id, state, status, interests) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, state = excluded.state,"
-    " status = excluded.status, version = excluded.version, interests = excluded.interests, doc = excluded.doc"
+    " status = excluded.status, interests = excluded.interests"
 )
-# A rebuilt snapshot never replaces a newer one written meanwhile.
-_REFRESH_INSTANCE = _UPSERT_INSTANCE + " WHERE excluded.version > instances.version"
 
 
-def _update_instance(state: bool, status: bool, interests: bool, *, at_version: bool) -> str:
+def _update_instance(state: bool, status: bool, interests: bool) -> str:
     # Only the columns that changed are set: SQLite rewrites the entries of every index whose column an
     # UPDATE sets, changed or not, and each page it touches is written again to the WAL.
-    columns = ["version", "doc", *(["state"] if state else []), *(["status"] if status else []),
-               *(["interests"] if interests else [])]
-    where = "id = ? AND version = ?" if at_version else "id = ?"
-    return f"UPDATE instances SET {', '.join(f'{c} = ?' for c in columns)} WHERE {where}"
+    columns = [*(["state"] if state else []), *(["status"] if status else []), *(["interests"] if interests else [])]
+    return f"UPDATE instances SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
 
 
-_CHANGES = [(state, status, interests) for state in (False, True) for status in (False, True)
-            for interests in (False, True)]
-_UPDATE_INSTANCE = {changed: _update_instance(*changed, at_version=False) for changed in _CHANGES}
-_UPDATE_INSTANCE_AT = {changed: _update_instance(*changed, at_version=True) for changed in _CHANGES}
+_UPDATE_INSTANCE = {(state, status, interests): _update_instance(state, status, interests)
+                    for state in (False, True) for status in (False, True) for interests in (False, True)
+                    if state or status or interests}
 _DELETE_INTERESTS = "DELETE FROM interests WHERE instance_id = ?"
 _INSERT_INTEREST = "INSERT OR IGNORE INTO interests (subject, instance_id) VALUES (?, ?)"
-_VERSIONS = (
-    "SELECT (SELECT version FROM instances WHERE id = ?1),"
-    " (SELECT last_sequence FROM commits WHERE instance_id = ?1 ORDER BY first_sequence DESC LIMIT 1)"
-)
-_LOAD = (
-    "SELECT doc, version,"
-    " (SELECT last_sequence FROM commits WHERE instance_id = ?1 ORDER BY first_sequence DESC LIMIT 1)"
-    " FROM instances WHERE id = ?1"
-)
 # From the commit holding event `after + 1` (which may also hold events up to `after`) on.
 _READ = (
     "SELECT events FROM commits WHERE instance_id = ?1 AND first_sequence >= coalesce("
@@ -118,6 +116,11 @@ _READ = (
 )
 _FIND_TRIGGER = (
     "SELECT position, instance_id, events, state, dispatched FROM commits WHERE instance_id = ? AND trigger_id = ?"
+)
+# Listed instances are the state of their last commit; a listing row without commits is no instance.
+_LIST = (
+    "SELECT c.state FROM instances AS i JOIN commits AS c ON c.position = (SELECT position FROM commits"
+    " WHERE instance_id = i.id ORDER BY first_sequence DESC LIMIT 1)"
 )
 _FEED = (
     "SELECT position, instance_id, events, state, dispatched FROM commits WHERE position > ?"
@@ -151,6 +154,8 @@ class SqliteEventStore:
         self._cache_size = cache_size
         self._cache: dict[tuple[str, str], Instance] = {}
         self._cache_lock = threading.Lock()
+        # What find_trigger read for the load that follows it at once on this thread (see base.load_follows).
+        self._local = threading.local()
 
     def database_path(self, tenant: str) -> Path:
         """The file that holds the tenant's data."""
@@ -186,6 +191,7 @@ class SqliteEventStore:
             prepared.append((pending, events, _encode(pending.state.to_dict()),
                              _encode([event.to_dict() for event in events])))
         results: list[Commit | Exception] = []
+        self._local.handoff = None
         db = self._db.connection(tenant)
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -212,7 +218,7 @@ class SqliteEventStore:
                         results.append(self._translated(e, tenant, pending))
                         continue
                     # Past the INSERT, a failure undoes the whole batch (the transaction is rolled back below).
-                    self._write_instance(db, tenant, pending.expected_version, pending.state, state_json)
+                    self._write_instance(db, tenant, pending.expected_version, pending.state)
                     position: int = inserted.lastrowid  # type: ignore[assignment]
                     results.append(Commit(pending.instance_id, events, pending.state, position=position))
                 db.execute("COMMIT")
@@ -249,33 +255,33 @@ class SqliteEventStore:
         row = db.execute(_VERSION, (instance_id,)).fetchone()
         return ConcurrencyConflict(tenant, instance_id, expected_version, row[0] if row else 0)
 
-    def _write_instance(self, db: sqlite3.Connection, tenant: str, expected_version: int, state: Instance,
-                        state_json: str) -> None:
-        """Bring the instance row and its interest rows to `state`, in the append's transaction."""
+    def _write_instance(self, db: sqlite3.Connection, tenant: str, expected_version: int, state: Instance) -> None:
+        """Bring the listing row and the interest rows to `state`, in the append's transaction, when they change."""
         instance_id, status = state.id, str(state.status)
         cached = self._cache.get((tenant, instance_id))
+        row: tuple[str, str, str] | None = None
         if cached is not None and cached.version == expected_version:
-            # A row at the expected version holds the columns of the instance cached at that version, so it
-            # is known what changes without reading it; the version in the WHERE makes sure of it.
+            # The commit was stored on the instance cached at that version, which is what the row lists: it is
+            # known what changes without reading it.
             changed = (cached.state != state.state, cached.status != state.status,
                        cached.interests != state.interests)
-            if db.execute(_UPDATE_INSTANCE_AT[changed],
-                          _update_params(changed, state, status, state_json, instance_id, expected_version),
-                          ).rowcount == 1:
+            if not any(changed):
+                return
+            if db.execute(_UPDATE_INSTANCE[changed], _update_params(changed, state, status, instance_id)).rowcount:
                 if changed[2]:
                     self._write_interests(db, instance_id, state.interests)
                 return
-        interests_json = _encode(list(state.interests))
-        row = None if expected_version == 0 else db.execute(_ROW, (instance_id,)).fetchone()
+        elif expected_version > 0:
+            row = db.execute(_ROW, (instance_id,)).fetchone()
         if row is None:  # a new instance, or its row was lost
-            db.execute(_UPSERT_INSTANCE, (instance_id, state.workflow_id, state.state, status, state.version,
-                                          interests_json, state_json))
+            db.execute(_UPSERT_INSTANCE, (instance_id, state.workflow_id, state.state, status,
+                                          _encode(list(state.interests))))
             self._write_interests(db, instance_id, state.interests)
             return
         old_state, old_status, old_interests = row
-        changed = (old_state != state.state, old_status != status, old_interests != interests_json)
-        db.execute(_UPDATE_INSTANCE[changed],
-                   _update_params(changed, state, status, state_json, instance_id, None))
+        changed = (old_state != state.state, old_status != status, old_interests != _encode(list(state.interests)))
+        if any(changed):
+            db.execute(_UPDATE_INSTANCE[changed], _update_params(changed, state, status, instance_id))
         if changed[2]:
             self._write_interests(db, instance_id, state.interests)
 
@@ -303,29 +309,33 @@ class SqliteEventStore:
     # ------------------------------------------------------------------------------------------ reading
 
     def load(self, tenant: str, instance_id: str) -> Instance:
-        db = self._db.connection(tenant)
-        cached = self._cache.get((tenant, instance_id))
-        try:
-            if cached is not None:
-                row_version, version = db.execute(_VERSIONS, (instance_id,)).fetchone()
-                if row_version == version == cached.version:
-                    return cached
-            row = db.execute(_LOAD, (instance_id,)).fetchone()
-            if row is not None and row[1] == row[2]:
-                instance = Instance.from_dict(_decode(row[0]))
-            elif row is None:
-                if db.execute(_VERSION, (instance_id,)).fetchone() is None:
-                    raise InstanceNotFound(tenant, instance_id)
-                instance = self._rebuild(db, tenant, instance_id, None, 0)
-            elif row[2] is None:  # a row without commits is no instance: the commits are the truth
+        handoff = getattr(self._local, "handoff", None)
+        self._local.handoff = None
+        if handoff is not None and handoff[0] == (tenant, instance_id) and load_expected():
+            if handoff[1] is None:
                 raise InstanceNotFound(tenant, instance_id)
-            elif row[1] > row[2]:  # a row ahead of the commits cannot be trusted either
-                instance = self._rebuild(db, tenant, instance_id, None, 0)
-            else:
-                base = Instance.from_dict(_decode(row[0]))
-                instance = self._rebuild(db, tenant, instance_id, base, base.version)
+            handed: Instance = handoff[1]
+            return handed
+        cached = self._cache.get((tenant, instance_id))
+        db = self._db.connection(tenant)
+        try:
+            row = db.execute(_HEAD, (instance_id, -1 if cached is None else cached.version)).fetchone()
         except sqlite3.Error as e:
             raise self._db.unavailable(tenant, e) from e
+        instance = self._head(tenant, instance_id, cached, row)
+        if instance is None:
+            raise InstanceNotFound(tenant, instance_id)
+        return instance
+
+    def _head(self, tenant: str, instance_id: str, cached: Instance | None, row: tuple[Any, ...] | None,
+              ) -> Instance | None:
+        """The instance from a head row (version, state or NULL when the cached instance is at that version)."""
+        if row is None:
+            return None
+        if row[1] is None:
+            assert cached is not None
+            return cached
+        instance = Instance.from_dict(_decode(row[1]))
         self._remember(tenant, instance)
         return instance
 
@@ -337,27 +347,8 @@ class SqliteEventStore:
                 del self._cache[next(iter(self._cache))]  # the oldest entry
             self._cache[(tenant, instance.id)] = instance
 
-    def _rebuild(self, db: sqlite3.Connection, tenant: str, instance_id: str, base: Instance | None,
-                 after: int) -> Instance:
-        instance = fold(base, self._read(db, instance_id, after, None))
-        if instance is None:
-            raise InstanceNotFound(tenant, instance_id)
-        doc = _encode(instance.to_dict())
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(_REFRESH_INSTANCE, (instance_id, instance.workflow_id, instance.state,
-                                               str(instance.status), instance.version,
-                                               _encode(list(instance.interests)), doc))
-                db.execute("COMMIT")
-            except BaseException:
-                rollback(db)
-                raise
-        except sqlite3.OperationalError:
-            pass  # the snapshot is a cache: the instance is right without it, and the next load tries again
-        return instance
-
     def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        self._local.handoff = None
         if limit is not None and limit <= 0:
             return []
         db = self._db.connection(tenant)
@@ -376,6 +367,15 @@ class SqliteEventStore:
     def find_trigger(self, tenant: str, instance_id: str, trigger_id: str) -> Commit | None:
         db = self._db.connection(tenant)
         try:
+            if load_expected():
+                # The processor's find-then-load: one statement answers both, and the load takes the head from here.
+                cached = self._cache.get((tenant, instance_id))
+                head = db.execute(_FIND_AND_HEAD, (instance_id, -1 if cached is None else cached.version,
+                                                   trigger_id)).fetchone()
+                if head is None or head[0] is None:
+                    self._local.handoff = ((tenant, instance_id),
+                                           self._head(tenant, instance_id, cached, head and head[1:]))
+                    return None
             row = db.execute(_FIND_TRIGGER, (instance_id, trigger_id)).fetchone()
         except sqlite3.Error as e:
             raise self._db.unavailable(tenant, e) from e
@@ -389,10 +389,9 @@ class SqliteEventStore:
         params: list[Any] = []
         for column, value in (("status", status), ("workflow_id", workflow_id), ("state", state), ("id", after)):
             if value is not None:
-                where.append(f"{column} {'>' if column == 'id' else '='} ?")
+                where.append(f"i.{column} {'>' if column == 'id' else '='} ?")
                 params.append(str(value))
-        sql = "SELECT doc FROM instances" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY id LIMIT ?"
+        sql = _LIST + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.id LIMIT ?"
         params.append(limit + 1)
         db = self._db.connection(tenant)
         try:
@@ -437,9 +436,8 @@ class SqliteEventStore:
             raise self._db.unavailable(tenant, e) from e
 
 
-def _update_params(changed: tuple[bool, bool, bool], state: Instance, status: str, state_json: str,
-                   instance_id: str, at_version: int | None) -> list[Any]:
-    params: list[Any] = [state.version, state_json]
+def _update_params(changed: tuple[bool, bool, bool], state: Instance, status: str, instance_id: str) -> list[Any]:
+    params: list[Any] = []
     if changed[0]:
         params.append(state.state)
     if changed[1]:
@@ -447,8 +445,6 @@ def _update_params(changed: tuple[bool, bool, bool], state: Instance, status: st
     if changed[2]:
         params.append(_encode(list(state.interests)))
     params.append(instance_id)
-    if at_version is not None:
-        params.append(at_version)
     return params
 
 

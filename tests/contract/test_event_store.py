@@ -7,7 +7,6 @@ one the engine could have made. Tests never assert on wall-clock time.
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import sqlite3
 import threading
@@ -41,7 +40,7 @@ from engine.domain import (
     parse_definition,
     timestamp,
 )
-from engine.stores.base import EventStore
+from engine.stores.base import EventStore, load_follows
 from engine.stores.sqlite import SqliteEventStore
 
 if TYPE_CHECKING:
@@ -328,6 +327,34 @@ def test_another_client_sees_what_one_appended(backend: Backend) -> None:
     assert first.load(A, "i-1").status is Status.COMPLETE
 
 
+def test_a_load_that_follows_find_trigger_answers_the_head_it_read(backend: Backend) -> None:
+    """The processor's find-then-load (base.load_follows) may be answered from one read; it never answers a
+    load of another instance, nor one outside it, with what find_trigger read."""
+    first, second = backend.event_store(), backend.event_store()
+    create(first, A, "i-1")
+    create(first, A, "i-2")
+    send(first, A, "i-1", "tick", "t-1")
+    with load_follows():
+        assert first.find_trigger(A, "i-1", "t-2") is None
+        assert first.load(A, "i-1").version == 2
+        assert first.find_trigger(A, "i-1", "t-1") is not None
+        assert first.find_trigger(A, "nobody", "t-1") is None
+        with pytest.raises(InstanceNotFound):
+            first.load(A, "nobody")
+        assert first.find_trigger(A, "i-1", "t-2") is None
+        assert first.load(A, "i-2").id == "i-2"
+    with load_follows():
+        assert first.find_trigger(A, "i-1", "t-2") is None
+    send(second, A, "i-1", "tick", "t-2")
+    assert first.load(A, "i-1").version == 3  # outside: the store is read again
+    send(second, A, "i-1", "tick", "t-3")
+    with load_follows():
+        assert first.find_trigger(A, "i-1", "t-4") is None
+        loaded = first.load(A, "i-1")
+    assert loaded == second.load(A, "i-1")
+    assert (loaded.version, loaded.context["count"]) == (4, 3)
+
+
 def test_events_and_states_round_trip_exactly(backend: Backend) -> None:
     content = {"text": "naïve ☃ \ud800", "nested": {"list": [1, 2.5, None, True, "x"]}, "big": 2**53 + 1}
     writer, reader = backend.event_store(), backend.event_store()
@@ -566,46 +593,38 @@ def raw(store: SqliteEventStore, tenant: str) -> sqlite3.Connection:
     return sqlite3.connect(store.database_path(tenant), isolation_level=None)
 
 
-def test_sqlite_rebuilds_a_missing_or_stale_snapshot_from_the_events(tmp_path: Path) -> None:
+def test_sqlite_loads_an_instance_from_its_last_commit_whatever_the_listing_rows_say(tmp_path: Path) -> None:
     with SqliteEventStore(tmp_path) as store:
-        create(store, A, "i-1")
-        for n in range(20):
-            send(store, A, "i-1", "tick", f"t-{n}")
-        old = store.load(A, "i-1")
-        for n in range(20, 40):
+        create(store, A, "i-1", interests=["s:1"])
+        for n in range(40):
             send(store, A, "i-1", "tick", f"t-{n}")
         current = store.load(A, "i-1")
         assert current == fold(None, store.read(A, "i-1"))
 
     database = sqlite3.connect(tmp_path / "tenants" / f"{A}.db", isolation_level=None)
     try:
+        database.execute("INSERT INTO instances SELECT 'ghost', workflow_id, state, status, interests"
+                         " FROM instances WHERE id = 'i-1'")
         database.execute("DELETE FROM instances WHERE id = 'i-1'")
-        with SqliteEventStore(tmp_path) as store:
+        database.execute("DELETE FROM interests WHERE instance_id = 'i-1'")
+        # cache_size=0: every load and append reads the file.
+        with SqliteEventStore(tmp_path, cache_size=0) as store:
             assert store.load(A, "i-1") == current
-        assert database.execute("SELECT version FROM instances WHERE id = 'i-1'").fetchone() == (41,)
-
-        database.execute("UPDATE instances SET version = ?, doc = ? WHERE id = 'i-1'",
-                         (old.version, json.dumps(old.to_dict())))
-        with SqliteEventStore(tmp_path) as store:
-            assert store.load(A, "i-1") == current
-            send(store, A, "i-1", "tick", "t-after")
-            current = store.load(A, "i-1")
-            assert current.context["count"] == 41
-        assert database.execute("SELECT version FROM instances WHERE id = 'i-1'").fetchone() == (42,)
-
-        # A row ahead of the commits is not believed either, and a row without commits is no instance.
-        database.execute("UPDATE instances SET version = 99 WHERE id = 'i-1'")
-        database.execute("INSERT INTO instances SELECT 'ghost', workflow_id, state, status, version, interests,"
-                         " doc FROM instances WHERE id = 'i-1'")
-        with SqliteEventStore(tmp_path) as store:
-            assert store.load(A, "i-1") == current
+            # A listing row without commits is no instance.
             with pytest.raises(InstanceNotFound):
                 store.load(A, "ghost")
+            assert store.list_instances(A).items == []
+            # The next change of a listed column writes the lost row again.
+            send(store, A, "i-1", "move", "t-move")
+            current = store.load(A, "i-1")
+            assert current.state == "busy"
+            assert store.list_instances(A).items == store.list_instances(A, state="busy").items == [current]
+            assert store.interested(A, ["s:1"]) == ["i-1"]
     finally:
         database.close()
 
 
-def test_sqlite_an_append_restores_a_lost_snapshot_row(tmp_path: Path) -> None:
+def test_sqlite_an_append_restores_a_lost_listing_row(tmp_path: Path) -> None:
     with SqliteEventStore(tmp_path) as store:
         create(store, A, "i-1", interests=["s:1"])
         send(store, A, "i-1", "tick", "t-1")  # the store now has the instance cached
@@ -619,6 +638,45 @@ def test_sqlite_an_append_restores_a_lost_snapshot_row(tmp_path: Path) -> None:
         assert (current.version, current.state) == (3, "busy")
         assert store.list_instances(A, state="busy").items == [current]
         assert store.interested(A, ["s:1"]) == ["i-1"]
+
+
+def test_sqlite_a_commit_that_changes_no_listed_column_leaves_the_listing_row_alone(tmp_path: Path) -> None:
+    with SqliteEventStore(tmp_path) as store:
+        create(store, A, "i-1")
+        database = raw(store, A)
+        try:
+            database.execute("CREATE TRIGGER no_update BEFORE UPDATE ON instances BEGIN SELECT RAISE(ABORT, 'x'); END")
+            send(store, A, "i-1", "tick", "t-1")  # state, status and interests stay: nothing to update
+            with pytest.raises(StoreUnavailable):
+                send(store, A, "i-1", "move", "t-2")  # the state changes: the row is updated
+            database.execute("DROP TRIGGER no_update")
+        finally:
+            database.close()
+        send(store, A, "i-1", "move", "t-2")
+        assert [i.state for i in store.list_instances(A, state="busy").items] == ["busy"]
+
+
+def test_sqlite_a_file_of_schema_version_1_is_migrated(tmp_path: Path) -> None:
+    with SqliteEventStore(tmp_path) as store:
+        create(store, A, "i-1", interests=["s:1"])
+        send(store, A, "i-1", "tick", "t-1")
+        current = store.load(A, "i-1")
+    # Version 1 kept the instance's version and document in its listing row.
+    database = sqlite3.connect(tmp_path / "tenants" / f"{A}.db", isolation_level=None)
+    try:
+        database.execute("ALTER TABLE instances ADD COLUMN version INTEGER NOT NULL DEFAULT 2")
+        database.execute("ALTER TABLE instances ADD COLUMN doc TEXT NOT NULL DEFAULT '{}'")
+        database.execute("PRAGMA user_version = 1")
+        with SqliteEventStore(tmp_path) as store:
+            assert store.load(A, "i-1") == current
+            assert store.list_instances(A).items == [current]
+            send(store, A, "i-1", "move", "t-2")
+            assert store.list_instances(A, state="busy").items == [store.load(A, "i-1")]
+        columns = [row[1] for row in database.execute("PRAGMA table_info(instances)")]
+        assert columns == ["id", "workflow_id", "state", "status", "interests"]
+        assert database.execute("PRAGMA user_version").fetchone() == (2,)
+    finally:
+        database.close()
 
 
 def test_sqlite_a_small_instance_cache_stays_correct(tmp_path: Path) -> None:
