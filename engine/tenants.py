@@ -163,6 +163,8 @@ def _configured(tenant_id: str, config: Mapping[str, Any] | None, defaults: Defa
 
 
 class MemoryTenantRegistry:
+    embedded = True  # see engine.stores.base.embedded
+
     def __init__(self, *, secret: str | bytes, defaults: Defaults | None = None) -> None:
         self.hasher = KeyHasher(secret)
         self.defaults = defaults
@@ -234,6 +236,8 @@ _SCHEMA = (
 
 class SqliteTenantRegistry:
     """The registry in one SQLite file (`{data_dir}/tenants.db`, WAL). Safe to share between threads."""
+
+    embedded = True  # see engine.stores.base.embedded
 
     def __init__(self, path: Path, *, secret: str | bytes, busy_timeout: float = 10.0,
                  defaults: Defaults | None = None) -> None:

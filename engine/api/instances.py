@@ -36,6 +36,7 @@ from engine.api.problems import ApiProblem
 from engine.domain import Commit, InstanceAlreadyExists, InstanceNotFound, Status, Trigger
 from engine.service.commands import Broadcast, CreateInstance, SendTrigger, to_message
 from engine.service.processor import outcome_of
+from engine.stores.base import embedded
 
 POLL_SECONDS = 0.015
 MAX_SEQUENCE = 2**62  # beyond any real history; keeps a client's number inside a SQLite INTEGER
@@ -168,9 +169,12 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         body = await read_body(request, TriggerRequest)
         trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
         location = _location(tenant, instance_id)
-        # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
-        # thread and back costs more than that in GIL hand-offs between the threads.
-        done = accept_trigger(tenant, instance_id, trigger, body.id is not None)
+        if embedded(queue, tenant) and embedded(events, tenant):
+            # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
+            # thread and back costs more than that in GIL hand-offs between the threads.
+            done = accept_trigger(tenant, instance_id, trigger, body.id is not None)
+        else:  # requests over the network (Cosmos, Azure Storage) must not hold up the event loop
+            done = await ctx.run(accept_trigger, tenant, instance_id, trigger, body.id is not None)
         if done is not None:
             return JSONResponse(_result(done), headers={"Location": location})
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)

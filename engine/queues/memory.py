@@ -29,6 +29,8 @@ class _Entry:
 class MemoryCommandQueue:
     """Thread-safe; `clock` is a monotonic clock in seconds (inject one to step time in tests)."""
 
+    embedded = True  # see engine.stores.base.embedded
+
     def __init__(self, *, max_dequeue_count: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
         if max_dequeue_count < 1:
             raise ValueError(f"max_dequeue_count must be at least 1, not {max_dequeue_count}")

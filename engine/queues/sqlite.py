@@ -30,6 +30,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class SqliteCommandQueue:
+    embedded = True  # see engine.stores.base.embedded
+
     def __init__(
         self,
         path: Path,

@@ -43,6 +43,15 @@ def load_expected() -> bool:
     return bool(getattr(_LOAD_FOLLOWS, "on", False))
 
 
+def embedded(component: object, tenant: str) -> bool:
+    """Whether the calls of a store, queue or registry for `tenant` stay in this process and its local files
+    (SQLite, memory): cheap enough to make on the API's event loop. A component says so with an `embedded`
+    attribute (True, or a function of the tenant); one that does not say so, or may cross the network (Cosmos,
+    Azure Storage), is not embedded, and its calls are made on a worker thread."""
+    says = getattr(component, "embedded", False)
+    return bool(says(tenant) if callable(says) else says)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingCommit:
     """A commit to append: its events, decided from `expected_version`, and the instance after them."""

@@ -50,6 +50,8 @@ class _Tenant:
 
 
 class MemoryEventStore:
+    embedded = True  # see engine.stores.base.embedded
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tenants: dict[str, _Tenant] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain import Commit, Event, Instance, StoreUnavailable
-from engine.stores.base import DefinitionStore, EventStore, Page
+from engine.stores.base import DefinitionStore, EventStore, Page, embedded
 from engine.stores.cosmos import (
     CosmosDefinitionStore,
     CosmosEventStore,
@@ -213,6 +213,10 @@ class TenantRoutedEventStore:
 
     def __init__(self, router: TenantStoreRouter) -> None:
         self.router = router
+
+    def embedded(self, tenant: str) -> bool:
+        """A tenant on SQLite whose configuration is read from a local registry (see base.embedded)."""
+        return embedded(self.router.registry, tenant) and self.router.store_kind(tenant) == "sqlite"
 
     def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
                state: Instance) -> Commit:

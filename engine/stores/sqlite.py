@@ -145,6 +145,8 @@ class SqliteEventStore:
     """The event store of `{data_dir}/tenants/{tenant}.db`. Safe to share between threads; several processes
     may open the same data directory."""
 
+    embedded = True  # see engine.stores.base.embedded
+
     def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, cache_size: int = 4096) -> None:
         self._db = TenantDatabases(data_dir, store="sqlite event store", busy_timeout=busy_timeout,
                                    background_checkpoints=True)
