@@ -17,9 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
-from engine.cli.explain import explain
 from engine.cli.remote import DEFAULT_URL, AsJson, Key, LocalDir, Remote, Tenant, Url, _fail, _json_option
 from engine.queues.base import CommandQueue
+from engine.service.explain import explain
 
 Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the event).")]
 By = Annotated[str | None, typer.Option("--by", envvar="WAYMARK_OPERATOR", help="Who, as recorded (the key's "

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.domain.errors import StoreUnavailable
 from engine.queues.base import Message, MessageLost, check_receive, dump_body
+from engine.stores._sqlite import rollback
 
 _STORE = "command queue"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -210,8 +211,7 @@ class SqliteCommandQueue:
             yield db
             db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                db.rollback()
+            rollback(db)  # a failing rollback must not hide the error that caused it
             raise
 
     @contextmanager

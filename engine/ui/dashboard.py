@@ -38,7 +38,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine.cli.explain import explain
 from engine.domain import (
     InvalidCommand,
     NotFound,
@@ -51,6 +50,7 @@ from engine.domain import (
     WorkflowDefinition,
 )
 from engine.feed.cloudevents import TYPE_PREFIX, CloudEventMapper, to_batch
+from engine.service.explain import explain
 from engine.ui.diagram import layout
 from engine.ui.security import FormError, SecurityHeadersMiddleware, read_form, same_origin, tokens_match
 from engine.ui.sessions import Session, SessionStore

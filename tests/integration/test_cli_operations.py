@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli.explain import explain
 from engine.cli.main import app
 from engine.domain import Trigger
 from engine.service.commands import SendTrigger, to_message
+from engine.service.explain import explain
 from tests.integration.conftest import RunningServer, serve_api
 from tests.integration.test_operations import PAYMENTS
 from tests.webhook_receiver import Receiver, wait_until

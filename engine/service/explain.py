@@ -1,4 +1,4 @@
-"""`waymark instances explain`: why an instance is where it is, in words, from its events."""
+"""Why an instance is where it is, in words, from its events (`waymark instances explain` and the dashboard)."""
 
 from __future__ import annotations
 
