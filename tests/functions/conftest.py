@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ class AzureEnv:
     registry_database: str
     tenant_prefix: str
     values: dict[str, str]
+    clients: list[Any] = field(default_factory=list)  # closed when the test ends
 
     def host_queue(self, visibility_timeout: int = 30) -> HostQueue:
         return HostQueue(self.azurite.connection_string, self.queue_name, visibility_timeout)
@@ -41,11 +42,14 @@ class AzureEnv:
     def event_store(self) -> CosmosEventStore:
         """The tenants' events read with a client and store of their own (no cache shared with the host)."""
         client = cosmos_client(self.cosmos_endpoint, key=LOCAL_COSMOS_KEY, verify=False)
+        self.clients.append(client)
         return CosmosEventStore(client, resolve=lambda tenant: CosmosLocation(f"{self.tenant_prefix}{tenant}"))
 
 
 @pytest.fixture
-def make_env(monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer) -> Callable[[str], AzureEnv]:
+def make_env(monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer) -> Iterator[Callable[[str], AzureEnv]]:
+    made: list[AzureEnv] = []
+
     def make(cosmos_endpoint: str) -> AzureEnv:
         run = uuid.uuid4().hex[:8]
         values = {
@@ -70,10 +74,15 @@ def make_env(monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer) -> Callabl
             monkeypatch.delenv(name, raising=False)
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        return AzureEnv(azurite, cosmos_endpoint, values["WAYMARK_QUEUE_NAME"],
-                        values["WAYMARK_TENANT_REGISTRY_DATABASE"], values["WAYMARK_TENANT_DATABASE_PREFIX"], values)
+        env = AzureEnv(azurite, cosmos_endpoint, values["WAYMARK_QUEUE_NAME"],
+                       values["WAYMARK_TENANT_REGISTRY_DATABASE"], values["WAYMARK_TENANT_DATABASE_PREFIX"], values)
+        made.append(env)
+        return env
 
-    return make
+    yield make
+    for env in made:  # an unclosed client's sockets would be reported (as errors) during a later test
+        for client in env.clients:
+            client.close()
 
 
 @pytest.fixture
