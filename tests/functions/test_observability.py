@@ -212,7 +212,9 @@ def test_with_a_connection_string_spans_and_logs_reach_application_insights() ->
     try:
         connection = (f"InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={ingestion.url};"
                       f"LiveEndpoint={ingestion.url}")
-        environ = {**os.environ, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true"}
+        # Every span exported: the distro's default sampler (rate-limited, 5 traces/s) may drop the only one.
+        environ = {**os.environ, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+                   "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage", "OTEL_TRACES_SAMPLER_ARG": "1.0"}
         done = subprocess.run([sys.executable, "-c", _EXPORTING, connection], cwd=ROOT, env=environ,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
