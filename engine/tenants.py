@@ -96,6 +96,11 @@ class KeyHasher:
     def matches(self, key: str, key_hash: str) -> bool:
         return hmac.compare_digest(self.hash(key), key_hash)
 
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key of its own for `purpose` (e.g. sealing dashboard sessions), the same in every process that
+        shares the server secret, and unrelated to the key hashes and to the keys of other purposes."""
+        return hmac.new(self._secret, f"waymark derived key: {purpose}".encode(), hashlib.sha256).digest()
+
 
 def read_or_create_secret(path: Path, *, factory: Any = None) -> tuple[str, bool]:
     """The secret stored in `path`, or a new one written there once with mode 0600. Returns (secret, created).

@@ -117,7 +117,8 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
     """The dashboard as an ASGI app, to mount at `/ui` (`add_routes` does)."""
     engine = ctx.engine
     events, catalog, processor = engine.events, engine.catalog, engine.processor
-    store = sessions or SessionStore()
+    hasher = getattr(ctx.tenants, "hasher", None)  # the server secret's: every process of the host seals alike
+    store = sessions or SessionStore(key=hasher.derive("dashboard sessions") if hasher is not None else None)
     templates = _templates()
     mapper = CloudEventMapper(events)
 
@@ -171,9 +172,19 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             except TenantNotFound:
                 valid = False
         if not valid:
-            store.end(session.id)
+            store.end(session)
             return None
         return session
+
+    def kept(request: Request, response: Response, session: Session) -> Response:
+        """The response with the session sealed again into its cookie (when it was used, its flashes), or the
+        cookie deleted when the session ended."""
+        if session.ended:
+            response.delete_cookie(SESSION_COOKIE, path=prefix_of(request) or "/", secure=secure(request),
+                                   httponly=True, samesite="strict")
+        else:
+            set_cookie(request, response, SESSION_COOKIE, store.seal(session), path=prefix_of(request) or "/")
+        return response
 
     def page(handler: SessionHandler) -> Handler:
         """A page for logged-in operators; anyone else is sent to the login page (and back after it)."""
@@ -182,11 +193,12 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             if session is None:
                 return to_login(request)
             try:
-                return await handler(request, session)
+                response = await handler(request, session)
             except NotFound as e:
-                return error_page(request, session, 404, "Not found", str(e))
+                response = error_page(request, session, 404, "Not found", str(e))
             except StoreUnavailable as e:
-                return error_page(request, session, 503, "Storage unavailable", str(e))
+                response = error_page(request, session, 503, "Storage unavailable", str(e))
+            return kept(request, response, session)
         return run
 
     def action(handler: Callable[[Request, Session, dict[str, str]], Awaitable[Response]]) -> Handler:
@@ -195,6 +207,9 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             session = await current(request)
             if session is None:
                 return to_login(request)
+            return kept(request, await checked(request, session), session)
+
+        async def checked(request: Request, session: Session) -> Response:
             if not same_origin(request.headers, host=request.headers.get("host", "")):
                 return error_page(request, session, 403, "Forbidden",
                                   "This form was sent from another site; nothing was done.")
@@ -274,17 +289,14 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         session = store.create(tenant=tenant, key=secret, admin=principal.admin, operator=operator)
         log.info("dashboard login: %s for tenant %r", principal, tenant)
         response = redirect(safe_next(request, form.get("next")))
-        set_cookie(request, response, SESSION_COOKIE, session.id, path=prefix_of(request) or "/")
+        set_cookie(request, response, SESSION_COOKIE, store.seal(session), path=prefix_of(request) or "/")
         response.delete_cookie(LOGIN_COOKIE, path=f"{prefix_of(request)}/login", secure=secure(request),
                                httponly=True, samesite="strict")
         return response
 
     async def log_out(request: Request, session: Session, form: dict[str, str]) -> Response:
-        store.end(session.id)
-        response = redirect(f"{prefix_of(request)}/login?bye=1")
-        response.delete_cookie(SESSION_COOKIE, path=prefix_of(request) or "/", secure=secure(request),
-                               httponly=True, samesite="strict")
-        return response
+        store.end(session)  # the action's wrapper deletes the cookie
+        return redirect(f"{prefix_of(request)}/login?bye=1")
 
     # ------------------------------------------------------------------------------------------ overview
 
@@ -521,7 +533,7 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             items, following = await ctx.run(feed_items, request, session.tenant, int(after_text), FEED_PAGE)
         except StoreUnavailable:
             return JSONResponse({"error": "storage unavailable"}, status_code=503)
-        return JSONResponse({"events": items, "next": following})
+        return kept(request, JSONResponse({"events": items, "next": following}), session)  # watching is using
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own errors (no such page, a method a page does not take), as pages of the dashboard."""

@@ -1,24 +1,37 @@
-"""Dashboard sessions, kept in the server's memory: the browser holds only a random session id.
+"""Dashboard sessions, sealed into the session cookie: no process keeps them, so any process of a host that runs
+several behind one address (a scaled-out Function App) can serve any page.
 
-The key an operator logged in with stays here (to check on every request that it still works: a rotated key or
-a removed tenant ends the session) and never goes back to the browser. A session ends on logout, after
-`idle_seconds` without a request, or `max_age_seconds` after login, whichever comes first. The store is bounded:
-when full, the sessions least recently used are dropped (their operators log in again).
+A session is JSON encrypted and authenticated with AES-256-GCM (the `cryptography` package) under a key derived
+from the server secret (`KeyHasher.derive`): the browser holds it but can neither read it (it carries the key the
+operator logged in with, checked on every request so that a rotated key or a removed tenant ends the session) nor
+change it. It is sealed again on every response, which records the time it was last used and carries the one-time
+messages ("flashes") from an action to the page after it.
 
-Sessions live in one process: a host that runs several processes behind one address needs sticky routing for
-the dashboard (each process otherwise asks for a login of its own).
+A session ends on logout (its cookie is deleted, and this process refuses it from then on), after `idle_seconds`
+without a request, or `max_age_seconds` after login, whichever comes first. Without a server secret (a store made
+with no key) the key is random and sessions last as long as the process.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 __all__ = ["Session", "SessionStore"]
+
+_PURPOSE = b"waymark dashboard session v1"  # authenticated with every sealed session (never valid elsewhere)
+_NONCE_BYTES = 12
+MAX_FLASHES = 5
+MAX_FLASH_CHARS = 400  # a cookie holds about 4 KiB: flashes are short by construction, and cut here to be sure
 
 
 @dataclass(eq=False)
@@ -32,6 +45,7 @@ class Session:
     created: float
     seen: float
     flashes: list[tuple[str, str]] = field(default_factory=list)  # (level, text), shown once
+    ended: bool = False  # logged out: its cookie is deleted rather than sealed again
 
     @property
     def principal(self) -> str:
@@ -43,8 +57,8 @@ class Session:
         return f"{self.operator} ({where})" if self.operator else where
 
     def flash(self, level: str, text: str) -> None:
-        self.flashes.append((level, text))
-        del self.flashes[:-5]
+        self.flashes.append((level, text[:MAX_FLASH_CHARS]))
+        del self.flashes[:-MAX_FLASHES]
 
     def take_flashes(self) -> list[tuple[str, str]]:
         taken, self.flashes = self.flashes, []
@@ -52,49 +66,63 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, *, idle_seconds: float = 30 * 60, max_age_seconds: float = 12 * 3600,
-                 limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    """Makes, seals and opens sessions. `key`: 32 bytes shared by every process of the host (derived from the
+    server secret); None: a random key of this process. `clock` is wall-clock time in seconds (sessions cross
+    processes, so a monotonic clock would not do)."""
+
+    def __init__(self, *, key: bytes | None = None, idle_seconds: float = 30 * 60,
+                 max_age_seconds: float = 12 * 3600, clock: Callable[[], float] = time.time) -> None:
+        if key is not None and len(key) != 32:
+            raise ValueError("a session key is 32 bytes")
+        self._aead = AESGCM(key if key is not None else AESGCM.generate_key(bit_length=256))
         self.idle_seconds = idle_seconds
         self.max_age_seconds = max_age_seconds
-        self.limit = limit
         self.clock = clock
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._ended: dict[str, float] = {}  # session id → when it would have expired anyway
         self._lock = threading.Lock()
 
     def create(self, *, tenant: str, key: bytes, admin: bool, operator: str = "") -> Session:
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), tenant, key, admin, operator, secrets.token_urlsafe(32),
-                          now, now)
-        with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > self.limit:
-                self._sessions.popitem(last=False)
-        return session
+        return Session(secrets.token_urlsafe(32), tenant, key, admin, operator, secrets.token_urlsafe(32), now, now)
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session of that id (and it counts as used now), or None."""
-        if not session_id:
+    def seal(self, session: Session) -> str:
+        """The cookie value of `session` as it is now."""
+        document = {"id": session.id, "tenant": session.tenant, "key": base64.b64encode(session.key).decode(),
+                    "admin": session.admin, "operator": session.operator, "csrf": session.csrf,
+                    "created": session.created, "seen": session.seen, "flashes": session.flashes}
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(document), _PURPOSE)
+        return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+    def get(self, token: str | None) -> Session | None:
+        """The live session sealed in `token` (and it counts as used now), or None: absent, not sealed with this
+        key, changed, ended, idle too long or too old."""
+        if not token:
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            document = orjson.loads(self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _PURPOSE))
+            session = Session(str(document["id"]), str(document["tenant"]), base64.b64decode(document["key"]),
+                              bool(document["admin"]), str(document["operator"]), str(document["csrf"]),
+                              float(document["created"]), float(document["seen"]),
+                              [(str(level), str(text)) for level, text in document["flashes"]])
+        except (ValueError, TypeError, KeyError, InvalidTag, binascii.Error, orjson.JSONDecodeError):
             return None
         now = self.clock()
+        if now - session.seen > self.idle_seconds or now - session.created > self.max_age_seconds:
+            return None
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+            if session.id in self._ended:
                 return None
-            if now - session.seen > self.idle_seconds or now - session.created > self.max_age_seconds:
-                del self._sessions[session_id]
-                return None
-            session.seen = now
-            self._sessions.move_to_end(session_id)
-            return session
+        session.seen = now
+        return session
 
-    def end(self, session_id: str) -> None:
+    def end(self, session: Session) -> None:
+        """Log out: this process refuses the session from now on, and its cookie is deleted."""
+        session.ended = True
+        now = self.clock()
         with self._lock:
-            self._sessions.pop(session_id, None)
-
-    def end_tenant(self, tenant: str) -> None:
-        with self._lock:
-            for session_id in [s.id for s in self._sessions.values() if s.tenant == tenant]:
-                del self._sessions[session_id]
-
-    def __len__(self) -> int:
-        return len(self._sessions)
+            for ended, expires in list(self._ended.items()):
+                if expires < now:
+                    del self._ended[ended]
+            self._ended[session.id] = session.created + self.max_age_seconds

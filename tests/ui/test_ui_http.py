@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import RunningServer
+from tests.integration.conftest import RunningServer, serve_api
 from tests.ui.helpers import Tenant, browser_client, csrf_of, log_in
 
 pytestmark = pytest.mark.integration
@@ -254,6 +254,32 @@ def test_login_goes_back_to_the_page_asked_for_but_never_elsewhere(ui_server: Ru
             response = http.post("/ui/login", data={"csrf": csrf_of(form.text), "key": tenant.key,
                                                     "next": elsewhere})
             assert response.headers["location"] == "/ui/", elsewhere
+
+
+def test_a_session_opens_on_another_process_of_the_host_and_ends_on_logout(ui_server: RunningServer,
+                                                                           tenant: Tenant) -> None:
+    """A scaled-out host: another server on the same data directory (the same server secret) serves the pages of
+    a session made here, with no sticky routing."""
+
+    def with_cookie(value: str) -> dict[str, str]:
+        return {"Cookie": f"waymark_session={value}"}
+
+    with browser_client(ui_server) as http:
+        assert log_in(http, tenant.key, name="Jo").status_code == 303
+        cookie = http.cookies["waymark_session"]
+        with serve_api(ui_server.data_dir, workers=0) as other, browser_client(other) as elsewhere:
+            page = elsewhere.get("/ui/", headers=with_cookie(cookie))
+            assert page.status_code == 200 and tenant.id in page.text
+            resealed = page.cookies["waymark_session"]
+            assert resealed != cookie, "sealed again on every response"
+            assert elsewhere.get("/ui/", headers=with_cookie(resealed)).status_code == 200
+            changed = cookie[:-10] + ("A" if cookie[-10] != "A" else "B") + cookie[-9:]
+            assert elsewhere.get("/ui/", headers=with_cookie(changed)).status_code == 303, "a changed cookie opens nothing"
+        out = http.post("/ui/logout", data={"csrf": csrf_of(http.get("/ui/").text)})
+        assert out.status_code == 303 and "waymark_session" not in http.cookies
+    with browser_client(ui_server) as fresh:
+        assert fresh.get("/ui/", headers=with_cookie(cookie)).status_code == 303, \
+            "this process refuses a session logged out here"
 
 
 def test_a_rotated_key_ends_the_session(ui_server: RunningServer, other_tenant: Tenant) -> None:

@@ -79,32 +79,62 @@ def test_a_wide_workflow_lays_out_without_overlaps() -> None:
         assert all(not overlaps(box, other) for other in diagram.boxes if other is not box), box.state
 
 
-def test_sessions_end_when_idle_too_long_or_too_old_and_the_store_is_bounded() -> None:
+def test_sessions_end_when_idle_too_long_or_too_old_or_logged_out() -> None:
     now = [1000.0]
-    store = SessionStore(idle_seconds=60, max_age_seconds=300, limit=3, clock=lambda: now[0])
+    store = SessionStore(key=bytes(32), idle_seconds=60, max_age_seconds=300, clock=lambda: now[0])
     session = store.create(tenant="acme", key=b"k", admin=False, operator="Jo")
-    assert store.get(session.id) is session and session.who() == "Jo (tenant 'acme' via dashboard)"
+    assert session.who() == "Jo (tenant 'acme' via dashboard)"
+    token = store.seal(session)
     for _ in range(5):
         now[0] += 59
-        assert store.get(session.id) is session, "each request keeps it alive"
+        again = store.get(token)
+        assert again is not None and (again.id, again.tenant, again.key, again.csrf) == (
+            session.id, "acme", b"k", session.csrf)
+        token = store.seal(again)  # each request seals it again: it stays alive
     now[0] += 59
-    assert store.get(session.id) is None, "too old, however busy"
+    assert store.get(token) is None, "too old, however busy"
     idle = store.create(tenant="acme", key=b"k", admin=False)
+    idle_token = store.seal(idle)
     now[0] += 61
-    assert store.get(idle.id) is None
-    made = [store.create(tenant="t", key=b"k", admin=True) for _ in range(4)]
-    assert len(store) == 3 and store.get(made[0].id) is None and store.get(made[-1].id) is not None
-    assert made[-1].who() == "admin via dashboard"
+    assert store.get(idle_token) is None
+    admin = store.create(tenant="t", key=b"admin key", admin=True)
+    admin_token = store.seal(admin)
+    assert admin.who() == "admin via dashboard"
     assert store.get("") is None and store.get(None) is None
-    store.end(made[-1].id)
-    assert store.get(made[-1].id) is None
+    opened = store.get(admin_token)
+    assert opened is not None and opened.admin
+    store.end(opened)
+    assert opened.ended and store.get(admin_token) is None
+
+
+def test_a_session_opens_in_every_process_with_the_secret_and_nowhere_else() -> None:
+    from engine.tenants import KeyHasher
+
+    key = KeyHasher("server-secret-0123456789").derive("dashboard sessions")
+    here, elsewhere = SessionStore(key=key), SessionStore(key=key)  # two processes of one host
+    session = here.create(tenant="acme", key="wmt_ké".encode(), admin=False, operator="Jo")
+    session.flash("success", "x" * 5000)
+    token = here.seal(session)
+    opened = elsewhere.get(token)
+    assert opened is not None and opened.key == "wmt_ké".encode() and opened.operator == "Jo"
+    assert opened.take_flashes() == [("success", "x" * 400)]
+    assert len(token) < 1500
+    other = KeyHasher("another-secret-0123456789").derive("dashboard sessions")
+    assert SessionStore(key=other).get(token) is None
+    assert SessionStore(key=KeyHasher("server-secret-0123456789").derive("something else")).get(token) is None
+    assert SessionStore().get(token) is None  # no secret: a random key of the process
+    for n in range(0, len(token) - 2, 7):  # any change to the sealed bytes is refused (the last character may
+        # also carry base64 padding bits, which decode to the same bytes)
+        changed = token[:n] + ("A" if token[n] != "A" else "B") + token[n + 1:]
+        assert elsewhere.get(changed) is None
+    assert elsewhere.get("not a sealed session") is None and elsewhere.get("=") is None
 
 
 def test_session_ids_and_tokens_are_random_and_distinct() -> None:
     store = SessionStore()
     made = [store.create(tenant="t", key=b"k", admin=False) for _ in range(50)]
-    values = {s.id for s in made} | {s.csrf for s in made}
-    assert len(values) == 100 and all(len(v) >= 40 for v in values)
+    values = {s.id for s in made} | {s.csrf for s in made} | {store.seal(s) for s in made}
+    assert len(values) == 150 and all(len(v) >= 40 for v in values)
 
 
 def test_flashes_are_shown_once() -> None:
