@@ -53,6 +53,7 @@ from engine.service.processor import CommandProcessor, Result
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import TenantRoutedDefinitionStore, TenantRoutedEventStore, TenantStoreRouter
+from engine.tenants import sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
 __all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "AzureHost", "LazyAzureHost", "SweepOutcome",
@@ -191,7 +192,8 @@ class AzureHost:
                              self.queue, services=services)
         identity = self.credential if key is None else None
         self.feed = ChangeFeed(
-            self.engine.events, CosmosSubscriptionStore(self._subscriptions, auto_create=create_missing),
+            self.engine.events, CosmosSubscriptionStore(self._subscriptions, auto_create=create_missing,
+                                                        sealer=sealer_of(self.tenants, "subscription secrets")),
             definitions=self.engine.catalog, tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),

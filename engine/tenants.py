@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from engine.domain.errors import StoreUnavailable, TenantNotFound, WaymarkError
 from engine.domain.events import timestamp
+from engine.sealing import Sealer
 from engine.stores._sqlite import rollback
 
 __all__ = [
@@ -100,6 +101,16 @@ class KeyHasher:
         """A 32-byte key of its own for `purpose` (e.g. sealing dashboard sessions), the same in every process that
         shares the server secret, and unrelated to the key hashes and to the keys of other purposes."""
         return hmac.new(self._secret, f"waymark derived key: {purpose}".encode(), hashlib.sha256).digest()
+
+    def sealer(self, purpose: str) -> Sealer:
+        """Seals values for `purpose` under a key derived from the server secret (engine/sealing.py)."""
+        return Sealer(self.derive(purpose), purpose)
+
+
+def sealer_of(registry: object, purpose: str) -> Sealer | None:
+    """The sealer for `purpose` of a registry that hashes keys with the server secret, else None."""
+    hasher = getattr(registry, "hasher", None)
+    return hasher.sealer(purpose) if isinstance(hasher, KeyHasher) else None
 
 
 def read_or_create_secret(path: Path, *, factory: Any = None) -> tuple[str, bool]:

@@ -166,8 +166,10 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.tenants import sealer_of
 
-    feed = ChangeFeed(engine.events, SqliteSubscriptionStore(settings.data_dir), definitions=engine.catalog,
+    subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"))
+    feed = ChangeFeed(engine.events, subscriptions, definitions=engine.catalog,
                       static=parse_static_subscriptions(settings.feed_subscriptions),
                       tenant_config=lambda tenant: tenants.get(tenant).config,
                       tenants=lambda: [record.id for record in tenants.list()],

@@ -52,6 +52,7 @@ from typing import Any, Protocol
 
 from engine.domain import NotFound, StoreUnavailable, WaymarkError, WorkflowNotFound, timestamp
 from engine.feed.cloudevents import ALL_TYPES
+from engine.sealing import Sealer
 from engine.stores._sqlite import rollback
 
 __all__ = [
@@ -162,19 +163,23 @@ class Subscription:
             "createdAt": self.created_at, "updatedAt": self.updated_at,
         }
 
-    def to_record(self) -> dict[str, Any]:
-        """What the store keeps (with the secret)."""
+    def to_record(self, sealer: Sealer | None = None) -> dict[str, Any]:
+        """What the store keeps: with the secret, sealed when the store has a sealer (engine/sealing.py)."""
         record = self.to_public()
         del record["hasSecret"]
-        record["secret"] = self.secret
+        record["secret"] = sealer.seal_text(self.secret) if sealer is not None and self.secret else self.secret
         return record
 
     @classmethod
-    def from_record(cls, doc: Mapping[str, Any]) -> Subscription:
+    def from_record(cls, doc: Mapping[str, Any], sealer: Sealer | None = None) -> Subscription:
+        """`to_record`'s inverse. A secret stored before sealing began opens as it is."""
         types = doc.get("types")
+        secret = doc.get("secret")
+        if sealer is not None and isinstance(secret, str):
+            secret = sealer.open_text(secret)
         return cls(
             name=doc["name"], endpoint=doc["endpoint"], types=frozenset(types) if types is not None else None,
-            secret=doc.get("secret"), mode=Mode(doc.get("mode", "structured")), source=Source(doc.get("source", "api")),
+            secret=secret, mode=Mode(doc.get("mode", "structured")), source=Source(doc.get("source", "api")),
             kind=Kind(doc.get("kind", "webhook")), workflow_id=doc.get("workflowId"),
             status=SubscriptionStatus(doc.get("status", "pending")),
             consecutive_failures=int(doc.get("consecutiveFailures", 0)), last_error=doc.get("lastError"),
@@ -290,9 +295,10 @@ class SqliteSubscriptionStore:
     store is written only when a subscription's state changes or a delivery must be remembered, so it is never
     the bottleneck. `sqlite3` errors become `StoreUnavailable`."""
 
-    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, sealer: Sealer | None = None) -> None:
         self.root = Path(data_dir) / "feed"
         self.busy_timeout = busy_timeout
+        self.sealer = sealer  # seals the webhook secrets in the file (None: kept as they are)
         self._lock = threading.Lock()
         self._connections: dict[str, tuple[sqlite3.Connection, threading.Lock]] = {}
 
@@ -337,17 +343,17 @@ class SqliteSubscriptionStore:
     def get(self, tenant: str, name: str) -> Subscription | None:
         with self._transaction(tenant, write=False) as db:
             row = db.execute("SELECT doc FROM subscriptions WHERE name = ?", (name,)).fetchone()
-        return None if row is None else Subscription.from_record(json.loads(row[0]))
+        return None if row is None else Subscription.from_record(json.loads(row[0]), self.sealer)
 
     def list(self, tenant: str) -> list[Subscription]:
         with self._transaction(tenant, write=False) as db:
             rows = db.execute("SELECT doc FROM subscriptions ORDER BY name").fetchall()
-        return [Subscription.from_record(json.loads(doc)) for (doc,) in rows]
+        return [Subscription.from_record(json.loads(doc), self.sealer) for (doc,) in rows]
 
     def save(self, tenant: str, subscription: Subscription) -> None:
         with self._transaction(tenant, write=True) as db:
             db.execute("INSERT OR REPLACE INTO subscriptions (name, doc) VALUES (?, ?)",
-                       (subscription.name, json.dumps(subscription.to_record())))
+                       (subscription.name, json.dumps(subscription.to_record(self.sealer))))
 
     def delete(self, tenant: str, name: str) -> bool:
         with self._transaction(tenant, write=True) as db:
@@ -359,12 +365,12 @@ class SqliteSubscriptionStore:
                default: Subscription | None = None) -> Subscription | None:
         with self._transaction(tenant, write=True) as db:
             row = db.execute("SELECT doc FROM subscriptions WHERE name = ?", (name,)).fetchone()
-            current = Subscription.from_record(json.loads(row[0])) if row is not None else default
+            current = Subscription.from_record(json.loads(row[0]), self.sealer) if row is not None else default
             if current is None:
                 return None
             changed = change(current)
             db.execute("INSERT OR REPLACE INTO subscriptions (name, doc) VALUES (?, ?)",
-                       (name, json.dumps(changed.to_record())))
+                       (name, json.dumps(changed.to_record(self.sealer))))
         return changed
 
     def record_deliveries(self, tenant: str, position: int, names: Iterable[str]) -> None:

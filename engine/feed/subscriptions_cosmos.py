@@ -41,6 +41,7 @@ from azure.cosmos import PartitionKey, exceptions
 
 from engine.domain import StoreUnavailable
 from engine.feed.subscriptions import Change, Subscription
+from engine.sealing import Sealer
 
 __all__ = ["CONTAINER", "CosmosSubscriptionStore", "SubscriptionsLocation"]
 
@@ -74,31 +75,35 @@ class CosmosSubscriptionStore:
     first use (key auth, local servers); in Azure, infra/tenant.bicep creates them.
     """
 
-    def __init__(self, locate: Locate, *, auto_create: bool = False) -> None:
+    def __init__(self, locate: Locate, *, auto_create: bool = False, sealer: Sealer | None = None) -> None:
         self.locate = locate
         self.auto_create = auto_create
+        self.sealer = sealer  # seals the webhook secrets in the documents (None: kept as they are)
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}
 
     @classmethod
     def on_client(cls, client: Any, *, database: Callable[[str], str] = lambda tenant: f"waymark-{tenant}",
-                  container: str = CONTAINER, auto_create: bool = False) -> CosmosSubscriptionStore:
+                  container: str = CONTAINER, auto_create: bool = False,
+                  sealer: Sealer | None = None) -> CosmosSubscriptionStore:
         """Every tenant on one account: `database(tenant)` names its database."""
-        return cls(lambda tenant: SubscriptionsLocation(client, database(tenant), container), auto_create=auto_create)
+        return cls(lambda tenant: SubscriptionsLocation(client, database(tenant), container), auto_create=auto_create,
+                   sealer=sealer)
 
     # ------------------------------------------------------------------------------------------ the port
 
     def get(self, tenant: str, name: str) -> Subscription | None:
         found = self._read(tenant, name)
-        return None if found is None else Subscription.from_record(found["subscription"])
+        return None if found is None else Subscription.from_record(found["subscription"], self.sealer)
 
     def list(self, tenant: str) -> builtins.list[Subscription]:
         docs = self._query(tenant, "SELECT * FROM c WHERE c.pk = @pk", partition=_SUBSCRIPTIONS, pk=_SUBSCRIPTIONS)
-        return sorted((Subscription.from_record(doc["subscription"]) for doc in docs), key=lambda s: s.name)
+        return sorted((Subscription.from_record(doc["subscription"], self.sealer) for doc in docs),
+                      key=lambda s: s.name)
 
     def save(self, tenant: str, subscription: Subscription) -> None:
         with self._translated(tenant) as container:
-            container.upsert_item(_document(subscription), no_response=True)
+            container.upsert_item(_document(subscription, self.sealer), no_response=True)
 
     def delete(self, tenant: str, name: str) -> bool:
         found = self._read(tenant, name)
@@ -115,16 +120,16 @@ class CosmosSubscriptionStore:
                default: Subscription | None = None) -> Subscription | None:
         for attempt in range(_MAX_ATTEMPTS):
             found = self._read(tenant, name)
-            current = Subscription.from_record(found["subscription"]) if found is not None else default
+            current = Subscription.from_record(found["subscription"], self.sealer) if found is not None else default
             if current is None:
                 return None
             changed = change(current)
             with self._translated(tenant) as container:
                 try:
                     if found is None:
-                        container.create_item(_document(changed, name=name), no_response=True)
+                        container.create_item(_document(changed, self.sealer, name=name), no_response=True)
                     else:
-                        container.replace_item(name, _document(changed, name=name), etag=found["_etag"],
+                        container.replace_item(name, _document(changed, self.sealer, name=name), etag=found["_etag"],
                                                match_condition=MatchConditions.IfNotModified, no_response=True)
                     return changed
                 except (exceptions.CosmosAccessConditionFailedError, exceptions.CosmosResourceExistsError,
@@ -215,6 +220,6 @@ class CosmosSubscriptionStore:
         return True
 
 
-def _document(subscription: Subscription, *, name: str | None = None) -> dict[str, Any]:
+def _document(subscription: Subscription, sealer: Sealer | None, *, name: str | None = None) -> dict[str, Any]:
     return {"id": name or subscription.name, "pk": _SUBSCRIPTIONS, "kind": "subscription",
-            "subscription": subscription.to_record()}
+            "subscription": subscription.to_record(sealer)}

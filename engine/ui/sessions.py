@@ -1,11 +1,11 @@
 """Dashboard sessions, sealed into the session cookie: no process keeps them, so any process of a host that runs
 several behind one address (a scaled-out Function App) can serve any page.
 
-A session is JSON encrypted and authenticated with AES-256-GCM (the `cryptography` package) under a key derived
-from the server secret (`KeyHasher.derive`): the browser holds it but can neither read it (it carries the key the
-operator logged in with, checked on every request so that a rotated key or a removed tenant ends the session) nor
-change it. It is sealed again on every response, which records the time it was last used and carries the one-time
-messages ("flashes") from an action to the page after it.
+A session is JSON sealed (engine/sealing.py: AES-256-GCM under a key derived from the server secret): the browser
+holds it but can neither read it (it carries the key the operator logged in with, checked on every request so that
+a rotated key or a removed tenant ends the session) nor change it. It is sealed again on every response, which
+records the time it was last used and carries the one-time messages ("flashes") from an action to the page after
+it.
 
 A session ends on logout (its cookie is deleted, and this process refuses it from then on), after `idle_seconds`
 without a request, or `max_age_seconds` after login, whichever comes first. Without a server secret (a store made
@@ -23,13 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from engine.sealing import Sealer
 
 __all__ = ["Session", "SessionStore"]
 
-_PURPOSE = b"waymark dashboard session v1"  # authenticated with every sealed session (never valid elsewhere)
-_NONCE_BYTES = 12
 MAX_FLASHES = 5
 MAX_FLASH_CHARS = 400  # a cookie holds about 4 KiB: flashes are short by construction, and cut here to be sure
 
@@ -72,9 +70,7 @@ class SessionStore:
 
     def __init__(self, *, key: bytes | None = None, idle_seconds: float = 30 * 60,
                  max_age_seconds: float = 12 * 3600, clock: Callable[[], float] = time.time) -> None:
-        if key is not None and len(key) != 32:
-            raise ValueError("a session key is 32 bytes")
-        self._aead = AESGCM(key if key is not None else AESGCM.generate_key(bit_length=256))
+        self._sealer = Sealer(key, "dashboard session v1")
         self.idle_seconds = idle_seconds
         self.max_age_seconds = max_age_seconds
         self.clock = clock
@@ -90,23 +86,21 @@ class SessionStore:
         document = {"id": session.id, "tenant": session.tenant, "key": base64.b64encode(session.key).decode(),
                     "admin": session.admin, "operator": session.operator, "csrf": session.csrf,
                     "created": session.created, "seen": session.seen, "flashes": session.flashes}
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(document), _PURPOSE)
-        return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+        return self._sealer.seal_bytes(orjson.dumps(document))
 
     def get(self, token: str | None) -> Session | None:
         """The live session sealed in `token` (and it counts as used now), or None: absent, not sealed with this
         key, changed, ended, idle too long or too old."""
-        if not token:
+        opened = self._sealer.open_bytes(token) if token else None
+        if opened is None:
             return None
         try:
-            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            document = orjson.loads(self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _PURPOSE))
+            document = orjson.loads(opened)
             session = Session(str(document["id"]), str(document["tenant"]), base64.b64decode(document["key"]),
                               bool(document["admin"]), str(document["operator"]), str(document["csrf"]),
                               float(document["created"]), float(document["seen"]),
                               [(str(level), str(text)) for level, text in document["flashes"]])
-        except (ValueError, TypeError, KeyError, InvalidTag, binascii.Error, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
             return None
         now = self.clock()
         if now - session.seen > self.idle_seconds or now - session.created > self.max_age_seconds:

@@ -12,11 +12,16 @@ import pytest
 
 from engine.feed import MemorySubscriptionStore, SqliteSubscriptionStore, Subscription, SubscriptionStatus
 from engine.feed.subscriptions import Mode, Source
+from engine.sealing import SealedValueError
+from engine.tenants import KeyHasher
+
+SEALER = KeyHasher("server-secret-0123456789").sealer("subscription secrets")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-sealed"])
 def store(request: Any, tmp_path: Path) -> Iterator[Any]:
-    made = MemorySubscriptionStore() if request.param == "memory" else SqliteSubscriptionStore(tmp_path)
+    made = (MemorySubscriptionStore() if request.param == "memory" else
+            SqliteSubscriptionStore(tmp_path, sealer=SEALER if request.param == "sqlite-sealed" else None))
     yield made
     made.close()
 
@@ -69,3 +74,34 @@ def test_delivery_records(store: Any) -> None:
     assert store.deliveries("acme", 3) == {"a", "b"}
     store.forget_deliveries("acme", [3])
     assert store.deliveries("acme", 3) == set() and store.deliveries("acme", 4) == {"a"}
+
+
+def test_a_sealing_store_keeps_no_secret_in_the_clear_and_reads_secrets_stored_before(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    plain = SqliteSubscriptionStore(tmp_path)
+    plain.save("acme", _sub("old", secret="old-secret-in-the-clear"))
+    plain.close()
+    store = SqliteSubscriptionStore(tmp_path, sealer=SEALER)
+    try:
+        store.save("acme", _sub("new", secret="the-new-webhook-secret"))
+        assert store.get("acme", "new") == _sub("new", secret="the-new-webhook-secret")
+        assert store.get("acme", "old") == _sub("old", secret="old-secret-in-the-clear")  # stored before sealing
+        store.modify("acme", "old", lambda current: current)  # written again: sealed from now on
+        database = sqlite3.connect(tmp_path / "feed" / "acme.db")
+        try:
+            docs = {name: json.loads(doc) for name, doc in database.execute("SELECT name, doc FROM subscriptions")}
+        finally:
+            database.close()
+        assert all(doc["secret"].startswith("sealed:v1:") for doc in docs.values())
+        assert "the-new-webhook-secret" not in json.dumps(docs) and "old-secret" not in json.dumps(docs)
+        assert store.get("acme", "old") == _sub("old", secret="old-secret-in-the-clear")
+    finally:
+        store.close()
+    other = SqliteSubscriptionStore(tmp_path, sealer=KeyHasher("another-secret-01234567").sealer("subscription secrets"))
+    try:
+        with pytest.raises(SealedValueError, match="another server secret"):
+            other.get("acme", "new")
+    finally:
+        other.close()

@@ -12,6 +12,7 @@ from engine.domain import StoreUnavailable
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore
 from tests.cosmos_fixtures import CosmosAccount
 from tests.feed.test_subscription_store import (
+    SEALER,
     _sub,
     test_delivery_records,
     test_modify_is_atomic_and_stores_a_default,
@@ -25,7 +26,7 @@ __all__ = ["test_delivery_records", "test_modify_is_atomic_and_stores_a_default"
 def store(cosmos_account: CosmosAccount) -> Iterator[CosmosSubscriptionStore]:
     prefix = f"subs-{uuid.uuid4().hex[:8]}"
     made = CosmosSubscriptionStore.on_client(cosmos_account.client, database=lambda tenant: f"{prefix}-{tenant}",
-                                             auto_create=True)
+                                             auto_create=True, sealer=SEALER)
     yield made
     made.close()
 
@@ -49,3 +50,13 @@ def test_a_missing_container_without_auto_create_is_store_unavailable(cosmos_acc
     with pytest.raises(StoreUnavailable) as caught:
         store.list("acme")
     assert "infra/tenant.bicep" in str(caught.value) and caught.value.store == "subscription store"
+
+
+def test_secrets_are_sealed_in_the_documents(store: CosmosSubscriptionStore, cosmos_account: CosmosAccount) -> None:
+    store.save("acme", _sub("hook", secret="the-webhook-secret"))
+    location = store.locate("acme")
+    container = cosmos_account.client.get_database_client(location.database).get_container_client("subscriptions")
+    [doc] = list(container.query_items("SELECT * FROM c WHERE c.kind = 'subscription'",
+                                       enable_cross_partition_query=True))
+    assert doc["subscription"]["secret"].startswith("sealed:v1:") and "the-webhook-secret" not in str(doc)
+    assert store.get("acme", "hook") == _sub("hook", secret="the-webhook-secret")

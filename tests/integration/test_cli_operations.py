@@ -135,3 +135,27 @@ def test_explain_says_why_in_words() -> None:
     assert "transition 'update'" in lines[1]
     assert "The last ignored trigger was 'submit' (id s) at t3: no transition" in lines[2]
     assert lines[-1] == "It is waiting for a trigger."
+
+
+def test_serve_seals_webhook_secrets_at_rest_and_still_signs_with_them(tmp_path: Path) -> None:
+    from engine.feed.webhook import SIGNATURE_HEADER, verify_signature
+
+    secret = "a-webhook-secret-only-the-subscriber-knows"
+    receiver = Receiver()
+    try:
+        with serve_api(tmp_path, workers=1) as server:
+            key = server.onboard("sealed")
+            with server.client(key) as http:
+                response = http.put("/tenants/sealed/subscriptions/signed",
+                                    json={"endpoint": receiver.url("/signed"), "secret": secret})
+                assert response.status_code in (200, 201), response.text
+                created = http.post("/tenants/sealed/instances", json={"workflowId": "expense-claim",
+                                                                       "context": {"claimant": "Jo"}})
+                assert created.status_code == 202, created.text
+            wait_until(lambda: receiver.requests("/signed"), what="a signed webhook")
+            delivered = receiver.requests("/signed")[0]
+            assert verify_signature(secret, delivered.body, delivered.headers[SIGNATURE_HEADER.lower()])
+        stored = b"".join(path.read_bytes() for path in (tmp_path / "feed").iterdir())
+        assert secret.encode() not in stored and b"sealed:v1:" in stored
+    finally:
+        receiver.close()
