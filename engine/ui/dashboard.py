@@ -51,7 +51,7 @@ from engine.domain import (
 )
 from engine.feed.cloudevents import TYPE_PREFIX, CloudEventMapper, to_batch
 from engine.service.explain import explain
-from engine.tenants import KeyHasher
+from engine.tenants import sealer_of
 from engine.ui.diagram import layout
 from engine.ui.security import FormError, SecurityHeadersMiddleware, read_form, same_origin, tokens_match
 from engine.ui.sessions import Session, SessionStore
@@ -118,9 +118,8 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
     """The dashboard as an ASGI app, to mount at `/ui` (`add_routes` does)."""
     engine = ctx.engine
     events, catalog, processor = engine.events, engine.catalog, engine.processor
-    hasher = getattr(ctx.tenants, "hasher", None)  # the server secret's: every process of the host seals alike
-    store = sessions or SessionStore(key=hasher.derive("dashboard sessions") if isinstance(hasher, KeyHasher)
-                                     else None)
+    # Sealed under the server secret: every process of the host opens what another sealed.
+    store = sessions or SessionStore(sealer=sealer_of(ctx.tenants, "dashboard sessions"))
     templates = _templates()
     mapper = CloudEventMapper(events)
 

@@ -9,7 +9,7 @@ it.
 
 A session ends on logout (its cookie is deleted, and this process refuses it from then on), after `idle_seconds`
 without a request, or `max_age_seconds` after login, whichever comes first. Without a server secret (a store made
-with no key) the key is random and sessions last as long as the process.
+with no sealer) the key is random and sessions last as long as the process.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ class Session:
 
 
 class SessionStore:
-    """Makes, seals and opens sessions. `key`: 32 bytes shared by every process of the host (derived from the
-    server secret); None: a random key of this process. `clock` is wall-clock time in seconds (sessions cross
-    processes, so a monotonic clock would not do)."""
+    """Makes, seals and opens sessions. `sealer`: the same in every process of the host (`sealer_of` the tenant
+    registry: a key derived from the server secret); None: a random key of this process. `clock` is wall-clock time
+    in seconds (sessions cross processes, so a monotonic clock would not do)."""
 
-    def __init__(self, *, key: bytes | None = None, idle_seconds: float = 30 * 60,
+    def __init__(self, *, sealer: Sealer | None = None, idle_seconds: float = 30 * 60,
                  max_age_seconds: float = 12 * 3600, clock: Callable[[], float] = time.time) -> None:
-        self._sealer = Sealer(key, "dashboard session v1")
+        self._sealer = sealer or Sealer(None, "dashboard sessions")
         self.idle_seconds = idle_seconds
         self.max_age_seconds = max_age_seconds
         self.clock = clock

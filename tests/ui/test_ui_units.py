@@ -10,6 +10,7 @@ import pytest
 
 from engine.domain import default_registry, parse_definition
 from engine.domain.events import Event, EventType
+from engine.sealing import Sealer
 from engine.ui.diagram import layout
 from engine.ui.security import same_origin, tokens_match
 from engine.ui.sessions import SessionStore
@@ -81,7 +82,7 @@ def test_a_wide_workflow_lays_out_without_overlaps() -> None:
 
 def test_sessions_end_when_idle_too_long_or_too_old_or_logged_out() -> None:
     now = [1000.0]
-    store = SessionStore(key=bytes(32), idle_seconds=60, max_age_seconds=300, clock=lambda: now[0])
+    store = SessionStore(sealer=Sealer(bytes(32), "dashboard sessions"), idle_seconds=60, max_age_seconds=300, clock=lambda: now[0])
     session = store.create(tenant="acme", key=b"k", admin=False, operator="Jo")
     assert session.who() == "Jo (tenant 'acme' via dashboard)"
     token = store.seal(session)
@@ -110,8 +111,12 @@ def test_sessions_end_when_idle_too_long_or_too_old_or_logged_out() -> None:
 def test_a_session_opens_in_every_process_with_the_secret_and_nowhere_else() -> None:
     from engine.tenants import KeyHasher
 
-    key = KeyHasher("server-secret-0123456789").derive("dashboard sessions")
-    here, elsewhere = SessionStore(key=key), SessionStore(key=key)  # two processes of one host
+    def sealer(secret: str, purpose: str = "dashboard sessions") -> Sealer:
+        return KeyHasher(secret).sealer(purpose)
+
+    # Two processes of one host, each with its own sealer from the same secret.
+    here = SessionStore(sealer=sealer("server-secret-0123456789"))
+    elsewhere = SessionStore(sealer=sealer("server-secret-0123456789"))
     session = here.create(tenant="acme", key="wmt_ké".encode(), admin=False, operator="Jo")
     session.flash("success", "x" * 5000)
     token = here.seal(session)
@@ -119,9 +124,8 @@ def test_a_session_opens_in_every_process_with_the_secret_and_nowhere_else() -> 
     assert opened is not None and opened.key == "wmt_ké".encode() and opened.operator == "Jo"
     assert opened.take_flashes() == [("success", "x" * 400)]
     assert len(token) < 1500
-    other = KeyHasher("another-secret-0123456789").derive("dashboard sessions")
-    assert SessionStore(key=other).get(token) is None
-    assert SessionStore(key=KeyHasher("server-secret-0123456789").derive("something else")).get(token) is None
+    assert SessionStore(sealer=sealer("another-secret-0123456789")).get(token) is None
+    assert SessionStore(sealer=sealer("server-secret-0123456789", "something else")).get(token) is None
     assert SessionStore().get(token) is None  # no secret: a random key of the process
     for n in range(0, len(token) - 2, 7):  # any change to the sealed bytes is refused (the last character may
         # also carry base64 padding bits, which decode to the same bytes)
