@@ -275,13 +275,13 @@ class SqliteEventStore:
                 return
         elif expected_version > 0:
             row = db.execute(_ROW, (instance_id,)).fetchone()
+        interests_json = _encode(list(state.interests))
         if row is None:  # a new instance, or its row was lost
-            db.execute(_UPSERT_INSTANCE, (instance_id, state.workflow_id, state.state, status,
-                                          _encode(list(state.interests))))
+            db.execute(_UPSERT_INSTANCE, (instance_id, state.workflow_id, state.state, status, interests_json))
             self._write_interests(db, instance_id, state.interests)
             return
         old_state, old_status, old_interests = row
-        changed = (old_state != state.state, old_status != status, old_interests != _encode(list(state.interests)))
+        changed = (old_state != state.state, old_status != status, old_interests != interests_json)
         if any(changed):
             db.execute(_UPDATE_INSTANCE[changed], _update_params(changed, state, status, instance_id))
         if changed[2]:
