@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from engine.api import health, instances, problems, recovery, workflows
+from engine.api import health, instances, problems, recovery, schemas, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.auth import Authenticator, AuthMiddleware
 from engine.api.context import ApiContext
 from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
 from engine.runtime import Engine
+from engine.schemas import definition_schema
 from engine.settings import Settings
 from engine.tenants import TenantRegistry
 from engine.ui import add_routes as add_dashboard
@@ -41,6 +42,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx)
     recovery.add_routes(app, ctx)
+    schemas.add_routes(app, ctx)
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
     for router in routers:  # after the hot routes: an included router is matched last
         app.include_router(router)
@@ -56,8 +58,12 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
             components = schema.setdefault("components", {})
             for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest, recovery.RecoverRequest,
                           recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest):
-                components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
-                    ref_template="#/components/schemas/{model}")
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                # Models they nest (`Filter`) come as `$defs`: in OpenAPI they are components beside them.
+                for name, nested in model_schema.pop("$defs", {}).items():
+                    components.setdefault("schemas", {}).setdefault(name, nested)
+                components.setdefault("schemas", {})[model.__name__] = model_schema
+            schemas.embed_definition_schema(components, definition_schema(engine.catalog.registry))
             components["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "A tenant key (for its own routes) or the admin key (every route)"}}
@@ -66,6 +72,10 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                 for operation in operations.values():
                     if path.startswith("/tenants"):
                         operation["security"] = [{"bearer": []}]
+                    # Every JSON body is refused with 415 when sent as another media type (problems.py).
+                    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                        operation.setdefault("responses", {}).setdefault("415", {
+                            "description": "The body is not `application/json`", "content": problem})
                     # FastAPI documents its own 422 shape; ours is a problem, like every error.
                     invalid = operation.get("responses", {}).get("422")
                     if invalid is not None:

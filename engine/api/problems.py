@@ -15,8 +15,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from engine.domain.errors import (
     ConcurrencyConflict,
@@ -137,7 +138,20 @@ async def _on_waymark_error(request: Request, error: Exception) -> JSONResponse:
     return problem_for(error, request.url.path)
 
 
-async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (and OPTIONS), for `Allow`. Starlette names only the methods
+    of the first route whose path matches, so a path served by three routes (PUT, GET, DELETE) would claim one.
+    Asked of each route as routing asks (`matches`), so routes of included routers count too."""
+    methods = [method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return [*methods, "OPTIONS"] if methods else []
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     path = request.url.path
     if isinstance(error, ApiProblem):
@@ -148,7 +162,13 @@ async def _on_http_exception(request: Request, error: Exception) -> JSONResponse
         return problem_response(404, "Not found", f"No route matches {request.method} {path}.", slug="no-route",
                                 instance=path, headers=headers)
     if status == 405:
-        allowed = headers.get("allow") or headers.get("Allow") or ""
+        methods = allowed_methods(request)
+        if request.method == "OPTIONS" and methods:
+            return Response(status_code=204, headers={"Allow": ", ".join(methods)})
+        allowed = ", ".join(methods) or headers.get("allow") or headers.get("Allow") or ""
+        headers = {key: value for key, value in headers.items() if key.lower() != "allow"}
+        if allowed:
+            headers["Allow"] = allowed
         return problem_response(405, "Method not allowed",
                                 f"{request.method} is not allowed on {path}" + (f"; allowed: {allowed}." if allowed
                                                                                 else "."),

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import WorkflowList, WorkflowVersion, json_safe
-from engine.api.problems import ApiProblem
+from engine.api.problems import ApiProblem, is_json_media_type, unsupported_media_type
 from engine.domain import InvalidDefinition, Problem, WorkflowDefinition, load_json, mermaid
 
 MAX_VERSION = 2**31
@@ -78,14 +78,15 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     @api.put("/tenants/{tenant}/workflows/{workflow_id}", tags=tags, response_model=WorkflowVersion,
              responses={200: {"description": "A new version of an existing workflow", "model": WorkflowVersion},
                         201: {"description": "The first version of the workflow", "model": WorkflowVersion},
-                        **problem_responses(400, 401, 403, 404, 413, 422, 503)},
+                        **problem_responses(400, 401, 403, 404, 413, 415, 422, 503)},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": {"type": "object", "description": "A workflow definition (DESIGN.md, Wire shapes); its "
-                                                             "`id` must be absent or equal the URL's."},
-                 "example": _sample()}}}},
+                 "schema": {"$ref": "#/components/schemas/WorkflowDefinition"}, "example": _sample()}}}},
              summary="Upload a definition: validated (422 lists every problem), stored as a new version")
     async def put_workflow(tenant: str, workflow_id: str, request: Request) -> JSONResponse:
-        document = parse_document(await request.body())
+        raw = await request.body()
+        if not is_json_media_type(request.headers.get("content-type")):
+            raise unsupported_media_type(request.headers.get("content-type"))
+        document = parse_document(raw)
         definition = await ctx.run(put, tenant, workflow_id, document)
         return JSONResponse(_stored(definition), status_code=201 if definition.version == 1 else 200,
                             headers={"Location": f"/tenants/{tenant}/workflows/{workflow_id}"

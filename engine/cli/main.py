@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
-from engine.domain import InvalidDefinition, default_registry, load_json, parse_definition
+from engine.domain import InvalidDefinition, default_registry, load_json
+from engine.service.definitions import validate_definition
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
@@ -40,7 +41,7 @@ def _read_definition(path: Path) -> Any:
 def workflows_validate(file: Path, as_json: AsJson = False) -> None:
     """Check a definition; list every problem and exit 1 when it is invalid."""
     try:
-        definition = parse_definition(_read_definition(file), default_registry())
+        definition = validate_definition(_read_definition(file), default_registry())
     except InvalidDefinition as e:
         if as_json:
             render.print_json({"valid": False, "problems": [{"path": p.path, "message": p.message}

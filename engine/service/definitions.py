@@ -6,8 +6,27 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from engine.domain import Registry, WorkflowDefinition, default_registry, parse_definition
+from engine.domain import InvalidDefinition, Registry, WorkflowDefinition, default_registry, parse_definition
+from engine.schemas import MAX_PROBLEMS, definition_problems
 from engine.stores.base import DefinitionStore
+
+
+def validate_definition(document: Any, registry: Registry, *, version: int = 0) -> WorkflowDefinition:
+    """The definition, or InvalidDefinition listing every problem: first the published schema's (unknown keys,
+    shapes), then the parser's (references, reachability, CEL), without saying the same thing twice."""
+    shape = definition_problems(document, registry)
+    try:
+        definition = parse_definition(document, registry, version=version)
+    except InvalidDefinition as e:
+        meaning = [p for p in e.problems if not any(_within(p.path, s.path) for s in shape)]
+        raise InvalidDefinition(e.workflow_id, (shape + meaning)[:MAX_PROBLEMS]) from None
+    if shape:
+        raise InvalidDefinition(definition.id, shape)
+    return definition
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or path.startswith((outer + ".", outer + "["))
 
 
 class DefinitionCatalog:
@@ -21,7 +40,7 @@ class DefinitionCatalog:
 
     def validate(self, document: Mapping[str, Any]) -> WorkflowDefinition:
         """Raises InvalidDefinition listing every problem."""
-        return parse_definition(document, self.registry)
+        return validate_definition(document, self.registry)
 
     def put(self, tenant: str, document: Mapping[str, Any]) -> WorkflowDefinition:
         self.validate(document)  # nothing invalid is ever stored
