@@ -280,9 +280,19 @@ def _subscriptions(raw: Any, problem: Any) -> tuple[Mapping[str, Any], ...]:
         problem("$.eventSubscriptions", "must be a list of {\"endpoint\": url}")
         return ()
     for index, item in enumerate(raw):
+        where = f"$.eventSubscriptions[{index}]"
         endpoint = item.get("endpoint") if isinstance(item, dict) else None
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            problem(f"$.eventSubscriptions[{index}].endpoint", "must be an absolute http(s) URL")
+            problem(f"{where}.endpoint", "must be an absolute http(s) URL")
+        if not isinstance(item, dict):
+            continue
+        types = item.get("types", [])
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            problem(f"{where}.types", "must be a list of CloudEvent types")
+        if item.get("mode", "structured") not in ("structured", "binary"):
+            problem(f"{where}.mode", "must be `structured` or `binary`")
+        if "secret" in item and (not isinstance(item["secret"], str) or not item["secret"]):
+            problem(f"{where}.secret", "must be a non-empty string")
     return tuple(raw)
 
 

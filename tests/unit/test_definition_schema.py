@@ -28,7 +28,8 @@ SCHEMA_FILE = ROOT / "engine" / "schemas" / "workflow-definition.json"
 # What only the parser can say: the schema describes one document's shape, not references inside it.
 MEANING = ("which is not defined", "is unreachable", "duplicate", "more than once", "does not compile", "nest")
 # What only the schema says: the parser reads the keys it knows and ignores free text's length.
-SCHEMA_ONLY = ("is not a known key", "characters long", "entries; at most")
+# (The CloudEvent type names of a subscription's `types` are the feed's, which the domain does not know.)
+SCHEMA_ONLY = ("is not a known key", "characters long", "entries; at most", "known: io.waymark.")
 
 
 def parser_problems(document: Any) -> list[Problem]:
@@ -94,6 +95,9 @@ INVALID: dict[str, Any] = {
     "http condition without url": mutated(states__a__exitConditions=[{"type": "http"}]),
     "subscriptions not a list": mutated(eventSubscriptions={"endpoint": "https://x"}),
     "subscription not a url": mutated(eventSubscriptions=[{"endpoint": "x"}, "y"]),
+    "subscription options": mutated(eventSubscriptions=[{"endpoint": "https://x", "types": "all", "mode": "loud",
+                                                         "secret": ""}]),
+    "subscription type unknown": mutated(eventSubscriptions=[{"endpoint": "https://x", "types": ["x.y"]}]),
     "display name not a string": mutated(displayName=3, states__a__displayName=[]),
     "unknown keys": {"initialState": "a", "states": {"a": {"trasitions": [], "displayname": "x"}}, "foo": 1},
     "too long display name": mutated(displayName="x" * 1001),
