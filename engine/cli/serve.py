@@ -119,7 +119,8 @@ def open_tenants(settings: Settings) -> SqliteTenantRegistry:
     from engine.tenants import SqliteTenantRegistry, read_or_create_secret
 
     secret = settings.secret or read_or_create_secret(settings.data_dir / "secret")[0]
-    return SqliteTenantRegistry(settings.data_dir / "tenants.db", secret=secret, defaults=tenant_defaults(settings))
+    return SqliteTenantRegistry(settings.data_dir / "tenants.db", secret=secret, defaults=tenant_defaults(settings),
+                                synchronous=settings.sqlite_synchronous)
 
 
 def tenant_defaults(settings: Settings) -> Defaults | None:
@@ -157,8 +158,10 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     events, definitions = routed_stores(tenants, data_dir=data_dir, default_store=settings.store,
                                         cosmos_endpoint=settings.cosmos_endpoint, cosmos_key=settings.cosmos_key,
                                         verify=settings.cosmos_verify, auto_create=True,
-                                        database_prefix=settings.tenant_database_prefix)
-    queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count)
+                                        database_prefix=settings.tenant_database_prefix,
+                                        sqlite_synchronous=settings.sqlite_synchronous)
+    queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
+                               synchronous=settings.sqlite_synchronous)
     # `http` conditions and actions call out through httpx (redirects not followed).
     return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()))
 
@@ -168,7 +171,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
     from engine.tenants import sealer_of
 
-    subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"))
+    subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
+                                            synchronous=settings.sqlite_synchronous)
     feed = ChangeFeed(engine.events, subscriptions, definitions=engine.catalog,
                       static=parse_static_subscriptions(settings.feed_subscriptions),
                       tenant_config=lambda tenant: tenants.get(tenant).config,
@@ -279,7 +283,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     import uvicorn
 
     return uvicorn.Config(app, log_level=settings.log_level, access_log=settings.access_log, lifespan="off",
-                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), server_header=False)
+                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), server_header=False,
+                          root_path=settings.root_path)
 
 
 def url_of(sock: socket.socket) -> str:
@@ -354,6 +359,8 @@ def serve(
                                                                               "cosmosdb-server only [env "
                                                                               "WAYMARK_COSMOS_VERIFY=false].")]
     = False,
+    root_path: Annotated[str | None, typer.Option("--root-path", help="Path prefix a reverse proxy serves the API "
+                                                                      "under [env WAYMARK_ROOT_PATH].")] = None,
 ) -> None:
     """Serve the HTTP API with in-process queue workers on a local data directory (SQLite, or Cosmos DB with
     --store cosmos)."""
@@ -361,7 +368,8 @@ def serve(
 
     flags: dict[str, Any] = {"data_dir": data_dir, "host": host, "port": port, "workers": workers,
                              "log_level": log_level, "store": store, "cosmos_endpoint": cosmos_endpoint,
-                             "cosmos_key": cosmos_key, "cosmos_verify": False if cosmos_no_verify else None}
+                             "cosmos_key": cosmos_key, "cosmos_verify": False if cosmos_no_verify else None,
+                             "root_path": root_path}
     try:
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as e:
