@@ -4,7 +4,7 @@ The auth middleware finds the route with Starlette's own matching (the path with
 the router sees it), so an app mounted under a prefix (`--root-path`, a reverse proxy, a Functions route
 prefix) is guarded exactly as it is served. A route's access:
 
-    PUBLIC    no key: liveness and the API's description (PUBLIC_PATHS)
+    PUBLIC    no key: liveness, the API's description and the published schemas (PUBLIC_PATHS)
     SESSION   a mounted app with its own sign-in (the dashboard under /ui: SESSION_MOUNTS)
     TENANT    a route with a `{tenant}` path parameter: that tenant's key, or the admin key
     ADMIN     every other route: the admin key only
@@ -32,7 +32,8 @@ class Access(Enum):
     ADMIN = "admin"
 
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                          "/schemas/workflow-definition.json"})
 SESSION_MOUNTS = frozenset({"/ui"})
 
 

@@ -23,9 +23,10 @@ from tests.integration.conftest import ADMIN_KEY, serve_api
 pytestmark = pytest.mark.integration
 
 ROOT = "/api"
-# The routes that answer without a key: liveness and the API's description (engine/api/access.py PUBLIC_PATHS),
+# The routes that answer without a key: liveness, the API's description and the published schemas (formats, no
+# tenant data) (engine/api/access.py PUBLIC_PATHS),
 # and the dashboard's sign-in and its static files. Adding one here is a decision: say why in its PR.
-ANONYMOUS = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+ANONYMOUS = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/schemas/workflow-definition.json"}
 DASHBOARD_ANONYMOUS = {"/login", "/static"}
 # Every family the issue names must be among the enumerated routes (a guard against enumerating nothing).
 FAMILIES = ["/tenants", "/tenants/{tenant}", "/tenants/{tenant}/keys", "/tenants/{tenant}/workflows/{workflow_id}",
