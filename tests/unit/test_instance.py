@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from engine.domain import (
+    VERSION_MISMATCH,
     EventType,
     HttpRequest,
     HttpResponse,
-    VERSION_MISMATCH,
     HttpTransportError,
     Instance,
     Outcome,
