@@ -52,6 +52,7 @@ _DESCRIPTIONS = {
     403: "The key may not access this tenant or route",
     404: "Tenant, workflow or instance not found",
     409: "Conflict: the resource exists already",
+    412: "The trigger's expected version (`If-Match`, `expectedVersion`) did not hold: recorded as rejected",
     413: "Request body over the size limit",
     415: "The body is not `application/json`",
     422: "Invalid request or definition: every problem in `errors`",
