@@ -77,6 +77,10 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                 for operation in operations.values():
                     if path not in PUBLIC_PATHS:
                         operation["security"] = [{"bearer": []}]
+                        # Any route that needs a key may answer 429 (engine/api/ratelimit.py).
+                        operation.setdefault("responses", {}).setdefault("429", {
+                            "description": "Too many requests from this key, or failed authentications from this "
+                                           "client address (`Retry-After`)", "content": problem})
                     # FastAPI documents its own 422 shape; ours is a problem, like every error.
                     invalid = operation.get("responses", {}).get("422")
                     if invalid is not None:
