@@ -55,6 +55,7 @@ _DESCRIPTIONS = {
     403: "The key may not access this tenant or route",
     404: "Tenant, workflow or instance not found",
     409: "Conflict: the resource exists already",
+    412: "The trigger's expected version (`If-Match`, `expectedVersion`) did not hold: recorded as rejected",
     413: "Request body over the size limit",
     429: "Too many requests from this key or client address (`Retry-After`)",
     415: "The body is not `application/json`",
