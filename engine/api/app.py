@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from engine.api import health, instances, problems, recovery, workflows
+from engine import __version__
+from engine.api import front, health, instances, problems, recovery, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.auth import Authenticator, AuthMiddleware
 from engine.api.context import ApiContext
@@ -30,7 +31,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                authenticator: Authenticator | None = None, routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The API of one engine. `routers` adds more tenant routes (the change feed's `feed_router`): the
     AuthMiddleware covers them like every `/tenants/...` path, and their errors are problems too."""
-    app = FastAPI(title="Waymark", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="Waymark", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
     auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds)
     ctx = ApiContext(engine=engine, tenants=tenants, settings=settings, auth=auth)
     problems.install(app)
@@ -42,6 +43,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     health.add_routes(app, ctx)
     recovery.add_routes(app, ctx)
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
+    front.add_routes(app)  # / → /ui/, and /docs and /redoc with their assets served from here
     for router in routers:  # after the hot routes: an included router is matched last
         app.include_router(router)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.
