@@ -44,8 +44,6 @@ def test_every_local_link_in_the_readme_resolves() -> None:
         if re.match(r"[a-z]+:", target):
             continue  # https:, mailto:: outside the repository
         path, _, fragment = target.partition("#")
-        if path and not (ROOT / path).exists():
-            broken.append(target)
-        elif not path and fragment not in headings:
+        if (path and not (ROOT / path).exists()) or (not path and fragment not in headings):
             broken.append(target)
     assert broken == []
