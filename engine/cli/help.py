@@ -4,8 +4,8 @@ Typer's defaults write every required argument as `{instance_id}` in the usage l
 `<str>`/`<int>` type column and show `<bool>` beside flags, which take no value. Here an argument is shown by
 its metavar (its name in capitals when it has none), an option that takes a value by its metavar
 (`--content JSON`; else its long name in capitals) and a flag by its name alone. Help texts are Markdown
-(`rich_markup_mode`), so a docstring's line breaks are not kept mid-sentence and a `[default: …]` in a help text is not taken for a Rich
-markup tag and swallowed.
+(`rich_markup_mode`), so a docstring's line breaks are not kept mid-sentence and a `[default: …]` in a help
+text is not taken for a Rich markup tag and swallowed.
 
 `Cli` is the `typer.Typer` every command group of `waymark` is made with; its commands and groups use these
 classes.
