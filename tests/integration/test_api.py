@@ -176,6 +176,17 @@ def test_onboarding_returns_the_key_once_and_creates_storage(api_server: Running
         assert http.get(f"/tenants/{tenant}").status_code == 200
 
 
+def test_onboarding_refuses_a_configuration_the_hosts_cannot_read(api_server: RunningServer) -> None:
+    tenant = unique("t").lower()
+    with api_server.admin() as http:
+        refused = problem(http.post("/tenants", json={"id": tenant, "config": {
+            "store": "postgres", "database": 7, "plan": "free"}}), 422)
+        assert refused["type"] == "urn:waymark:problem:invalid-tenant-config"
+        assert [e["message"] for e in refused["errors"]] == [
+            "store must be one of sqlite, cosmos, not 'postgres'", "database must be a string, not int"]
+        problem(http.get(f"/tenants/{tenant}"), 404)  # nothing was recorded
+
+
 @pytest.mark.parametrize("tenant_id", ["A", "Acme", "-acme", "a_b", "a" * 64, "", "ac me"])
 def test_onboarding_rejects_invalid_ids_with_a_field_path(api_server: RunningServer, tenant_id: str) -> None:
     with api_server.admin() as http:
