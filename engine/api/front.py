@@ -16,10 +16,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from engine.ui import MOUNT as DASHBOARD
-
 ASSETS = "/docs/assets"
-FAVICON = f"{DASHBOARD}/static/favicon.svg"
 
 
 def assets_directory() -> Path:
@@ -28,10 +25,12 @@ def assets_directory() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
 
 
-def add_routes(app: FastAPI) -> None:
-    """`/` → `/ui/`, `/docs`, `/docs/oauth2-redirect`, `/redoc` and their assets. The app must be created with
-    `docs_url=None, redoc_url=None` (FastAPI's own pages load their assets from a CDN)."""
+def add_routes(app: FastAPI, *, dashboard: str) -> None:
+    """`/` → the dashboard (mounted at `dashboard`, e.g. `/ui`), `/docs`, `/docs/oauth2-redirect`, `/redoc` and
+    their assets. The app must be created with `docs_url=None, redoc_url=None` (FastAPI's own pages load their
+    assets from a CDN)."""
     tags: list[str | Enum] = ["front door"]
+    favicon = f"{dashboard}/static/favicon.svg"
     app.mount(ASSETS, StaticFiles(directory=assets_directory()), name="docs-assets")
 
     def root(request: Request) -> str:
@@ -39,7 +38,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False, tags=tags)
     async def front(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"{root(request)}{DASHBOARD}/", status_code=302)
+        return RedirectResponse(f"{root(request)}{dashboard}/", status_code=302)
 
     @app.get("/docs", include_in_schema=False, tags=tags)
     async def swagger_ui(request: Request) -> HTMLResponse:
@@ -48,7 +47,7 @@ def add_routes(app: FastAPI) -> None:
                                    oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
                                    swagger_js_url=f"{prefix}{ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{prefix}{ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{prefix}{FAVICON}")
+                                   swagger_favicon_url=f"{prefix}{favicon}")
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False, tags=tags)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -59,4 +58,4 @@ def add_routes(app: FastAPI) -> None:
         prefix = root(request)
         return get_redoc_html(openapi_url=f"{prefix}{app.openapi_url}", title=f"{app.title} API - ReDoc",
                               redoc_js_url=f"{prefix}{ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{prefix}{FAVICON}", with_google_fonts=False)
+                              redoc_favicon_url=f"{prefix}{favicon}", with_google_fonts=False)
