@@ -186,28 +186,52 @@ Resolver = Callable[[str], CosmosLocation]
 
 
 class RequestCounter(SansIOHTTPPolicy[Any, Any]):
-    """Counts the HTTP requests a client sends, each retry too. An azure-core policy; the Cosmos client takes no
-    `per_call_policies`, so pass it as `cosmos_client(request_hook=counter)`: the SDK's `CustomHookPolicy`, which
-    sits after its retry policy, calls it for every request that goes on the wire."""
+    """Counts the HTTP requests a client sends, each retry too, and sums the request charge (RU) its responses
+    carry in `x-ms-request-charge`. An azure-core policy; the Cosmos client takes no `per_call_policies`, so pass it
+    as `cosmos_client(request_hook=counter)`: the SDK's `CustomHookPolicy`, which sits after its retry policy, calls
+    it for every request that goes on the wire (and its `on_response` for every response)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
-        self.by_method: dict[str, int] = {}
+        self.by_method: dict[str, int] = {}  # "POST query" for a query, else the HTTP method
+        self.charge = 0.0
+        self.charged = 0  # responses that carried a request charge
+        self.charges: set[float] = set()
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         method = str(getattr(request.http_request, "method", "?"))
+        headers = getattr(request.http_request, "headers", {}) or {}
+        if str(headers.get("x-ms-documentdb-isquery", "")).lower() == "true":
+            method += " query"
         with self._lock:
             self.count += 1
             self.by_method[method] = self.by_method.get(method, 0) + 1
 
+    def on_response(self, request: PipelineRequest[Any], response: Any) -> None:
+        http = getattr(response, "http_response", None)
+        value = (getattr(http, "headers", None) or {}).get("x-ms-request-charge")
+        if value is None:
+            return
+        with contextlib.suppress(ValueError):
+            charge = float(value)
+            with self._lock:
+                self.charge += charge
+                self.charged += 1
+                self.charges.add(charge)
+
     def __call__(self, request: PipelineRequest[Any]) -> None:
         self.on_request(request)
+
+    def respond(self, response: Any) -> None:
+        """The client's `raw_response_hook`."""
+        self.on_response(response, response)
 
     def reset(self) -> int:
         with self._lock:
             count, self.count = self.count, 0
             self.by_method = {}
+            self.charge, self.charged, self.charges = 0.0, 0, set()
         return count
 
 
@@ -226,6 +250,9 @@ def cosmos_client(endpoint: str, *, key: str | None = None, credential: Any = No
         raise ValueError("give exactly one of key and credential")
     if request_hook is not None:
         options["raw_request_hook"] = request_hook
+        respond = getattr(request_hook, "respond", None)
+        if callable(respond):  # a RequestCounter: it sums the request charges too
+            options.setdefault("raw_response_hook", respond)
     try:
         return CosmosClient(endpoint, key if key is not None else credential, connection_verify=verify,
                             connection_timeout=connection_timeout, read_timeout=read_timeout,
