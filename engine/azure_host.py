@@ -59,7 +59,7 @@ from engine.stores.routing import (
     TenantRoutedParkedStore,
     TenantStoreRouter,
 )
-from engine.tenants import sealer_of
+from engine.tenants import DEFINITION_SECRETS, sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
 __all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "AzureHost", "LazyAzureHost", "SweepOutcome",
@@ -219,6 +219,7 @@ class AzureHost:
         self.engine = Engine(
             TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router), self.queue,
             services=services, parked_store=self.parked_store,
+            sealer=sealer_of(self.tenants, DEFINITION_SECRETS),
             hold=HoldPolicy(base_delay=settings.hold_base_delay_seconds, max_delay=settings.hold_max_delay_seconds,
                             hold_seconds=settings.hold_seconds),
             breakers=CircuitBreakers(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown_seconds,
@@ -238,7 +239,10 @@ class AzureHost:
         self.api_settings = Settings.model_construct(
             admin_key=settings.admin_key, secret=settings.secret, max_wait_seconds=settings.max_wait_seconds,
             log_level=settings.log_level, allow_private_destinations=allow_private_destinations,
-            feed_grace_seconds=settings.outbox_grace_seconds, feed_origin=ORIGIN, load_samples=False, workers=0)
+            feed_grace_seconds=settings.outbox_grace_seconds, feed_origin=ORIGIN, load_samples=False, workers=0,
+            rate_limit_per_key=settings.rate_limit_per_key,
+            rate_limit_burst_per_key=max(1.0, 2 * settings.rate_limit_per_key),
+            rate_limit_per_address=settings.rate_limit_per_address, client_address_hops=settings.client_address_hops)
         self.app = create_app(self.engine, self.tenants, self.api_settings, routers=[feed_router(self.feed)])
         self._closers.append(self.app.state.waymark.close)
 

@@ -126,6 +126,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_BREAKER_COOLDOWN_SECONDS",
             "How long an open breaker waits before one command probes the storage (doubling while it stays "
             "down, up to WAYMARK_HOLD_MAX_DELAY_SECONDS).", default="5"),
+    Setting("WAYMARK_RATE_LIMIT_PER_KEY",
+            "Requests a second each key (a tenant's, or the admin key) may send to one Functions instance, "
+            "sustained (bursts of twice that); past it 429 with Retry-After. 0: no limit. Per instance: a scaled-out "
+            "app allows instances times this.",
+            default="500", deployed=False),
+    Setting("WAYMARK_RATE_LIMIT_PER_ADDRESS",
+            "Failed authentications a second from one client address to one instance, sustained (bursts of 20); "
+            "while spent, that address gets 429 on every route that needs a key and on the dashboard login. "
+            "0: no limit.",
+            default="1", deployed=False),
+    Setting("WAYMARK_CLIENT_ADDRESS_HOPS",
+            "Proxies in front of the app that append to X-Forwarded-For: the client address is the entry this many "
+            "from the right. 1: the App Service front end; 2 behind Front Door or Application Gateway as well.",
+            default="1", deployed=False),
     Setting("WAYMARK_FEED_SUBSCRIPTIONS",
             'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
             '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
@@ -197,6 +211,9 @@ class AzureSettings:
     hold_max_delay_seconds: float = 300.0
     breaker_threshold: int = 3
     breaker_cooldown_seconds: float = 5.0
+    rate_limit_per_key: float = 500.0
+    rate_limit_per_address: float = 1.0
+    client_address_hops: int = 1
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -320,6 +337,9 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         hold_max_delay_seconds=number("WAYMARK_HOLD_MAX_DELAY_SECONDS", 0, 7 * 24 * 3600),
         breaker_threshold=int(number("WAYMARK_BREAKER_THRESHOLD", 1, 1000)),
         breaker_cooldown_seconds=number("WAYMARK_BREAKER_COOLDOWN_SECONDS", 0, 3600),
+        rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
+        rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
+        client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
     )
     if problems:
         raise AzureSettingsError(problems)

@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.domain import Services
 from engine.queues.base import CommandQueue
-from engine.service.definitions import DefinitionCatalog
+from engine.service.definitions import DefinitionCatalog, SecretSealer
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.parked import ParkedCommands
@@ -30,6 +30,7 @@ class Engine:
     processor: CommandProcessor = field(init=False)
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
+    sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
     # Where each tenant's parked commands are kept (engine/stores/parked.py); hosts pass their durable one.
     parked_store: ParkedStore = field(default_factory=MemoryParkedStore)
     parked: ParkedCommands = field(init=False)
@@ -39,7 +40,7 @@ class Engine:
     failures: CommandFailures = field(init=False)
 
     def __post_init__(self) -> None:
-        self.catalog = DefinitionCatalog(self.definitions)
+        self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
                                           on_commit=self.on_commit)
         self.parked = ParkedCommands(self.parked_store, self.processor)

@@ -50,6 +50,7 @@ log = logging.getLogger("waymark.serve")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DEMO_TENANT = "demo"
+DASHBOARD = "/ui"  # engine.ui.MOUNT, not imported: `waymark --help` must not load the web stack
 
 
 @dataclass
@@ -154,6 +155,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     from engine.service.holding import CircuitBreakers, HoldPolicy
     from engine.service.http_port import HttpxPort
     from engine.stores.routing import TenantRoutedParkedStore, routed_stores
+    from engine.tenants import DEFINITION_SECRETS, sealer_of
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +172,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
                   hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
                                   hold_seconds=settings.hold_seconds),
                   breakers=CircuitBreakers(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown,
-                                           max_cooldown=settings.hold_max_delay))
+                                           max_cooldown=settings.hold_max_delay),
+                  sealer=sealer_of(tenants, DEFINITION_SECRETS))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
@@ -315,7 +318,8 @@ def say(text: str) -> None:
 def banner(service: Service, url: str) -> None:
     settings = service.settings
     say(f"[bold green]Waymark[/] serving on [bold]{url}[/] (data in {settings.data_dir.resolve()}, "
-        f"{settings.workers} worker(s)); OpenAPI at {url}/docs")
+        f"{settings.workers} worker(s))")
+    say(f"  dashboard: [bold]{url}{DASHBOARD}/[/] · API docs: {url}/docs (Swagger UI), {url}/redoc")
     if settings.store == "cosmos":
         say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
             f"{settings.tenant_database_prefix}{{tenant}}; "
