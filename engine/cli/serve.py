@@ -50,6 +50,7 @@ log = logging.getLogger("waymark.serve")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DEMO_TENANT = "demo"
+DASHBOARD = "/ui"  # engine.ui.MOUNT, not imported: `waymark --help` must not load the web stack
 
 
 @dataclass
@@ -78,7 +79,8 @@ class Service:
     def close(self) -> None:
         self.feed.close()  # first: deliveries in flight finish while the stores are still open
         self.app.state.waymark.close()
-        _close(self.engine.events, self.engine.definitions, self.engine.queue, self.tenants, self.engine.services.http)
+        _close(self.engine.parked_store, self.engine.events, self.engine.definitions, self.engine.queue, self.tenants,
+               self.engine.services.http)
 
 
 def _close(*parts: object) -> None:
@@ -107,7 +109,7 @@ def open_service(settings: Settings) -> Service:
         first_start = bootstrap(engine, tenants, settings)
         feed = open_feed(engine, tenants, settings)
     except BaseException:
-        _close(engine.events, engine.definitions, engine.queue, tenants)
+        _close(engine.parked_store, engine.events, engine.definitions, engine.queue, tenants)
         raise
     app = create_app(engine, tenants, settings, routers=[feed_router(feed)])
     return Service(settings, engine, tenants, app, source, first_start, feed)
@@ -150,8 +152,10 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     from engine.domain import Services
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
+    from engine.service.holding import CircuitBreakers, HoldPolicy
     from engine.service.http_port import HttpxPort
-    from engine.stores.routing import routed_stores
+    from engine.stores.routing import TenantRoutedParkedStore, routed_stores
+    from engine.tenants import DEFINITION_SECRETS, sealer_of
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,13 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
                                synchronous=settings.sqlite_synchronous)
     # `http` conditions and actions call out through httpx (redirects not followed).
-    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()))
+    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()),
+                  parked_store=TenantRoutedParkedStore(events.router),
+                  hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
+                                  hold_seconds=settings.hold_seconds),
+                  breakers=CircuitBreakers(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown,
+                                           max_cooldown=settings.hold_max_delay),
+                  sealer=sealer_of(tenants, DEFINITION_SECRETS))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
@@ -247,7 +257,8 @@ class WorkerPool:
         from engine.service.worker import Worker
 
         for number in range(self.count):
-            worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout)
+            worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
+                            failures=self.engine.failures)
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"waymark-worker-{number}",
                                       daemon=True)
             thread.start()
@@ -307,7 +318,8 @@ def say(text: str) -> None:
 def banner(service: Service, url: str) -> None:
     settings = service.settings
     say(f"[bold green]Waymark[/] serving on [bold]{url}[/] (data in {settings.data_dir.resolve()}, "
-        f"{settings.workers} worker(s)); OpenAPI at {url}/docs")
+        f"{settings.workers} worker(s))")
+    say(f"  dashboard: [bold]{url}{DASHBOARD}/[/] · API docs: {url}/docs (Swagger UI), {url}/redoc")
     if settings.store == "cosmos":
         say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
             f"{settings.tenant_database_prefix}{{tenant}}; "
