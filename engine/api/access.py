@@ -34,7 +34,7 @@ class Access(Enum):
 
 
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/schemas/workflow-definition.json"})
+                          "/schemas/workflow-definition.json", "/schemas/events/{event_type}.json", "/asyncapi.json"})
 PUBLIC_MOUNTS = frozenset({"/docs/assets"})  # the scripts and styles of /docs and /redoc (engine/api/front.py)
 SESSION_MOUNTS = frozenset({"/ui"})
 

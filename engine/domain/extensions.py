@@ -56,6 +56,8 @@ class Services:
     http: HttpPort = field(default_factory=NoHttp)
     sleep: Callable[[float], None] = time.sleep
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
+    # The most bytes of JSON of a trigger's content an ignored or rejected trigger's event keeps whole (audit.py).
+    audit_content_limit: int = 32_768
 
 
 _NO_TRIGGER: dict[str, Any] = {"id": "", "topic": "", "content": {}}

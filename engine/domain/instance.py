@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from engine.domain.audit import audited_content
 from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowDefinition
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
@@ -308,12 +309,14 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
                   f"it is at version {instance.version}")
         recorder.record(EventType.TRIGGER_REJECTED, {
             "topic": trigger.topic, "status": str(instance.status), "reason": VERSION_MISMATCH, "detail": detail,
-            "expectedVersion": trigger.expected_version, "version": instance.version})
+            "expectedVersion": trigger.expected_version, "version": instance.version,
+            **audited_content(trigger.content, services.audit_content_limit)})
         return done(Outcome.REJECTED, detail)
     if instance.status is not Status.WAITING:
         reason = f"the instance is {instance.status} and accepts no trigger"
         recorder.record(EventType.TRIGGER_REJECTED, {"topic": trigger.topic, "status": str(instance.status),
-                                                     "reason": reason})
+                                                     "reason": reason,
+                                                     **audited_content(trigger.content, services.audit_content_limit)})
         return done(Outcome.REJECTED, reason)
 
     source = workflow.state(instance.state)
@@ -324,7 +327,7 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         failed = _check(source.exit_conditions, scope)
         if failed is not None:
             reason = f"exit condition {failed.where} of state {source.id!r} does not hold"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         chosen = None
         for transition in source.transitions:
             if transition.trigger == trigger.topic and _check(transition.conditions, scope) is None:
@@ -336,13 +339,13 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
                           "has all its conditions true")
             else:
                 reason = f"state {source.id!r} has no transition for topic {trigger.topic!r}"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         transition_id = chosen.id
         target = workflow.state(chosen.target)
         failed = _check(target.entry_conditions, scope)
         if failed is not None:
             reason = f"entry condition {failed.where} of target state {target.id!r} does not hold"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         changes: dict[str, Any] = {}
         removed: set[str] = set()
         _run(source.exit_actions, scope, changes, removed)
@@ -361,8 +364,9 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
     return done(Outcome.APPLIED)
 
 
-def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any) -> Decision:
-    recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason})
+def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any, services: Services) -> Decision:
+    recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason,
+                                                **audited_content(trigger.content, services.audit_content_limit)})
     result: Decision = done(Outcome.IGNORED, reason)
     return result
 

@@ -42,7 +42,7 @@ def to_azure_cloudevent(event: BaseCloudEvent) -> Any:
     return AzureCloudEvent(
         source=event.get_source(), type=event.get_type(), id=event.get_id(), time=event.get_time(),
         subject=event.get_subject(), datacontenttype=event.get_datacontenttype(), data=event.get_data(),
-        extensions=extensions or None,
+        dataschema=event.get_dataschema(), extensions=extensions or None,
     )
 
 

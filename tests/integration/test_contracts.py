@@ -1,21 +1,29 @@
 """The published contracts over real HTTP: the definition schema served and used by upload validation, the OpenAPI
-document valid with every `$ref` resolved, `Allow` on every path, 415 documented where it is answered.
+document valid with every `$ref` resolved, `Allow` on every path, 415 documented where it is answered; the event
+schemas served where `dataschema` points, and the AsyncAPI document valid under the AsyncAPI 3.0.0 JSON Schema and
+cross-checked against the engine's list of event types.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
+from engine.feed.cloudevents import ALL_TYPES
+from engine.schemas import event_schema, event_types
 from tests.integration.conftest import SAMPLES, RunningServer
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +139,93 @@ def test_options_and_405_name_every_method_of_the_path(http: httpx.Client, path:
     assert refused.status_code == 405
     assert {m.strip() for m in refused.headers["allow"].split(",")} == listed
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+ASYNCAPI_SPEC = ROOT / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0.json"
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+        node = node[part]
+    return node
+
+
+def refs_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in refs_in(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in refs_in(value)]
+    return []
+
+
+def test_asyncapi_is_served_valid_and_names_every_event_type(api_server: RunningServer) -> None:
+    with api_server.client() as anonymous:
+        response = anonymous.get("/asyncapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["asyncapi"] == "3.0.0"
+    # The AsyncAPI 3.0.0 JSON Schema, as the AsyncAPI project publishes it (npm @asyncapi/specs).
+    spec = json.loads(ASYNCAPI_SPEC.read_text())
+    validator = Draft7Validator(spec)
+    assert [e.message for e in validator.iter_errors(document)] == []
+    broken = json.loads(json.dumps(document))
+    broken["operations"]["deliverToWebhook"]["action"] = "publish"  # AsyncAPI 2's word: not valid in 3.0
+    assert not validator.is_valid(broken)
+    for ref in refs_in(document):
+        resolve(document, ref)
+    # Cross-checked with the engine's own list of types: one message and one schema each, and nothing else.
+    messages = document["channels"]["webhook"]["messages"]
+    typed = {resolve(document, m["$ref"])["payload"]["properties"]["type"]["const"] for m in messages.values()}
+    assert typed == set(ALL_TYPES) == set(event_types())
+    schemas = document["components"]["schemas"]
+    for event_type in ALL_TYPES:
+        assert schemas[event_type] == {k: v for k, v in event_schema(event_type).items() if k != "$schema"}
+    assert document["operations"]["validateWebhook"]["bindings"]["http"]["method"] == "OPTIONS"
+    cloud_event = schemas["CloudEvent"]
+    assert {"sequence", "tenantid", "dataschema"} <= set(cloud_event["required"])
+    assert "X-Waymark-Signature" in schemas["WebhookHeaders"]["properties"]
+
+
+def test_the_repository_copy_of_asyncapi_resolves_its_files() -> None:
+    document = json.loads((ROOT / "engine" / "schemas" / "asyncapi.json").read_text())
+    assert Draft7Validator(json.loads(ASYNCAPI_SPEC.read_text())).is_valid(document)
+    for ref in refs_in(document):
+        if ref.startswith("#/"):
+            resolve(document, ref)
+        else:
+            assert (ROOT / "engine" / "schemas" / ref).is_file(), ref
+
+
+@pytest.mark.parametrize("event_type", sorted(ALL_TYPES))
+def test_each_event_schema_is_served_where_dataschema_points(api_server: RunningServer, event_type: str) -> None:
+    with api_server.client() as anonymous:
+        response = anonymous.get(f"/schemas/events/{event_type}.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/schema+json")
+    served = response.json()
+    assert served.pop("$id") == f"{api_server.url}/schemas/events/{event_type}.json"
+    assert served == event_schema(event_type)
+
+
+def test_an_unknown_event_type_is_a_404_problem(api_server: RunningServer) -> None:
+    with api_server.client() as anonymous:
+        response = anonymous.get("/schemas/events/io.waymark.nothing.json")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_events_from_a_live_server_name_its_schemas(api_server: RunningServer, http: httpx.Client) -> None:
+    created = http.post("/tenants/contracts/instances", headers={"Prefer": "wait=10"},
+                        json={"workflowId": "expense-claim", "id": "named", "context": {"claimant": "x"}})
+    assert created.status_code == 201, created.text
+    page = http.get("/tenants/contracts/feed", params={"after": 0})
+    [event] = [e for e in page.json() if e["subject"] == "named"]
+    expected_base = api_server.service.settings.schema_base
+    assert event["dataschema"] == f"{expected_base}/schemas/events/{event['type']}.json"
+    with api_server.client() as anonymous:
+        schema = anonymous.get(urlsplit(event["dataschema"]).path).json()
+    assert list(Draft202012Validator(schema).iter_errors(event["data"])) == []
