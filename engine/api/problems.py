@@ -22,6 +22,7 @@ from starlette.routing import Match
 from engine.domain.errors import (
     CommandTooLarge,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -52,6 +53,7 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     InstanceNotFound: (404, "instance-not-found", "Instance not found"),
     NotFound: (404, "not-found", "Not found"),
     InvalidDefinition: (422, "invalid-definition", "Invalid workflow definition"),
+    DefinitionChanged: (412, "definition-changed", "The definition changed"),
     InvalidTenantId: (422, "invalid-tenant-id", "Invalid tenant id"),
     InvalidTenantConfig: (422, "invalid-tenant-config", "Invalid tenant configuration"),
     InstanceAlreadyExists: (409, "instance-exists", "Instance already exists"),
@@ -115,6 +117,8 @@ def _waymark_problem(error: WaymarkError, mapped: tuple[int, str, str], instance
     detail = str(error)
     if isinstance(error, InvalidDefinition):
         members["errors"] = [{"path": p.path, "message": p.message} for p in error.problems]
+    elif isinstance(error, DefinitionChanged) and error.version:
+        headers["ETag"] = f'"{error.version}"'  # the latest: what to GET, merge with, and send as If-Match
     elif isinstance(error, InvalidTenantConfig):
         members["errors"] = [{"path": "body.config", "message": problem} for problem in error.problems]
     elif isinstance(error, StoreUnavailable):

@@ -77,9 +77,11 @@ class DefinitionCatalog:
         """Raises InvalidDefinition listing every problem."""
         return validate_definition(document, self.registry)
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> WorkflowDefinition:
+    def put(self, tenant: str, document: Mapping[str, Any], *,
+            expected_version: int | None = None) -> WorkflowDefinition:
         """Store a new version (secrets sealed). Raises InvalidDefinition listing every problem, those of a "***"
-        with no secret to keep among them."""
+        with no secret to keep among them. With `expected_version`, only if that is the latest version (0: none
+        yet), else DefinitionChanged."""
         workflow_id = str(document.get("id", ""))
         complete, problems = self._kept_secrets(tenant, workflow_id, document)
         try:
@@ -92,7 +94,7 @@ class DefinitionCatalog:
         sealer = self.sealer
         if sealer is not None:
             stored = replace_secrets(stored, lambda slot: sealer.seal_text(slot.value))
-        version = self.store.put(tenant, stored)
+        version = self.store.put(tenant, stored, expected_version=expected_version)
         return self.get(tenant, workflow_id, version)
 
     def get(self, tenant: str, workflow_id: str, version: int | None = None) -> WorkflowDefinition:

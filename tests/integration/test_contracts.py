@@ -229,3 +229,32 @@ def test_events_from_a_live_server_name_its_schemas(api_server: RunningServer, h
     with api_server.client() as anonymous:
         schema = anonymous.get(urlsplit(event["dataschema"]).path).json()
     assert list(Draft202012Validator(schema).iter_errors(event["data"])) == []
+
+
+def test_definitions_have_an_etag_and_a_stale_if_match_is_412(http: httpx.Client) -> None:
+    sample = {k: v for k, v in json.loads((SAMPLES / "expense-claim.json").read_text()).items() if k != "id"}
+    path = "/tenants/contracts/workflows/edited"
+    created = http.put(path, json=sample, headers={"If-None-Match": "*"})
+    assert created.status_code == 201 and created.headers["etag"] == '"1"'
+    assert http.put(path, json=sample, headers={"If-None-Match": "*"}).status_code == 412  # exists now
+    read = http.get(path)
+    assert read.headers["etag"] == '"1"'
+    assert http.get(path, headers={"If-None-Match": '"1"'}).status_code == 304
+    # Two editors read version 1; the first to save wins, the second is told, and nothing of its is stored.
+    first = http.put(path, json={**sample, "displayName": "first"}, headers={"If-Match": read.headers["etag"]})
+    assert first.status_code == 200 and first.headers["etag"] == '"2"'
+    second = http.put(path, json={**sample, "displayName": "second"}, headers={"If-Match": read.headers["etag"]})
+    assert second.status_code == 412
+    assert second.headers["content-type"].startswith("application/problem+json")
+    assert second.headers["etag"] == '"2"' and second.json()["version"] == 2
+    assert http.get(path).json()["displayName"] == "first"
+    # The second editor reads the latest and saves on it.
+    merged = http.put(path, json={**sample, "displayName": "second"}, headers={"If-Match": '"2"'})
+    assert merged.status_code == 200 and merged.headers["etag"] == '"3"'
+    assert http.get(f"{path}?version=2").headers["etag"] == '"2"'
+    assert http.put("/tenants/contracts/workflows/nothing-yet", json=sample,
+                    headers={"If-Match": "*"}).status_code == 412
+    for bad in ('W/"3"', "3", '"x"'):
+        refused = http.put(path, json=sample, headers={"If-Match": bad})
+        assert refused.status_code == 400, bad
+    assert http.get(path).json()["version"] == 3  # no refused upload stored anything
