@@ -114,11 +114,13 @@ def bench_cosmos(as_json: AsJson = False,
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.
 from engine.cli.bench_http import bench_http  # noqa: E402
+from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
 from engine.cli.remote import register as register_remote  # noqa: E402
 from engine.cli.serve import serve  # noqa: E402
 
 app.command("serve")(serve)
+workflows_app.command("import-marain")(import_marain)
 register_remote(app, workflows_app, instances_app)
 register_operations(app, instances_app, bench_app)
 bench_app.command("http")(bench_http)

@@ -165,7 +165,9 @@ class HttpCondition(_HttpCall):
 
 
 class HttpAction(_HttpCall):
-    """Calls a service; a JSON answer `{"setContext": {…}, "removeContext": […]}` updates the context."""
+    """Calls a service; a JSON answer `{"setContext": {…}, "removeContext": […]}` updates the context. The answer
+    of a Marain.Workflow external service (`{"contextValuesToSetOrAdd": {…}, "contextValuesToRemove": […]}`) is
+    read the same way, so a service written for Marain's InvokeExternalServiceAction works unchanged."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         super().__init__(spec, default_method="POST")
@@ -177,8 +179,8 @@ class HttpAction(_HttpCall):
         body = response.body
         if not isinstance(body, dict):
             return ContextChange()
-        to_set = body.get("setContext") or {}
-        to_remove = body.get("removeContext") or []
+        to_set = body.get("setContext", body.get("contextValuesToSetOrAdd")) or {}
+        to_remove = body.get("removeContext", body.get("contextValuesToRemove")) or []
         if not isinstance(to_set, dict) or not isinstance(to_remove, list):
             raise ExecutionError(where, "HttpResponseInvalid",
                                  "`setContext` must be an object and `removeContext` a list of keys")

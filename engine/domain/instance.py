@@ -7,6 +7,7 @@ instance; the instance after a decision is always `fold(previous, events)`, neve
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowD
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
+from engine.domain.interests import interests_of
 
 
 class Status(StrEnum):
@@ -82,6 +84,7 @@ class Instance:
     fault: Fault | None = None
     created_at: str = ""
     updated_at: str = ""
+    given_interests: tuple[str, ...] = ()  # given at creation; part of `interests` while it lives (interests.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class Instance:
             "fault": self.fault.to_dict() if self.fault else None,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
+            "givenInterests": list(self.given_interests),
         }
 
     @classmethod
@@ -113,6 +117,8 @@ class Instance:
             fault=Fault.from_dict(fault) if fault else None,
             created_at=doc.get("createdAt", ""),
             updated_at=doc.get("updatedAt", ""),
+            # Kept before interests followed the state: then the interests were exactly those given.
+            given_interests=tuple(doc.get("givenInterests", doc.get("interests")) or ()),
         )
 
 
@@ -142,27 +148,31 @@ def apply(instance: Instance | None, event: Event) -> Instance:
             version=event.sequence,
             created_at=event.at,
             updated_at=event.at,
+            given_interests=tuple(data.get("givenInterests", data.get("interests")) or ()),
         )
     if instance is None:
         raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
     state, status, context, fault = instance.state, instance.status, instance.context, instance.fault
+    interests = instance.interests
     match event.type:
         case EventType.TRANSITION_APPLIED:
             state, context = data["to"], _changed(context, data.get("contextChanges"))
+            interests = tuple(data["interests"]) if "interests" in data else interests
         case EventType.COMPLETED:
-            status = Status.COMPLETE
+            status, interests = Status.COMPLETE, ()  # a finished instance listens to nothing
         case EventType.FAULTED:
             status = Status.FAULTED
             fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"], event.at)
         case EventType.RECOVERED:
             state, status, context, fault = data["state"], Status.WAITING, dict(data.get("context") or {}), None
+            interests = tuple(data["interests"]) if "interests" in data else interests
         case EventType.TERMINATED:
-            status = Status.TERMINATED
+            status, interests = Status.TERMINATED, ()
         case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
             pass
     # Built directly rather than with dataclasses.replace: this runs for every event of every trigger.
     return Instance(instance.id, instance.workflow_id, instance.workflow_version, state, status, context,
-                    instance.interests, event.sequence, fault, instance.created_at, event.at)
+                    interests, event.sequence, fault, instance.created_at, event.at, instance.given_interests)
 
 
 def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:
@@ -266,16 +276,19 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     scope = Scope(_view(instance_id, workflow, initial.id, Status.WAITING, 1), dict(context), None, 1, services)
     changes: dict[str, Any] = {}
     removed: set[str] = set()
+    given = sorted(set(interests))
     created = {"workflowId": workflow.id, "workflowVersion": workflow.version, "state": initial.id,
-               "interests": sorted(set(interests))}
+               "givenInterests": given}
     try:
         _enter(initial, scope, changes, removed)
+        listening = interests_of(instance_id, given, initial.interests, scope)
     except ExecutionError as error:
-        recorder.record(EventType.CREATED, {**created, "context": dict(context)})
+        recorder.record(EventType.CREATED, {**created, "context": dict(context),
+                                            "interests": list(interests_of(instance_id, given, (), scope))})
         _fault(recorder, error, None, None)
         outcome = Outcome.FAULTED
     else:
-        recorder.record(EventType.CREATED, {**created, "context": scope.context,
+        recorder.record(EventType.CREATED, {**created, "interests": list(listening), "context": scope.context,
                                             "contextChanges": _context_changes(changes, removed)})
         if initial.terminal:
             recorder.record(EventType.COMPLETED, {"state": initial.id})
@@ -330,11 +343,13 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
             return _ignored(recorder, trigger, reason, done, services)
         chosen = None
         for transition in source.transitions:
-            if transition.trigger == trigger.topic and _check(transition.conditions, scope) is None:
+            # Marain.Workflow's rule: a transition without a topic answers any trigger its conditions accept.
+            answers = transition.trigger is None or transition.trigger == trigger.topic
+            if answers and _check(transition.conditions, scope) is None:
                 chosen = transition
                 break
         if chosen is None:
-            if any(t.trigger == trigger.topic for t in source.transitions):
+            if any(t.trigger in (None, trigger.topic) for t in source.transitions):
                 reason = (f"no transition for topic {trigger.topic!r} from state {source.id!r} "
                           "has all its conditions true")
             else:
@@ -352,13 +367,15 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         _run(chosen.actions, scope, changes, removed)
         scope.instance = {**scope.instance, "state": target.id}
         _run(target.entry_actions, scope, changes, removed)
+        listening = interests_of(instance.id, instance.given_interests, target.interests, scope)
     except ExecutionError as error:
         _fault(recorder, error, trigger, transition_id)
         return done(Outcome.FAULTED, error.message)
-    recorder.record(EventType.TRANSITION_APPLIED, {
-        "transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
-        "content": trigger.content, "contextChanges": _context_changes(changes, removed),
-    })
+    applied = {"transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
+               "content": trigger.content, "contextChanges": _context_changes(changes, removed)}
+    if listening != instance.interests:
+        applied["interests"] = list(listening)
+    recorder.record(EventType.TRANSITION_APPLIED, applied)
     if target.terminal:
         recorder.record(EventType.COMPLETED, {"state": target.id})
     return done(Outcome.APPLIED)
@@ -413,14 +430,30 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
                 context[key] = value
         if as_of is not None:
             details["toSequence"] = as_of.version
-        recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
+        try:
+            listening = _listening(instance, workflow, target_state, context, recorder.next, services)
+        except ExecutionError as error:  # the reset happens; the state's interests cannot be computed: a fault
+            recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
+            _fault(recorder, error, None, None)
+            after = fold(instance, recorder.events)
+            assert after is not None
+            return Decision(Outcome.FAULTED, tuple(recorder.events), after, error.message)
+        recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context,
+                                              "interests": list(listening)})
         if workflow.state(target_state).terminal:
             recorder.record(EventType.COMPLETED, {"state": target_state})
         after = fold(instance, recorder.events)
         assert after is not None
         return Decision(Outcome.RECOVERED, tuple(recorder.events), after)
 
-    recorder.record(EventType.RECOVERED, {**details, "state": instance.state, "context": dict(instance.context)})
+    recovered_data = {**details, "state": instance.state, "context": dict(instance.context)}
+    if retry_trigger is not None:
+        # A force-recovered Complete instance had none: it listens again, as in its state. If they cannot be
+        # computed they are kept as they are; the retried trigger recomputes them when it moves the instance.
+        with contextlib.suppress(ExecutionError):
+            recovered_data["interests"] = list(_listening(instance, workflow, instance.state, instance.context,
+                                                          recorder.next, services))
+    recorder.record(EventType.RECOVERED, recovered_data)
     recovered = fold(instance, recorder.events)
     assert recovered is not None
     if retry_trigger is not None:
@@ -438,20 +471,30 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     removed: set[str] = set()
     try:
         _enter(current, scope, changes, removed)
+        listening = interests_of(instance.id, instance.given_interests, current.interests, scope)
     except ExecutionError as error:
         _fault(recorder, error, None, None)
         outcome = Outcome.FAULTED
     else:
+        replaced = {**details, "state": current.id, "context": scope.context, "interests": list(listening)}
         if changes or removed:
-            recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
-                                        {**details, "state": current.id, "context": scope.context,
-                                         "contextChanges": _context_changes(changes, removed)})
+            replaced["contextChanges"] = _context_changes(changes, removed)
+        recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
+                                    replaced)
         if current.terminal:
             recorder.record(EventType.COMPLETED, {"state": current.id})
         outcome = Outcome.RECOVERED
     after = fold(instance, recorder.events)
     assert after is not None
     return Decision(outcome, tuple(recorder.events), after)
+
+
+def _listening(instance: Instance, workflow: WorkflowDefinition, state_id: str, context: Mapping[str, Any],
+               sequence: int, services: Services) -> tuple[str, ...]:
+    """The interests of `instance` in state `state_id` with `context` (raises ExecutionError)."""
+    scope = Scope(_view(instance.id, workflow, state_id, Status.WAITING, instance.version), dict(context), None,
+                  sequence, services)
+    return interests_of(instance.id, instance.given_interests, workflow.state(state_id).interests, scope)
 
 
 def _renumber(event: Event, sequence: int) -> Event:

@@ -76,7 +76,9 @@ INVALID: dict[str, Any] = {
     "state not an object": mutated(states__b=[]),
     "transitions not a list": mutated(states__a__transitions={}),
     "transition not an object": mutated(states__a__transitions=["go"]),
-    "transition without trigger": mutated(states__a__transitions=[{"id": "go", "target": "b"}]),
+    "transition with an empty trigger": mutated(states__a__transitions=[{"id": "go", "trigger": "", "target": "b"}]),
+    "interests not subjects": mutated(states__a__interests=["ok", "", 3, {"expression": "context.x", "y": 1}]),
+    "interests not a list": mutated(states__b__interests="all"),
     "transition with empty id": mutated(states__a__transitions=[{"id": "", "trigger": "go", "target": "b"}]),
     "condition without type": mutated(states__a__transitions=[{"id": "go", "trigger": "go", "target": "b",
                                                                "conditions": [{"expression": "true"}]}]),
@@ -107,6 +109,7 @@ INVALID: dict[str, Any] = {
     "unreachable": mutated(states__island={}),
     "duplicate transition ids": mutated(states__b={"transitions": [{"id": "go", "trigger": "x", "target": "a"}]}),
     "does not compile": mutated(states__a__entryConditions=[{"type": "expression", "expression": "context.x >"}]),
+    "interest does not compile": mutated(states__a__interests=[{"expression": "context.x >"}]),
 }
 
 
@@ -171,7 +174,7 @@ def test_schema_and_parser_agree_on_every_invalid_definition(name: str) -> None:
 
 def test_meaning_problems_pass_the_schema() -> None:
     for name in ("unknown target", "unknown initial state", "unreachable", "duplicate transition ids",
-                 "does not compile"):
+                 "does not compile", "interest does not compile"):
         assert definition_problems(INVALID[name], default_registry()) == [], name
 
 
