@@ -12,6 +12,7 @@ from engine.domain import Services
 from engine.queues.base import CommandQueue
 from engine.service.definitions import DefinitionCatalog
 from engine.service.processor import CommandProcessor, CommitListener
+from engine.service.timers import TimerScheduler
 from engine.stores.base import DefinitionStore, EventStore
 
 
@@ -24,11 +25,14 @@ class Engine:
     processor: CommandProcessor = field(init=False)
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
+    scheduler: TimerScheduler | None = None  # default: timers straight onto `queue`, however far away
 
     def __post_init__(self) -> None:
         self.catalog = DefinitionCatalog(self.definitions)
+        if self.scheduler is None:
+            self.scheduler = TimerScheduler(self.queue)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
-                                          on_commit=self.on_commit)
+                                          on_commit=self.on_commit, scheduler=self.scheduler)
 
 
 def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5,

@@ -14,11 +14,14 @@ from engine.domain.errors import (
     InstanceNotFound,
     InvalidCommand,
     InvalidDefinition,
+    MigrationRefused,
     NotFound,
     Problem,
     RecoveryRefused,
+    SchedulingRefused,
     StoreUnavailable,
     TenantNotFound,
+    TimerNotFound,
     WaymarkError,
     WorkflowNotFound,
 )
@@ -49,13 +52,26 @@ from engine.domain.instance import (
     decide_trigger,
     fold,
 )
+from engine.domain.migration import decide_migrate, migration_problems
+from engine.domain.scheduling import (
+    MAX_SCHEDULED,
+    decide_cancel,
+    decide_fire,
+    decide_schedule,
+    decide_stale_firing,
+    scheduling_id,
+)
+from engine.domain.timers import PendingTimer, firing_id, parse_duration, parse_time
 
 __all__ = [
-    "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event", "EventType",
-    "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest", "HttpResponse", "HttpTransportError",
-    "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidCommand", "InvalidDefinition", "NotFound",
-    "Outcome", "Problem", "RecoveryMode", "RecoveryRefused", "Registry", "Scope", "Services", "SpecProblems",
-    "Status", "StoreUnavailable", "TenantNotFound", "Trigger", "WaymarkError", "WorkflowDefinition",
-    "WorkflowNotFound", "apply", "decide_create", "decide_recover", "decide_terminate", "decide_trigger",
-    "default_registry", "fold", "load_json", "mermaid", "parse_definition", "timestamp",
+    "MAX_SCHEDULED", "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event",
+    "EventType", "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest", "HttpResponse",
+    "HttpTransportError", "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidCommand",
+    "InvalidDefinition", "MigrationRefused", "NotFound", "Outcome", "PendingTimer", "Problem", "RecoveryMode",
+    "RecoveryRefused", "Registry", "SchedulingRefused", "Scope", "Services", "SpecProblems", "Status",
+    "StoreUnavailable", "TenantNotFound", "TimerNotFound", "Trigger", "WaymarkError", "WorkflowDefinition",
+    "WorkflowNotFound", "apply", "decide_cancel", "decide_create", "decide_fire", "decide_migrate", "decide_recover",
+    "decide_schedule", "decide_stale_firing", "decide_terminate", "decide_trigger", "default_registry", "firing_id",
+    "fold", "load_json", "mermaid", "migration_problems", "parse_definition", "parse_duration", "parse_time",
+    "scheduling_id", "timestamp",
 ]
