@@ -6,6 +6,7 @@ Nothing here performs I/O or reads the clock: time, ids and the HTTP port come i
 from engine.domain.builtins import default_registry
 from engine.domain.definition import WorkflowDefinition, load_json, mermaid, parse_definition
 from engine.domain.errors import (
+    CommandTooLarge,
     ConcurrencyConflict,
     DuplicateTrigger,
     ExecutionError,
@@ -64,9 +65,9 @@ from engine.domain.scheduling import (
 from engine.domain.timers import PendingTimer, firing_id, parse_duration, parse_time
 
 __all__ = [
-    "MAX_SCHEDULED", "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event",
-    "EventType", "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest", "HttpResponse",
-    "HttpTransportError", "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidCommand",
+    "MAX_SCHEDULED", "CommandTooLarge", "Commit", "ConcurrencyConflict", "ContextChange", "Decision",
+    "DuplicateTrigger", "Event", "EventType", "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest",
+    "HttpResponse", "HttpTransportError", "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidCommand",
     "InvalidDefinition", "MigrationRefused", "NotFound", "Outcome", "PendingTimer", "Problem", "RecoveryMode",
     "RecoveryRefused", "Registry", "SchedulingRefused", "Scope", "Services", "SpecProblems", "Status",
     "StoreUnavailable", "TenantNotFound", "TimerNotFound", "Trigger", "WaymarkError", "WorkflowDefinition",
