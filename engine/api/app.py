@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from engine.api import health, instances, problems, recovery, workflows
+from engine.api import health, instances, migration, problems, recovery, scheduling, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
@@ -46,6 +46,8 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx, readiness=readiness)
     recovery.add_routes(app, ctx)
+    scheduling.add_routes(app, ctx)
+    migration.add_routes(app, ctx)
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
     for router in routers:  # their routes go on the app itself too (after the hot ones), where the auth sees them
         app.router.routes.extend(router.routes)
@@ -60,7 +62,8 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                                  routes=app.routes)
             components = schema.setdefault("components", {})
             for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest, recovery.RecoverRequest,
-                          recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest):
+                          recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest,
+                          migration.MigrateRequest, migration.BulkMigrateRequest):
                 components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
                     ref_template="#/components/schemas/{model}")
             components["securitySchemes"] = {
