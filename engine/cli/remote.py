@@ -30,6 +30,7 @@ import typer
 from rich.table import Table
 
 from engine.cli import render
+from engine.cli.help import Cli
 
 if TYPE_CHECKING:
     from engine.tenants import SqliteTenantRegistry, TenantRecord
@@ -670,7 +671,7 @@ def broadcast(topic: str, subject: Annotated[list[str], typer.Option(help="Subje
 
 def register(app: typer.Typer, workflows_app: typer.Typer, instances_app: typer.Typer) -> None:
     """Add the remote commands to the `waymark` app and its `workflows` and `instances` groups."""
-    tenants_app = typer.Typer(no_args_is_help=True, help="Onboard tenants (on a server, or into a data "
+    tenants_app = Cli(help="Onboard tenants (on a server, or into a data "
                                                          "directory with their storage) and rotate their keys.")
     tenants_app.command("create")(tenants_create)
     tenants_app.command("onboard")(tenants_onboard)

@@ -50,6 +50,7 @@ log = logging.getLogger("waymark.serve")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DEMO_TENANT = "demo"
+DASHBOARD = "/ui"  # engine.ui.MOUNT, not imported: `waymark --help` must not load the web stack
 
 
 @dataclass
@@ -307,7 +308,8 @@ def say(text: str) -> None:
 def banner(service: Service, url: str) -> None:
     settings = service.settings
     say(f"[bold green]Waymark[/] serving on [bold]{url}[/] (data in {settings.data_dir.resolve()}, "
-        f"{settings.workers} worker(s)); OpenAPI at {url}/docs")
+        f"{settings.workers} worker(s))")
+    say(f"  dashboard: [bold]{url}{DASHBOARD}/[/] · API docs: {url}/docs (Swagger UI), {url}/redoc")
     if settings.store == "cosmos":
         say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
             f"{settings.tenant_database_prefix}{{tenant}}; "
