@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.domain import Services
 from engine.queues.base import CommandQueue
-from engine.service.definitions import DefinitionCatalog
+from engine.service.definitions import DefinitionCatalog, SecretSealer
 from engine.service.processor import CommandProcessor, CommitListener
 from engine.service.timers import TimerScheduler
 from engine.stores.base import DefinitionStore, EventStore
@@ -25,10 +25,11 @@ class Engine:
     processor: CommandProcessor = field(init=False)
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
+    sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
     scheduler: TimerScheduler | None = None  # default: timers straight onto `queue`, however far away
 
     def __post_init__(self) -> None:
-        self.catalog = DefinitionCatalog(self.definitions)
+        self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)
         if self.scheduler is None:
             self.scheduler = TimerScheduler(self.queue)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,

@@ -64,10 +64,12 @@ from engine.domain.scheduling import (
     decide_stale_firing,
     scheduling_id,
 )
+from engine.domain.secrets import REDACTED, SecretSlot, redacted, replace_secrets, secret_slots
 from engine.domain.timers import PendingTimer, firing_id, parse_duration, parse_time
 
 __all__ = [
     "MAX_SCHEDULED",
+    "REDACTED",
     "VERSION_MISMATCH",
     "CommandTooLarge",
     "Commit",
@@ -99,6 +101,7 @@ __all__ = [
     "Registry",
     "SchedulingRefused",
     "Scope",
+    "SecretSlot",
     "Services",
     "SpecProblems",
     "Status",
@@ -129,6 +132,9 @@ __all__ = [
     "parse_definition",
     "parse_duration",
     "parse_time",
+    "redacted",
+    "replace_secrets",
     "scheduling_id",
+    "secret_slots",
     "timestamp",
 ]
