@@ -209,7 +209,7 @@ def _local_registry(data_dir: Path) -> SqliteTenantRegistry:
 
 def _show_onboarded(record: TenantRecord, key: str | None, as_json: bool, what: str) -> None:
     if as_json:
-        render.print_json({"id": record.id, "key": key, "config": dict(record.config)})
+        render.print_json({"id": record.id, "key": key, "config": record.to_public()["config"]})  # secrets "***"
         return
     render.console.print(f"[green]✓[/] tenant [bold]{record.id}[/] {what}", highlight=False, soft_wrap=True)
     if key is not None:

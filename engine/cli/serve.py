@@ -153,6 +153,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     from engine.runtime import Engine
     from engine.service.http_port import HttpxPort
     from engine.stores.routing import routed_stores
+    from engine.tenants import DEFINITION_SECRETS, sealer_of
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
                                synchronous=settings.sqlite_synchronous)
     # `http` conditions and actions call out through httpx (redirects not followed).
-    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()))
+    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()),
+                  sealer=sealer_of(tenants, DEFINITION_SECRETS))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
