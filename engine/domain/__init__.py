@@ -6,6 +6,7 @@ Nothing here performs I/O or reads the clock: time, ids and the HTTP port come i
 from engine.domain.builtins import default_registry
 from engine.domain.definition import WorkflowDefinition, load_json, mermaid, parse_definition
 from engine.domain.errors import (
+    CommandTooLarge,
     ConcurrencyConflict,
     DuplicateTrigger,
     ExecutionError,
@@ -51,7 +52,8 @@ from engine.domain.instance import (
 )
 
 __all__ = [
-    "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event", "EventType",
+    "CommandTooLarge", "Commit", "ConcurrencyConflict", "ContextChange", "Decision", "DuplicateTrigger", "Event",
+    "EventType",
     "ExecutionError", "ExpressionError", "Fault", "HttpPort", "HttpRequest", "HttpResponse", "HttpTransportError",
     "Instance", "InstanceAlreadyExists", "InstanceNotFound", "InvalidCommand", "InvalidDefinition", "NotFound",
     "Outcome", "Problem", "RecoveryMode", "RecoveryRefused", "Registry", "Scope", "Services", "SpecProblems",
