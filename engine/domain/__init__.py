@@ -52,8 +52,10 @@ from engine.domain.instance import (
     fold,
     is_version_mismatch,
 )
+from engine.domain.secrets import REDACTED, SecretSlot, redacted, replace_secrets, secret_slots
 
 __all__ = [
+    "REDACTED",
     "VERSION_MISMATCH",
     "CommandTooLarge",
     "Commit",
@@ -82,6 +84,7 @@ __all__ = [
     "RecoveryRefused",
     "Registry",
     "Scope",
+    "SecretSlot",
     "Services",
     "SpecProblems",
     "Status",
@@ -102,5 +105,8 @@ __all__ = [
     "load_json",
     "mermaid",
     "parse_definition",
+    "redacted",
+    "replace_secrets",
+    "secret_slots",
     "timestamp",
 ]
