@@ -52,7 +52,8 @@ POLL_SECONDS = 0.015
 MAX_SEQUENCE = 2**62  # beyond any real history; keeps a client's number inside a SQLite INTEGER
 _STATUSES = {status.value.lower(): status.value for status in Status}
 
-PREFER = ("Prefer", "`wait=N` (N ≤ 30 s): answer with the result once it is ready instead of 202 (RFC 7240)")
+PREFER = ("Prefer", "`wait=N` (N ≤ 30 s): answer with the result once it is ready instead of 202 (RFC 7240); "
+                   "a `wait` that is not a number of seconds is ignored, and `Waymark-Preference-Ignored` says so")
 IF_MATCH = ("If-Match", '`"<version>"` (the instance\'s ETag): apply the trigger only at that version, else it is '
                         "rejected with reason `version-mismatch` (412 with `Prefer: wait`)")
 
@@ -174,14 +175,12 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
             return JSONResponse(done.state.to_dict(), status_code=201, headers={"Location": location,
                                                                                  "ETag": f'"{done.state.version}"'})
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)
-        headers = {"Location": location}
-        if wait is not None:
-            headers["Preference-Applied"] = f"wait={wait:g}"
-            if wait > 0:
-                done = await wait_for(tenant, instance_id, trigger_id, wait)
-                if done is not None:
-                    headers["ETag"] = f'"{done.state.version}"'
-                    return JSONResponse(done.state.to_dict(), status_code=201, headers=headers)
+        headers = {"Location": location, **wait.headers()}
+        if wait.seconds:
+            done = await wait_for(tenant, instance_id, trigger_id, wait.seconds)
+            if done is not None:
+                headers["ETag"] = f'"{done.state.version}"'
+                return JSONResponse(done.state.to_dict(), status_code=201, headers=headers)
         return JSONResponse({"instanceId": instance_id, "triggerId": trigger_id}, status_code=202, headers=headers)
 
     # ------------------------------------------------------------------------------------------ trigger
@@ -230,13 +229,11 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         if done is not None:
             return _trigger_answer(done, {"Location": location}, request.url.path)
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)
-        headers = {"Location": location}
-        if wait is not None:
-            headers["Preference-Applied"] = f"wait={wait:g}"
-            if wait > 0:
-                done = await wait_for(tenant, instance_id, trigger.id, wait)
-                if done is not None:
-                    return _trigger_answer(done, headers, request.url.path)
+        headers = {"Location": location, **wait.headers()}
+        if wait.seconds:
+            done = await wait_for(tenant, instance_id, trigger.id, wait.seconds)
+            if done is not None:
+                return _trigger_answer(done, headers, request.url.path)
         return JSONResponse({"triggerId": trigger.id}, status_code=202, headers=headers)
 
     @api.post("/tenants/{tenant}/triggers", tags=tags, status_code=202, response_model=BroadcastAccepted,
