@@ -20,6 +20,8 @@ from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
 from engine.domain.interests import interests_of
+from engine.domain.timers import PendingTimer
+from engine.domain.visits import ALL, cancel_timers, schedule_visit
 
 
 class Status(StrEnum):
@@ -37,6 +39,9 @@ class Outcome(StrEnum):
     FAULTED = "faulted"
     RECOVERED = "recovered"
     TERMINATED = "terminated"
+    MIGRATED = "migrated"
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,12 @@ class Instance:
     fault: Fault | None = None
     created_at: str = ""
     updated_at: str = ""
+    timers: tuple[PendingTimer, ...] = ()  # pending, in the order scheduled (engine/domain/timers.py)
+    entry_sequence: int = 0  # the event that began the current visit of `state`
     given_interests: tuple[str, ...] = ()  # given at creation; part of `interests` while it lives (interests.py)
+
+    def timer(self, timer_id: str, entry_sequence: int | None) -> PendingTimer | None:
+        return next((t for t in self.timers if t.id == timer_id and t.entry_sequence == entry_sequence), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +109,8 @@ class Instance:
             "fault": self.fault.to_dict() if self.fault else None,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
+            "timers": [timer.to_dict() for timer in self.timers],
+            "entrySequence": self.entry_sequence,
             "givenInterests": list(self.given_interests),
         }
 
@@ -117,6 +129,8 @@ class Instance:
             fault=Fault.from_dict(fault) if fault else None,
             created_at=doc.get("createdAt", ""),
             updated_at=doc.get("updatedAt", ""),
+            timers=tuple(PendingTimer.from_dict(timer) for timer in doc.get("timers") or ()),
+            entry_sequence=int(doc.get("entrySequence") or 0),
             # Kept before interests followed the state: then the interests were exactly those given.
             given_interests=tuple(doc.get("givenInterests", doc.get("interests")) or ()),
         )
@@ -148,16 +162,20 @@ def apply(instance: Instance | None, event: Event) -> Instance:
             version=event.sequence,
             created_at=event.at,
             updated_at=event.at,
+            entry_sequence=event.sequence,
             given_interests=tuple(data.get("givenInterests", data.get("interests")) or ()),
         )
     if instance is None:
         raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
     state, status, context, fault = instance.state, instance.status, instance.context, instance.fault
     interests = instance.interests
+    version, timers, entry = instance.workflow_version, instance.timers, instance.entry_sequence
     match event.type:
         case EventType.TRANSITION_APPLIED:
             state, context = data["to"], _changed(context, data.get("contextChanges"))
             interests = tuple(data["interests"]) if "interests" in data else interests
+            if data["to"] != data["from"]:  # a transition back to the same state keeps the visit
+                entry = event.sequence
         case EventType.COMPLETED:
             status, interests = Status.COMPLETE, ()  # a finished instance listens to nothing
         case EventType.FAULTED:
@@ -166,13 +184,26 @@ def apply(instance: Instance | None, event: Event) -> Instance:
         case EventType.RECOVERED:
             state, status, context, fault = data["state"], Status.WAITING, dict(data.get("context") or {}), None
             interests = tuple(data["interests"]) if "interests" in data else interests
+            if data.get("mode") == "reset":  # a reset begins a new visit, even of the same state
+                entry = event.sequence
         case EventType.TERMINATED:
             status, interests = Status.TERMINATED, ()
+        case EventType.TIMER_SCHEDULED:
+            timer = PendingTimer.from_dict(data, scheduled_at=event.at)
+            timers = (*(t for t in timers if t.key != timer.key), timer)
+        case EventType.TIMER_FIRED | EventType.TIMER_CANCELLED:
+            key = (data["timerId"], data.get("entrySequence"))
+            timers = tuple(t for t in timers if t.key != key)
+        case EventType.MIGRATED:  # the visit goes on, on the new version
+            state, version = data["to"], int(data["toVersion"])
+            context = _changed(context, data.get("contextChanges"))
+            interests = tuple(data["interests"]) if "interests" in data else interests
         case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
             pass
     # Built directly rather than with dataclasses.replace: this runs for every event of every trigger.
-    return Instance(instance.id, instance.workflow_id, instance.workflow_version, state, status, context,
-                    interests, event.sequence, fault, instance.created_at, event.at, instance.given_interests)
+    return Instance(instance.id, instance.workflow_id, version, state, status, context,
+                    interests, event.sequence, fault, instance.created_at, event.at, timers, entry,
+                    instance.given_interests)
 
 
 def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:
@@ -281,6 +312,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
                "givenInterests": given}
     try:
         _enter(initial, scope, changes, removed)
+        timers = schedule_visit(initial, instance_id=instance_id, entry_sequence=1, base=now, evaluate=scope.evaluate)
         listening = interests_of(instance_id, given, initial.interests, scope)
     except ExecutionError as error:
         recorder.record(EventType.CREATED, {**created, "context": dict(context),
@@ -290,6 +322,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     else:
         recorder.record(EventType.CREATED, {**created, "interests": list(listening), "context": scope.context,
                                             "contextChanges": _context_changes(changes, removed)})
+        _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
         if initial.terminal:
             recorder.record(EventType.COMPLETED, {"state": initial.id})
         outcome = Outcome.CREATED
@@ -368,6 +401,9 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         scope.instance = {**scope.instance, "state": target.id}
         _run(target.entry_actions, scope, changes, removed)
         listening = interests_of(instance.id, instance.given_interests, target.interests, scope)
+        leaving = target.id != source.id  # a transition back to the same state keeps the visit and its timers
+        timers = schedule_visit(target, instance_id=instance.id, entry_sequence=recorder.next, base=now,
+                                evaluate=scope.evaluate) if leaving else []
     except ExecutionError as error:
         _fault(recorder, error, trigger, transition_id)
         return done(Outcome.FAULTED, error.message)
@@ -377,8 +413,20 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         applied["interests"] = list(listening)
     recorder.record(EventType.TRANSITION_APPLIED, applied)
     if target.terminal:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance completed in state {target.id!r}", kinds=ALL))
+    elif leaving:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance left state {source.id!r}"))
+    _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
+    if target.terminal:
         recorder.record(EventType.COMPLETED, {"state": target.id})
     return done(Outcome.APPLIED)
+
+
+def _record_all(recorder: _Recorder, type_: EventType, items: Iterable[Mapping[str, Any]]) -> None:
+    for data in items:
+        recorder.record(type_, data)
 
 
 def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any, services: Services) -> Decision:
@@ -430,6 +478,7 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
                 context[key] = value
         if as_of is not None:
             details["toSequence"] = as_of.version
+        entry = recorder.next
         try:
             listening = _listening(instance, workflow, target_state, context, recorder.next, services)
         except ExecutionError as error:  # the reset happens; the state's interests cannot be computed: a fault
@@ -440,11 +489,10 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
             return Decision(Outcome.FAULTED, tuple(recorder.events), after, error.message)
         recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context,
                                               "interests": list(listening)})
-        if workflow.state(target_state).terminal:
-            recorder.record(EventType.COMPLETED, {"state": target_state})
+        outcome = _revisit(recorder, instance, workflow.state(target_state), context, entry, workflow, now, services)
         after = fold(instance, recorder.events)
         assert after is not None
-        return Decision(Outcome.RECOVERED, tuple(recorder.events), after)
+        return Decision(outcome, tuple(recorder.events), after)
 
     recovered_data = {**details, "state": instance.state, "context": dict(instance.context)}
     if retry_trigger is not None:
@@ -481,6 +529,16 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
             replaced["contextChanges"] = _context_changes(changes, removed)
         recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
                                     replaced)
+        if instance.fault is not None and not recovered.timers:  # a visit that faulted as it began scheduled none
+            try:
+                timers = schedule_visit(current, instance_id=instance.id, entry_sequence=recovered.entry_sequence,
+                                        base=now, evaluate=scope.evaluate)
+            except ExecutionError as error:
+                _fault(recorder, error, None, None)
+                after = fold(instance, recorder.events)
+                assert after is not None
+                return Decision(Outcome.FAULTED, tuple(recorder.events), after)
+            _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
         if current.terminal:
             recorder.record(EventType.COMPLETED, {"state": current.id})
         outcome = Outcome.RECOVERED
@@ -497,6 +555,30 @@ def _listening(instance: Instance, workflow: WorkflowDefinition, state_id: str, 
     return interests_of(instance.id, instance.given_interests, workflow.state(state_id).interests, scope)
 
 
+def _revisit(recorder: _Recorder, instance: Instance, target: State, context: dict[str, Any], entry: int,
+             workflow: WorkflowDefinition, now: datetime, services: Services) -> Outcome:
+    """After a reset to `target` (a new visit begun at event `entry`): the old visit's timers cancelled, the new
+    one's scheduled, or Completed. An `after` that fails faults the instance again."""
+    if target.terminal:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance was reset to final state {target.id!r}",
+                                  kinds=ALL))
+        recorder.record(EventType.COMPLETED, {"state": target.id})
+        return Outcome.RECOVERED
+    _record_all(recorder, EventType.TIMER_CANCELLED,
+                cancel_timers(instance.timers, reason=f"the instance was reset to state {target.id!r}"))
+    scope = Scope(_view(instance.id, workflow, target.id, Status.WAITING, entry), context, None, recorder.next,
+                  services)
+    try:
+        timers = schedule_visit(target, instance_id=instance.id, entry_sequence=entry, base=now,
+                                evaluate=scope.evaluate)
+    except ExecutionError as error:
+        _fault(recorder, error, None, None)
+        return Outcome.FAULTED
+    _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
+    return Outcome.RECOVERED
+
+
 def _renumber(event: Event, sequence: int) -> Event:
     return Event(event.instance_id, sequence, event.type, event.at, event.trigger_id, event.data)
 
@@ -508,6 +590,8 @@ def decide_terminate(instance: Instance, *, by: str, reason: str, command_id: st
     recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
     recorder.record(EventType.TERMINATED, {"by": by, "reason": reason, "previousStatus": str(instance.status),
                                            "state": instance.state})
+    _record_all(recorder, EventType.TIMER_CANCELLED,
+                cancel_timers(instance.timers, reason="the instance was terminated", kinds=ALL, by=by))
     after = fold(instance, recorder.events)
     assert after is not None
     return Decision(Outcome.TERMINATED, tuple(recorder.events), after)
