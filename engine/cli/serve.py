@@ -189,6 +189,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       tenants=lambda: [record.id for record in tenants.list()],
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
                       grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
+                      max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
+                      lane_concurrency=settings.feed_subscription_concurrency,
                       max_subscriptions=settings.max_subscriptions_per_tenant)
     engine.processor.on_commit = feed.on_commit
     return feed
