@@ -33,6 +33,7 @@ from engine.api.models import (
     TriggerResult,
 )
 from engine.api.problems import ApiProblem, problem_response
+from engine.api.scheduling import due_of, schedule_broadcast, schedule_trigger
 from engine.domain import (
     VERSION_MISMATCH,
     Commit,
@@ -209,6 +210,15 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         body = await read_body(request, TriggerRequest)
         trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects),
                           expected_version(request.headers.get("if-match"), body.expected_version))
+        if body.not_before is not None or body.delay is not None:
+            if trigger.expected_version is not None:
+                raise ApiProblem(422, "Invalid request", "a scheduled trigger (`notBefore`, `delay`) cannot require a "
+                                 "version (`If-Match`, `expectedVersion`): the instance may change before it is due",
+                                 slug="invalid-request", errors=[{"path": "body.notBefore",
+                                                                  "message": "not with If-Match"}])
+            due = due_of(body, engine.processor.clock())
+            assert due is not None
+            return await schedule_trigger(ctx, request, tenant, instance_id, body, trigger, due)
         location = _location(tenant, instance_id)
         if embedded(queue, tenant) and embedded(events, tenant):
             # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
@@ -233,6 +243,9 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     async def broadcast(tenant: str, request: Request) -> JSONResponse:
         body = await read_body(request, BroadcastRequest)
         trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
+        due = due_of(body, engine.processor.clock())
+        if due is not None:
+            return await schedule_broadcast(ctx, tenant, trigger, due)
         await ctx.run(queue.send, to_message(Broadcast(tenant, trigger)))
         return JSONResponse({"triggerId": trigger.id, "subjects": list(trigger.subjects)}, status_code=202,
                             headers={"Location": f"/tenants/{quote(tenant, safe='')}/instances"})
