@@ -166,8 +166,9 @@ def labels(definition: WorkflowDefinition) -> dict[tuple[str, str], str]:
     for state in definition.states.values():
         shared = Counter(transition.trigger for transition in state.transitions)
         for transition in state.transitions:
-            found[(state.id, transition.id)] = (f"{transition.trigger} ({transition.id})"
-                                                if shared[transition.trigger] > 1 else transition.trigger)
+            topic = transition.trigger or "any topic"  # a transition without a trigger: taken when its conditions hold
+            found[(state.id, transition.id)] = (f"{topic} ({transition.id})" if shared[transition.trigger] > 1
+                                                else topic)
     return found
 
 
@@ -235,7 +236,8 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None,
             nth = pairs.get((source.state, target.state), 0)
             pairs[(source.state, target.state)] = nth + 1
             label = _short(label_of[(state.id, transition.id)])
-            title = f"{transition.trigger} (transition {transition.id}): {state.id} → {transition.target}"
+            title = (f"{transition.trigger or 'any topic'} (transition {transition.id}): {state.id} → "
+                     f"{transition.target}")
             label_width = _text_width(label) + 10
             if source is target:
                 lift = 30 + nth * 16
