@@ -99,7 +99,6 @@ class _Work:
     commit: Commit
     remaining: int
     recorded: bool  # deliveries were recorded by an earlier attempt: forget them once dispatched
-    done: threading.Event
     delivered: list[str] = field(default_factory=list)
     failed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -140,13 +139,15 @@ class Dispatcher:
                            limit=lane_limit, turn=lane_turn)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        # The commits on their way, each with the event set when it is done with, where someone waits for it.
+        self._inflight: dict[tuple[str, int], threading.Event | None] = {}
         self._catching_up: set[tuple[str, str]] = set()
         self._handshakes: dict[tuple[str, str], float] = {}
         self._handshake_locks: dict[tuple[str, str], threading.Lock] = {}
         self._failed_lately: set[LaneKey] = set()  # subscriptions whose last delivery failed (in this process)
-        self._routes: queue.SimpleQueue[tuple[str, Commit, Collection[str], threading.Event] | None] = (
-            queue.SimpleQueue())
+        # Each item: a tenant's commits handed over together (a group commit's), with the subscriptions to skip.
+        self._routes: queue.SimpleQueue[
+            tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
         self._marks: dict[str, list[_Work]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
         self._closed = False
@@ -161,22 +162,44 @@ class Dispatcher:
         """The processor's `on_commit`: queue the commit and return at once."""
         self.submit(tenant, commit)
 
+    def many(self, tenant: str, commits: Sequence[Commit]) -> None:
+        """The processor's hand-over of a group commit's commits: queued together and routed together, so the
+        worker wakes the router once per group commit, not once per commit (each wake-up is a hand-over of the
+        GIL, which cost the worker more than the routing itself)."""
+        self._admit(tenant, commits, frozenset(), waited=False)
+
     def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
         """Queue a commit for publishing, skipping the subscriptions in `skip` (already delivered). Returns an
         event set when the commit is done with (dispatched, or left for the sweeper); None once closed. A commit
         already on its way is not queued twice."""
-        if commit.position is None:
+        admitted = self._admit(tenant, [commit], frozenset(skip), waited=True)
+        return admitted[0] if admitted else None
+
+    def _admit(self, tenant: str, commits: Sequence[Commit], skip: frozenset[str], *,
+               waited: bool) -> list[threading.Event | None]:
+        """Put the commits not already on their way on the router's queue, in one item. `waited`: someone waits
+        for them, and each gets an event set when it is done with (answered, also for a commit already on its
+        way); the live path's commits, which nobody waits for one by one, get none (`drain` waits for all).
+        Empty once closed."""
+        if any(commit.position is None for commit in commits):
             raise ValueError("only a stored commit (with a feed position) can be published")
-        key = (tenant, commit.position)
+        dones: list[threading.Event | None] = []
+        new: list[Commit] = []
         with self._lock:
             if self._closed:
-                return None
-            found = self._inflight.get(key)
-            if found is not None:
-                return found
-            done = self._inflight[key] = threading.Event()
-        self._routes.put((tenant, commit, frozenset(skip), done))
-        return done
+                return []
+            for commit in commits:
+                key = (tenant, commit.position or 0)
+                if key not in self._inflight:
+                    self._inflight[key] = None
+                    new.append(commit)
+                done = self._inflight[key]
+                if done is None and waited:
+                    done = self._inflight[key] = threading.Event()
+                dones.append(done)
+        if new:
+            self._routes.put((tenant, new, skip))
+        return dones
 
     def catch_up(self, tenant: str, subscription: Subscription) -> bool:
         """Deliver a resumed subscription's backlog in its lane. False if one is already running here."""
@@ -221,15 +244,25 @@ class Dispatcher:
             item = self._routes.get()
             if item is None:
                 return
-            tenant, commit, skip, done = item
-            try:
-                self._route(tenant, commit, skip, done)
-            except Exception:
-                log.exception("routing a commit failed; the sweeper will retry it",
-                              extra={"tenant": tenant, "instanceId": commit.instance_id, "position": commit.position})
-                self._release(tenant, commit, done)
+            tenant, commits, skip = item
+            unwanted: list[_Work] = []  # the commits no subscription wants: marked together
+            for commit in commits:
+                try:
+                    work = self._route(tenant, commit, skip)
+                except Exception:
+                    log.exception("routing a commit failed; the sweeper will retry it",
+                                  extra={"tenant": tenant, "instanceId": commit.instance_id,
+                                         "position": commit.position})
+                    self._release(tenant, commit)
+                    continue
+                if work is not None:
+                    unwanted.append(work)
+            if unwanted:
+                self._to_mark(tenant, unwanted)
 
-    def _route(self, tenant: str, commit: Commit, skip: Collection[str], done: threading.Event) -> None:
+    def _route(self, tenant: str, commit: Commit, skip: Collection[str]) -> _Work | None:
+        """Hand the commit to the lanes of the subscriptions that want it; the commit's work when none does (it
+        is to be marked dispatched)."""
         types = [CE_TYPES[event.type] for event in commit.events]
         targets = [s for s in self.catalog.targets(tenant, commit.state.workflow_id)
                    if s.name not in skip and any(s.wants(t) for t in types)]
@@ -239,21 +272,24 @@ class Dispatcher:
             plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
         else:
             self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
-        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip), done=done)
+        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip))
         if not plan:
-            self._to_mark(work)
-            return
+            return work
         for subscription, wanted in plan:
             if not self.lanes.push((tenant, subscription.name), self._task(work, subscription, wanted, 1)):
                 log.warning("the lane of subscription %s is full; the sweeper will deliver this commit later",
                             subscription.name, extra={"tenant": tenant, "position": commit.position})
                 self._finished(work, subscription.name, _Outcome.FAILED)
+        return None
 
-    def _release(self, tenant: str, commit: Commit, done: threading.Event) -> None:
+    def _release(self, tenant: str, *commits: Commit) -> None:
+        """The commits are done with (dispatched, or left for the sweeper)."""
         with self._idle:
-            self._inflight.pop((tenant, commit.position or 0), None)
+            dones = [self._inflight.pop((tenant, commit.position or 0), None) for commit in commits]
             self._idle.notify_all()
-        done.set()
+        for done in dones:
+            if done is not None:
+                done.set()
 
     # -------------------------------------------------------------------------------------- delivering
 
@@ -394,7 +430,7 @@ class Dispatcher:
         if not last:
             return
         if not work.failed:
-            self._to_mark(work)
+            self._to_mark(work.tenant, [work])
             return
         try:
             if work.delivered:
@@ -402,13 +438,13 @@ class Dispatcher:
         except Exception:
             log.exception("could not record deliveries; the sweeper's retry may deliver them again",
                           extra={"tenant": work.tenant, "position": work.position})
-        self._release(work.tenant, work.commit, work.done)
+        self._release(work.tenant, work.commit)
 
     # -------------------------------------------------------------------------------------- marking
 
-    def _to_mark(self, work: _Work) -> None:
+    def _to_mark(self, tenant: str, works: Sequence[_Work]) -> None:
         with self._mark_ready:
-            self._marks.setdefault(work.tenant, []).append(work)
+            self._marks.setdefault(tenant, []).extend(works)
             self._mark_ready.notify()
 
     def _mark_loop(self) -> None:
@@ -436,8 +472,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("marking commits dispatched failed; the sweeper will publish them again",
                                   extra={"tenant": tenant, "positions": positions[:10]})
-                for work in works:
-                    self._release(tenant, work.commit, work.done)
+                self._release(tenant, *(work.commit for work in works))
 
     # -------------------------------------------------------------------------------------- catching up
 
