@@ -47,8 +47,7 @@ def run_engine_bench(*, as_json: bool, instances: int, triggers: int, rounds: in
         for n in range(rounds):
             waymark = waymark_round(_new(root, f"waymark-{n}"), workload)
             measured["waymark"].append(waymark)
-            measured["raw_sqlite"].append(raw_round(_new(root, f"raw-{n}"), workload, sizes,
-                                                    waymark.mark_transactions))
+            measured["raw_sqlite"].append(raw_round(_new(root, f"raw-{n}"), workload, sizes, waymark))
             pyes = pyeventsourcing_round(_new(root, f"pyes-{n}"), workload)
             if pyes is not None:
                 measured["pyeventsourcing"].append(pyes)
@@ -93,7 +92,10 @@ def _figures(measured: dict[str, list[Round]], workload: Workload, level: str, l
         "waymark_vs_raw_sqlite": round(statistics.median(vs_raw), 3),
         "waymark_vs_pyeventsourcing": round(statistics.median(vs_pyes), 2) if vs_pyes else None,
         "rounds": [{f"{name}_tps": round(runs[n].tps, 1) for name, runs in measured.items() if n < len(runs)}
-                   | {"mark_transactions": measured["waymark"][n].mark_transactions}
+                   | {"mark_transactions": measured["waymark"][n].mark_transactions,
+                      "mark_rides": measured["waymark"][n].mark_rides,
+                      "raw_mark_transactions": measured["raw_sqlite"][n].mark_transactions,
+                      "raw_mark_rides": measured["raw_sqlite"][n].mark_rides}
                    for n in range(len(measured["waymark"]))],
         "best": {f"{name}_tps": round(max(values), 1) if values else None for name, values in tps.items()},
         "phases_us_per_trigger": {name: _mean_phases(runs) for name, runs in measured.items() if runs

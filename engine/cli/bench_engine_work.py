@@ -5,12 +5,14 @@ synchronous level it is given, which it reads back from its own connections (wha
   first (the API's accept is not timed; `waymark bench http` measures it). Timed: `Worker.run_once` until the queue
   is empty — receive a batch (one queue transaction), find each trigger and load its instance, decide, store the
   batch in one group commit (commit + outbox row), delete the batch from the queue (one transaction) — and the
-  change feed's marker flagging every commit dispatched (no subscriber), in batches on its own thread. The run
-  ends when the last commit is marked.
+  change feed flagging every commit dispatched (no subscriber): its marker thread gathers the marks, which ride
+  along a later group commit (engine/stores/_rides.py) or, when none comes in time, are written in a transaction
+  of their own. The run ends when the last commit is marked.
 - `raw_round`: the same SQL with no engine, on the same schema, files, pragmas and connection set-up: per batch,
   the receive's SELECT and claims in one queue transaction, the find-and-head SELECT of each trigger, the inserts
   (with their version check) of commits of the same sizes in one transaction, the deletes in one queue
-  transaction; and as many mark transactions as Waymark's marker made in its round. Each transaction synced as
+  transaction; and the same marks: as many group commits carrying the marks made until then as carried marks in
+  Waymark's round, and as many mark transactions of their own as Waymark's made. Each transaction synced as
   Waymark syncs it (at FULL: the group commit; the claims, deletes and marks unsynced, see
   engine/stores/_sqlite.unsynced). The physical limit of the design on this disk.
 - `pyeventsourcing_round`: pyeventsourcing's `Application` on SQLite, its connections set to the same synchronous
@@ -35,6 +37,7 @@ from engine.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
 from engine.stores._sqlite import checked_synchronous, unsynced
 from engine.stores.sqlite import _FIND_AND_HEAD, _INSERT_COMMIT  # the very statements Waymark runs
+from engine.stores.sqlite import _MARK_DISPATCHED as _MARK
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
 TENANT = "bench"
@@ -87,7 +90,8 @@ class Round:
     tps: float
     synchronous: str  # read back from the connections that did the work
     phases_us: dict[str, float]  # per trigger
-    mark_transactions: int = 0
+    mark_transactions: int = 0  # marks written in a transaction of their own
+    mark_rides: int = 0  # group commits that also wrote marks
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,6 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
     _prepare_engine(data_dir, workload)
     synchronous = checked_synchronous(workload.synchronous)
     phases = Phases()
-    marks = [0]
     store = SqliteEventStore(data_dir, synchronous=synchronous)
     queue = SqliteCommandQueue(data_dir / "queue.db", synchronous=synchronous)
     definitions = SqliteDefinitionStore(data_dir, synchronous=synchronous)
@@ -168,8 +171,7 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
                                             complete_many="complete (1 transaction)"))
     engine = Engine(events=timed_store, definitions=definitions, queue=timed_queue)
     subscriptions = SqliteSubscriptionStore(data_dir, synchronous=synchronous)  # no subscription in it
-    feed = ChangeFeed(timed_store, subscriptions, definitions=engine.catalog,
-                      before_mark=lambda tenant, positions: marks.__setitem__(0, marks[0] + 1))
+    feed = ChangeFeed(timed_store, subscriptions, definitions=engine.catalog)
     engine.processor.on_commit = feed.on_commit
     worker = Worker(timed_queue, engine.processor, batch_size=workload.batch)
     try:
@@ -192,7 +194,7 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
     on_worker = sum(seconds for name, seconds in phases.spent.items() if "marker" not in name)
     phases.spent["decide, and the rest of the worker"] = working - on_worker
     phases.spent["the marker's last batch after the worker"] = elapsed - working
-    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), marks[0])
+    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), store.rides.alone, store.rides.ridden)
 
 
 class _Timed:
@@ -207,7 +209,8 @@ class _Timed:
         return getattr(self._adapter, name)
 
 
-def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transactions: int) -> Round:
+def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, marks: Round) -> Round:
+    """`marks`: Waymark's round, whose mark transactions and rides this one makes as many of."""
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.stores._sqlite import TenantDatabases
 
@@ -219,8 +222,7 @@ def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transaction
     versions = {instance_id: 1 for instance_id in workload.ids}
     events_json, state_json = "x" * sizes.events, "x" * sizes.state
     batches = -(-workload.instances * workload.triggers // workload.batch)
-    mark_every = max(1, -(-batches // max(1, mark_transactions)))
-    phases, unmarked, marks = Phases(), [], 0
+    phases, unmarked, alone, rides = Phases(), list[int](), 0, 0
     try:
         start = time.perf_counter()
         for number in range(batches):
@@ -231,16 +233,17 @@ def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transaction
                 for body, _, _ in parsed:
                     store.execute(_FIND_AND_HEAD, (body["instanceId"], -1, body["trigger"]["id"])).fetchone()
             with phases.timing("group commit (1 transaction)"):
-                unmarked += _raw_group_commit(store, parsed, versions, events_json, state_json)
+                riding = unmarked if _spread(marks.mark_rides, batches, number) else []
+                stored = _raw_group_commit(store, parsed, versions, events_json, state_json, riding)
                 files.committed(TENANT)
+                unmarked, rides = (stored, rides + 1) if riding else (unmarked + stored, rides)
             with phases.timing("complete (1 transaction)"), unsynced(db, synchronous):
                 _raw_in_one(db, "DELETE FROM commands WHERE id = ? AND receipt = ?",
                             [(message_id, receipt) for _, message_id, receipt in parsed])
-            if (number + 1) % mark_every == 0 or number == batches - 1:
+            if unmarked and (_spread(marks.mark_transactions, batches, number) or number == batches - 1):
                 with phases.timing("mark dispatched"), unsynced(store, synchronous):
-                    _raw_in_one(store, "UPDATE commits SET dispatched = 1 WHERE position = ? AND dispatched = 0",
-                                [(position,) for position in unmarked])
-                unmarked, marks = [], marks + 1
+                    _raw_in_one(store, _MARK, [(position,) for position in unmarked])
+                unmarked, alone = [], alone + 1
         elapsed = time.perf_counter() - start
         level = level_of(store)
         if level_of(db) != level or queue.depth():
@@ -249,7 +252,12 @@ def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transaction
         queue.close()
         files.close()
     triggers = workload.instances * workload.triggers
-    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), marks)
+    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), alone, rides)
+
+
+def _spread(count: int, batches: int, number: int) -> bool:
+    """Whether batch `number` is one of `count` spread evenly over `batches` (the last batch is one of them)."""
+    return (number + 1) * count // batches > number * count // batches
 
 
 def _raw_receive(db: sqlite3.Connection, batch: int) -> list[tuple[str, str, str]]:
@@ -268,7 +276,7 @@ def _raw_receive(db: sqlite3.Connection, batch: int) -> list[tuple[str, str, str
 
 
 def _raw_group_commit(store: sqlite3.Connection, parsed: Sequence[tuple[dict[str, Any], str, str]],
-                      versions: dict[str, int], events_json: str, state_json: str) -> list[int]:
+                      versions: dict[str, int], events_json: str, state_json: str, marks: list[int]) -> list[int]:
     positions = []
     store.execute("BEGIN IMMEDIATE")
     for body, _, _ in parsed:
@@ -277,6 +285,8 @@ def _raw_group_commit(store: sqlite3.Connection, parsed: Sequence[tuple[dict[str
                                                   "2026-01-01T00:00:00.000000Z", events_json, state_json, version))
         versions[instance_id] = version + 1
         positions.append(int(inserted.lastrowid or 0))
+    if marks:
+        store.executemany(_MARK, [(position,) for position in marks])
     store.execute("COMMIT")
     return positions
 
