@@ -192,7 +192,9 @@ class Dispatcher:
             if known is None or _wanted(known, commit, ()):
                 routed.append(commit)
             else:
-                unwanted.append(self._unwanted(tenant, commit))
+                unwanted.append(_Work(tenant, commit, remaining=0, recorded=False))
+        # Mapping is skipped, but the next commit may need them.
+        self.mapper.remember(tenant, *(work.commit.state for work in unwanted))
         return unwanted, routed
 
     def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
@@ -562,6 +564,8 @@ class Dispatcher:
 
 def _wanted(targets: Iterable[Subscription], commit: Commit, skip: Collection[str]) -> list[Subscription]:
     """The subscriptions of `targets` (but those in `skip`) that want one of the commit's events."""
+    if not targets:
+        return []
     types = [CE_TYPES[event.type] for event in commit.events]
     return [s for s in targets if s.name not in skip and any(s.wants(t) for t in types)]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain.errors import StoreUnavailable
-from engine.queues.base import Message, MessageLost, check_receive, dump_body
+from engine.queues.base import Message, MessageLost, check_receive, dump_body, load_body
 from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 
 _STORE = "command queue"
@@ -154,7 +154,7 @@ class SqliteCommandQueue:
                         continue
                     receipt = f"{token}-{seq}"
                     db.execute(self._sql_claim, (now + visibility_timeout, dequeue_count + 1, receipt, seq))
-                    received.append(Message(message_id, json.loads(body), dequeue_count + 1, receipt))
+                    received.append(Message(message_id, load_body(body), dequeue_count + 1, receipt))
                 if now + visibility_timeout <= now:
                     break  # claimed rows are still visible: querying again would hand them out twice
         return received

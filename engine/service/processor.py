@@ -355,8 +355,9 @@ class CommandProcessor:
 
     @staticmethod
     def _result(tenant: str, instance_id: str, trigger_id: str, outcome: Outcome, commit: Commit) -> Result:
-        log.info("%s", outcome, extra={"tenant": tenant, "instanceId": instance_id, "triggerId": trigger_id,
-                                        "sequence": commit.last_sequence})
+        if log.isEnabledFor(logging.INFO):  # (its fields cost a trigger more than the check)
+            log.info("%s", outcome, extra={"tenant": tenant, "instanceId": instance_id, "triggerId": trigger_id,
+                                            "sequence": commit.last_sequence})
         return Result(tenant, instance_id, trigger_id, outcome, commit)
 
     def _publish(self, tenant: str, commits: Sequence[Commit]) -> None:

@@ -241,9 +241,7 @@ class SqliteEventStore:
         finally:
             self.rides.finished(rides, written=marked)
         self._db.committed(tenant)
-        for result in results:
-            if isinstance(result, Commit):
-                self._remember(tenant, result.state)
+        self._remember(tenant, *(result.state for result in results if isinstance(result, Commit)))
         return results
 
     def _translated(self, error: Exception, tenant: str, pending: PendingCommit) -> Exception:
@@ -357,13 +355,14 @@ class SqliteEventStore:
         self._remember(tenant, instance)
         return instance
 
-    def _remember(self, tenant: str, instance: Instance) -> None:
+    def _remember(self, tenant: str, *instances: Instance) -> None:
         if self._cache_size <= 0:
             return
         with self._cache_lock:
-            if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]  # the oldest entry
-            self._cache[(tenant, instance.id)] = instance
+            for instance in instances:
+                if len(self._cache) >= self._cache_size:
+                    del self._cache[next(iter(self._cache))]  # the oldest entry
+                self._cache[(tenant, instance.id)] = instance
 
     def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         self._local.handoff = None
