@@ -94,7 +94,7 @@ def create(queue: HostQueue, key: str, workflow: str, instance_id: str) -> None:
 
 def test_a_timer_fires_once_through_a_delayed_message_even_across_a_restart_of_the_app(
         azure: tuple[AzureEnv, HostQueue, str], app_host: Any) -> None:
-    env, queue, key = azure
+    _, queue, key = azure
     create(queue, key, "approval", "fires")
     assert queue.depth() == 1  # the firing, hidden on the queue until it is due
     function_app().waymark.close()  # the Function app restarts: nothing of the timer was in the process
@@ -119,7 +119,7 @@ def test_leaving_first_cancels_and_the_late_firing_is_only_recorded(azure: tuple
 
 def test_a_timer_beyond_the_queue_limit_waits_in_the_timers_container_until_the_timer_function_brings_it(
         azure: tuple[AzureEnv, HostQueue, str]) -> None:
-    env, queue, key = azure
+    _, queue, key = azure
     create(queue, key, "long", "far")
     host = function_app().waymark.get()
     (indexed,) = host.timer_index.due(TENANT, until="9999")
