@@ -85,8 +85,9 @@ def of_type(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in items if e["type"] == kind]
 
 
-def create(queue: HostQueue, key: str, workflow: str, instance_id: str) -> None:
-    accepted = http("POST", f"/tenants/{TENANT}/instances", key=key, body={"workflowId": workflow, "id": instance_id})
+def create(queue: HostQueue, key: str, workflow: str, instance_id: str, *interests: str) -> None:
+    accepted = http("POST", f"/tenants/{TENANT}/instances", key=key,
+                    body={"workflowId": workflow, "id": instance_id, "interests": list(interests)})
     assert accepted.status == 202, accepted.body
     pump(queue, lambda: http("GET", f"/tenants/{TENANT}/instances/{instance_id}", key=key).status == 200,
          what="the creation")
@@ -175,3 +176,24 @@ def test_scheduled_triggers_on_azure_fire_after_their_time_and_a_cancelled_one_n
     ignored = pump(queue, lambda: [e for e in events(key, "sched") if e["triggerId"] == "cancel-me"],
                    what="the cancelled trigger's firing")
     assert [e["type"] for e in ignored] == ["TriggerIgnored"]
+
+
+def test_a_scheduled_broadcast_beyond_the_limit_goes_through_the_index(azure: tuple[AzureEnv, HostQueue, str]) -> None:
+    _, queue, key = azure
+    create(queue, key, "approval", "listener", "team:a")
+    sent = http("POST", f"/tenants/{TENANT}/triggers", key=key,
+                body={"id": "broadcast-later", "topic": "approve", "subjects": ["team:a"], "delay": "PT3S"})
+    assert sent.status == 202, sent.body
+    host = function_app().waymark.get()
+    assert [t.key for t in host.timer_index.due(TENANT, until="9999")] == ["broadcast-later"]
+    bring = functions()["bring_timers_forward"].get_user_function()
+    from azure.functions.timer import TimerRequest
+
+    def brought() -> bool:
+        bring(TimerRequest(past_due=False))
+        return not host.timer_index.due(TENANT, until="9999")
+
+    wait_until(brought, timeout=20, what="the broadcast to be brought forward")
+    applied = pump(queue, lambda: [e for e in events(key, "listener") if e["triggerId"] == "broadcast-later"],
+                   what="the scheduled broadcast")
+    assert applied[0]["type"] == "TransitionApplied" and applied[0]["at"] >= sent.json()["notBefore"]
