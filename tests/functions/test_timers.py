@@ -6,6 +6,7 @@ Nothing asserts a wall-clock time: "not before" compares recorded times with rec
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from engine.domain import parse_time
 from tests.cosmos_fixtures import CosmosAccount
 from tests.functions.conftest import ADMIN_KEY, AzureEnv
-from tests.functions.harness import HostQueue, function_app, functions, http
+from tests.functions.harness import HostQueue, function_app, functions, host_message, http
 from tests.webhook_receiver import wait_until
 
 TENANT = "acme"
@@ -197,3 +198,34 @@ def test_a_scheduled_broadcast_beyond_the_limit_goes_through_the_index(azure: tu
     applied = pump(queue, lambda: [e for e in events(key, "listener") if e["triggerId"] == "broadcast-later"],
                    what="the scheduled broadcast")
     assert applied[0]["type"] == "TransitionApplied" and applied[0]["at"] >= sent.json()["notBefore"]
+
+
+def test_fifty_timers_pending_across_a_restart_of_the_app_fire_once_each(
+        azure: tuple[AzureEnv, HostQueue, str], app_host: Any) -> None:
+    env, queue, key = azure
+    count = 50
+    for n in range(count):
+        accepted = http("POST", f"/tenants/{TENANT}/instances", key=key, body={"workflowId": "approval",
+                                                                               "id": f"f-{n}"})
+        assert accepted.status == 202, accepted.body
+    creations = env.host_queue(visibility_timeout=1)  # the creations only: a firing seen meanwhile is left alone
+    created = 0
+    while created < count:
+        for raw in creations.receive():
+            if json.loads(host_message(raw).get_body())["kind"] == "create":
+                created += creations.deliver(raw)
+    due = max(parse_time(timer["dueAt"]) for n in range(count)
+              for timer in http("GET", f"/tenants/{TENANT}/instances/f-{n}", key=key).json()["timers"])
+    function_app().waymark.close()  # the app goes away with fifty timers pending …
+    while time.time() <= due.timestamp():  # … and stays away until they are all due
+        time.sleep(0.1)
+    app_host()  # a new process of the app
+
+    def fired() -> list[list[dict[str, Any]]]:
+        return [of_type(events(key, f"f-{n}"), "TimerFired") for n in range(count)]
+
+    pump(queue, lambda: all(fired()), timeout=60, what="every timer after the restart")
+    queue.deliver_all()
+    per_instance = fired()
+    assert all(len(each) == 1 for each in per_instance), "each fired exactly once"
+    assert all(each[0]["at"] >= each[0]["data"]["dueAt"] for each in per_instance)
