@@ -65,7 +65,7 @@ async def schedule_broadcast(ctx: ApiContext, tenant: str, trigger: Trigger, due
     scheduler = ctx.engine.scheduler
     assert scheduler is not None
     await ctx.run(lambda: scheduler.schedule(tenant, to_message(Broadcast(tenant, trigger)), due=due,
-                                             key=trigger.id, instance_id=""))
+                                             key=trigger.id, instance_id="~broadcast"))
     return JSONResponse({"triggerId": trigger.id, "subjects": list(trigger.subjects),
                          "notBefore": timestamp(due)}, status_code=202,
                         headers={"Location": f"/tenants/{quote(tenant, safe='')}/instances"})

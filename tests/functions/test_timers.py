@@ -6,6 +6,7 @@ Nothing asserts a wall-clock time: "not before" compares recorded times with rec
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from engine.domain import parse_time
 from tests.cosmos_fixtures import CosmosAccount
 from tests.functions.conftest import ADMIN_KEY, AzureEnv
-from tests.functions.harness import HostQueue, function_app, functions, http
+from tests.functions.harness import HostQueue, function_app, functions, host_message, http
 from tests.webhook_receiver import wait_until
 
 TENANT = "acme"
@@ -85,8 +86,9 @@ def of_type(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in items if e["type"] == kind]
 
 
-def create(queue: HostQueue, key: str, workflow: str, instance_id: str) -> None:
-    accepted = http("POST", f"/tenants/{TENANT}/instances", key=key, body={"workflowId": workflow, "id": instance_id})
+def create(queue: HostQueue, key: str, workflow: str, instance_id: str, *interests: str) -> None:
+    accepted = http("POST", f"/tenants/{TENANT}/instances", key=key,
+                    body={"workflowId": workflow, "id": instance_id, "interests": list(interests)})
     assert accepted.status == 202, accepted.body
     pump(queue, lambda: http("GET", f"/tenants/{TENANT}/instances/{instance_id}", key=key).status == 200,
          what="the creation")
@@ -175,3 +177,55 @@ def test_scheduled_triggers_on_azure_fire_after_their_time_and_a_cancelled_one_n
     ignored = pump(queue, lambda: [e for e in events(key, "sched") if e["triggerId"] == "cancel-me"],
                    what="the cancelled trigger's firing")
     assert [e["type"] for e in ignored] == ["TriggerIgnored"]
+
+
+def test_a_scheduled_broadcast_beyond_the_limit_goes_through_the_index(azure: tuple[AzureEnv, HostQueue, str]) -> None:
+    _, queue, key = azure
+    create(queue, key, "approval", "listener", "team:a")
+    sent = http("POST", f"/tenants/{TENANT}/triggers", key=key,
+                body={"id": "broadcast-later", "topic": "approve", "subjects": ["team:a"], "delay": "PT3S"})
+    assert sent.status == 202, sent.body
+    host = function_app().waymark.get()
+    assert [t.key for t in host.timer_index.due(TENANT, until="9999")] == ["broadcast-later"]
+    bring = functions()["bring_timers_forward"].get_user_function()
+    from azure.functions.timer import TimerRequest
+
+    def brought() -> bool:
+        bring(TimerRequest(past_due=False))
+        return not host.timer_index.due(TENANT, until="9999")
+
+    wait_until(brought, timeout=20, what="the broadcast to be brought forward")
+    applied = pump(queue, lambda: [e for e in events(key, "listener") if e["triggerId"] == "broadcast-later"],
+                   what="the scheduled broadcast")
+    assert applied[0]["type"] == "TransitionApplied" and applied[0]["at"] >= sent.json()["notBefore"]
+
+
+def test_fifty_timers_pending_across_a_restart_of_the_app_fire_once_each(
+        azure: tuple[AzureEnv, HostQueue, str], app_host: Any) -> None:
+    env, queue, key = azure
+    count = 50
+    for n in range(count):
+        accepted = http("POST", f"/tenants/{TENANT}/instances", key=key, body={"workflowId": "approval",
+                                                                               "id": f"f-{n}"})
+        assert accepted.status == 202, accepted.body
+    creations = env.host_queue(visibility_timeout=1)  # the creations only: a firing seen meanwhile is left alone
+    created = 0
+    while created < count:
+        for raw in creations.receive():
+            if json.loads(host_message(raw).get_body())["kind"] == "create":
+                created += creations.deliver(raw)
+    due = max(parse_time(timer["dueAt"]) for n in range(count)
+              for timer in http("GET", f"/tenants/{TENANT}/instances/f-{n}", key=key).json()["timers"])
+    function_app().waymark.close()  # the app goes away with fifty timers pending …
+    while time.time() <= due.timestamp():  # … and stays away until they are all due
+        time.sleep(0.1)
+    app_host()  # a new process of the app
+
+    def fired() -> list[list[dict[str, Any]]]:
+        return [of_type(events(key, f"f-{n}"), "TimerFired") for n in range(count)]
+
+    pump(queue, lambda: all(fired()), timeout=60, what="every timer after the restart")
+    queue.deliver_all()
+    per_instance = fired()
+    assert all(len(each) == 1 for each in per_instance), "each fired exactly once"
+    assert all(each[0]["at"] >= each[0]["data"]["dueAt"] for each in per_instance)
