@@ -66,6 +66,7 @@ from engine.feed.subscriptions import (
     SubscriptionCatalog,
     SubscriptionStatus,
     SubscriptionStore,
+    TooManySubscriptions,
     check_types,
 )
 from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
@@ -708,9 +709,12 @@ class ChangeFeed:
                  eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
+                 max_subscriptions: int | None = None,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
                  schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.events = events
+        self.max_subscriptions = max_subscriptions  # API subscriptions per tenant (None: no limit)
+        self._subscribing = threading.Lock()
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
         self.webhook = webhook or WebhookPublisher(origin=origin,
@@ -763,7 +767,7 @@ class ChangeFeed:
                   secret: str | None = None, mode: str = "structured") -> tuple[Subscription, bool]:
         """Create or replace the API subscription `name`; (subscription, created). A new or changed endpoint, or
         one still pending, goes through the handshake: it is active only if it consents. Raises
-        InvalidSubscription or DestinationRefused (nothing stored)."""
+        InvalidSubscription, DestinationRefused or TooManySubscriptions (nothing stored)."""
         if not NAME_PATTERN.match(name):
             raise InvalidSubscription(name, ["a subscription name is 1 to 63 letters, digits, '.', '_' or '-', "
                                              "starting with a letter or digit"])
@@ -775,13 +779,17 @@ class ChangeFeed:
         except ValueError:
             raise InvalidSubscription(name, [f"mode must be 'structured' or 'binary', not {mode!r}"]) from None
         self.webhook.check_destination(endpoint)
-        existing = self.catalog.store.get(tenant, name)
         spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode)
-        if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
-            return self.catalog.save(tenant, existing.with_spec_of(spec)), False
-        base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
-                                                                 consecutive_failures=0)
-        stored = self.catalog.save(tenant, base)
+        with self._subscribing:  # in this process, two creations cannot both take the last place
+            existing = self.catalog.store.get(tenant, name)
+            if existing is None and self.max_subscriptions is not None and (
+                    len(self.catalog.store.list(tenant)) >= self.max_subscriptions):
+                raise TooManySubscriptions(tenant, name, self.max_subscriptions)
+            if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
+                return self.catalog.save(tenant, existing.with_spec_of(spec)), False
+            base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
+                                                                     consecutive_failures=0)
+            stored = self.catalog.save(tenant, base)
         return shake_hands(self.catalog, self.webhook, tenant, stored), existing is None
 
     def unsubscribe(self, tenant: str, name: str) -> None:
