@@ -156,6 +156,9 @@ class Dispatcher:
             tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
         self._marks: dict[str, list[_Mark]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
+        # Set while someone drains: the marker then marks at once rather than letting a batch build up.
+        self._hurry = threading.Event()
+        self._draining = 0
         self._closed = False
         self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
         self._marker = threading.Thread(target=self._mark_loop, name="waymark-feed-marker", daemon=True)
@@ -253,11 +256,18 @@ class Dispatcher:
         """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
         deadline = self.monotonic() + timeout
         with self._idle:
-            while self._inflight or self._catching_up:
-                left = deadline - self.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(min(left, 0.1))
+            self._draining += 1
+            self._hurry.set()
+            try:
+                while self._inflight or self._catching_up:
+                    left = deadline - self.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(min(left, 0.1))
+            finally:
+                self._draining -= 1
+                if not self._draining:
+                    self._hurry.clear()
         return True
 
     def close(self, timeout: float = 5.0) -> None:
@@ -487,9 +497,10 @@ class Dispatcher:
                 while not self._marks and not self._closed:
                     self._mark_ready.wait(0.5)
             # Let a batch build up: marking is one write transaction on the tenant's event file, competing with
-            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer).
+            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer) — unless
+            # someone drains (a shutdown, a test): then at once.
             if not self._closed:
-                time.sleep(self.mark_delay)
+                self._hurry.wait(self.mark_delay)
             with self._mark_ready:
                 batch, self._marks = self._marks, {}
             if not batch and self._closed:
