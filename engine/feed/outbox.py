@@ -1,8 +1,9 @@
 """The outbox: every commit reaches every subscriber at least once, and a subscriber never holds back the others.
 
 A commit is stored undispatched (the event store does that). After the append the processor calls the
-`Dispatcher` (its `on_commit`), which only queues the commit and returns: the worker thread is never held up by
-a subscriber. In the background:
+`Dispatcher` (its `on_commit`, or `many` with a group commit's commits), which only queues the commits and returns:
+the worker thread is never held up by a subscriber. A commit that the subscription catalog's cache says nobody
+wants goes straight to be marked (step 3), without waking the router. In the background:
 
 1. a router thread maps the commit's events to CloudEvents once and picks the subscriptions that want them
    (types filter; a definition's subscriptions only see its workflow);
@@ -15,8 +16,9 @@ a subscriber. In the background:
    a delivery is one attempt: one that fails and may be retried goes back to its lane after its backoff
    (`RetryPolicy`) without holding a thread, so the commits behind it are not held back;
 3. when every lane has finished with the commit, it is marked dispatched — in batches, by a marker thread, so
-   marking costs one write per batch and not one per commit. If a delivery failed, the commit stays
-   undispatched and the subscriptions it did reach are recorded, so the sweeper's retry skips them.
+   marking costs one write per batch and not one per commit (on SQLite, riding along the next group commit). If a
+   delivery failed, the commit stays undispatched and the subscriptions it did reach are recorded, so the sweeper's
+   retry skips them.
 
 Subscription states (see subscriptions.py): an *active* subscription is delivered to; a failing delivery counts
 against it and after `pause_after` consecutive failures it is *paused*. A commit that a paused subscription
