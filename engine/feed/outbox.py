@@ -190,6 +190,15 @@ class Dispatcher:
             return False
         return True
 
+    def wait_for(self, commits: Iterable[tuple[str, int | None]], timeout: float) -> bool:
+        """Wait until these commits (tenant, feed position) are done with — dispatched, or left for the sweeper —
+        and for no others; False if one is not after `timeout` seconds."""
+        deadline = self.monotonic() + timeout
+        with self._lock:
+            found = [self._inflight.get((tenant, position)) for tenant, position in commits if position is not None]
+        pending = [done for done in found if done is not None]
+        return all(done.wait(max(0.0, deadline - self.monotonic())) for done in pending)
+
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
         deadline = self.monotonic() + timeout
