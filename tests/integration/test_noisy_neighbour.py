@@ -31,7 +31,7 @@ def _outbound_calls_end(tarpits: Tarpits, data_dir: Path) -> bool:
 
     def call() -> None:
         with contextlib.suppress(Exception):  # a fault is an end too
-            engine.services.http.send(HttpRequest("POST", tarpits.url("/probe"), {}, None, 1.0))
+            engine.services.http.send(HttpRequest("POST", tarpits.url("/probe"), {}, None, 5.0))
 
     caller = threading.Thread(target=call, daemon=True)
     caller.start()
