@@ -53,7 +53,7 @@ from engine.queues.azure import AzureStorageCommandQueue, decode_body
 from engine.runtime import Engine
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
-from engine.service.fairness import DEFER_SECONDS, TenantGate, tenant_of
+from engine.service.fairness import TenantGate, deferred_body, tenant_of
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
 from engine.settings import Settings
@@ -316,9 +316,10 @@ class AzureHost:
         with self.gate.slot(tenant) as entered:
             if not entered:
                 assert parsed is not None
-                self.queue.send(parsed, delay=DEFER_SECONDS)  # if this raises, the host retries the original
+                copy, delay = deferred_body(parsed)
+                self.queue.send(copy, delay=delay)  # if this raises, the host retries the original
                 log.info("tenant %s is at its limit of %d command(s) at once: command sent back for %g s", tenant,
-                         self.gate.limit, DEFER_SECONDS, extra={"messageId": message_id, "tenant": tenant})
+                         self.gate.limit, delay, extra={"messageId": message_id, "tenant": tenant})
                 return []
             results = process_message(self.engine.processor, parsed if parsed is not None else body,
                                       message_id=message_id, dequeue_count=dequeue_count,

@@ -142,8 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
             default="1", deployed=False),
     Setting("WAYMARK_TENANT_CONCURRENCY",
             "Commands of one tenant that one Functions instance processes at once (host.json lets an instance run "
-            "batchSize + newBatchThreshold = 24); a command of a tenant at its limit waits up to 0.25 s for a slot, "
-            "then is re-sent with a 1 s delay (never counted as a failed delivery). Per instance.",
+            "batchSize + newBatchThreshold = 24); a command of a tenant at its limit is re-sent with a delay (1 s, "
+            "doubling each time, at most 30 s), never counted as a failed delivery. Per instance.",
             default="8", deployed=False),
     Setting("WAYMARK_DELIVERY_WAIT_SECONDS",
             "How long the queue function waits for the change-feed deliveries of its own command's commits before "

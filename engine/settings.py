@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     tenant_workers: int | None = Field(
         default=None, ge=1,
         description="Workers one tenant's commands may occupy at once (default: half the workers, at least one); a "
-                    "command of a tenant at its limit is sent back to the queue with a 1 s delay.")
+                    "command of a tenant at its limit is sent back to the queue with a delay (1 s, doubling each "
+                    "time, at most 30 s).")
     visibility_timeout: float = Field(
         default=30.0, gt=0,
         description="Seconds a received command stays hidden from other workers before it is handed out again.")

@@ -5,10 +5,13 @@ expression near its budget). Two bounds keep the other tenants flowing:
 
 - **`TenantGate`**: at most `limit` commands of one tenant are processed at once in this process (by the local
   workers, or by the Azure queue function's concurrent invocations). A command whose tenant is at its limit waits
-  for a slot at most `wait` seconds (long enough for a tenant's own fast burst, whose commands finish in
-  milliseconds); then it is *deferred*: a copy goes back on the queue with a short delay and the original is
-  completed, as an outage hold does (engine/service/holding.py), so a deferral never counts as a failed delivery
-  and never poisons a command. The copy joins the back of the queue: the other tenants' commands go first.
+  for a slot only while the tenant's latest command started less than `wait` seconds ago (a tenant's own burst of
+  fast commands, which finish in milliseconds); a tenant whose commands are slow is refused at once. A refused
+  command is *deferred*: a copy goes back on the queue with a delay and the original is completed, as an outage
+  hold does (engine/service/holding.py), so a deferral never counts as a failed delivery and never poisons a
+  command. The copy joins the back of the queue, so the other tenants' commands go first, and carries how often it
+  was deferred (`"deferred": n`): the delay doubles each time (1 s, 2 s, 4 s … at most 30 s), so a tenant with a
+  deep backlog of slow commands costs the workers a few deferrals a second, not one per command per second.
 - **`BatchInProgress`** (the local worker): a worker receives a batch of up to 16 commands; while one of them is
   slow, the others would wait behind it. When a command has run `hand_back_after` seconds, the pool's watchdog
   hands back the unstarted rest of that worker's batch (copies re-sent at once, originals completed), so another
@@ -28,13 +31,15 @@ from typing import Any
 
 from engine.queues.base import CommandQueue, Message
 
-__all__ = ["DEFER_SECONDS", "HAND_BACK_SECONDS", "WAIT_SECONDS", "BatchInProgress", "HandBack", "TenantGate",
-           "default_tenant_workers", "send_back", "tenant_of"]
+__all__ = ["DEFER_SECONDS", "HAND_BACK_SECONDS", "MAX_DEFER_SECONDS", "WAIT_SECONDS", "BatchInProgress", "HandBack",
+           "TenantGate", "default_tenant_workers", "deferred_body", "send_back", "tenant_of"]
 
 log = logging.getLogger("waymark.fairness")
 
 WAIT_SECONDS = 0.25  # how long a command waits for its tenant's slot before it is deferred
-DEFER_SECONDS = 1.0  # how long a deferred command stays invisible
+DEFER_SECONDS = 1.0  # how long a deferred command stays invisible the first time
+MAX_DEFER_SECONDS = 30.0  # … and at most, however often it was deferred
+DEFERRED_KEY = "deferred"
 HAND_BACK_SECONDS = 1.0  # how long a command may hold up the rest of its worker's batch
 
 
@@ -55,18 +60,21 @@ class TenantGate:
         self.wait = wait
         self.monotonic = monotonic
         self._busy: dict[str, int] = {}
+        self._latest: dict[str, float] = {}  # when the tenant's latest command in progress started
         self._freed = threading.Condition()
 
     def enter(self, tenant: str, *, wait: float | None = None) -> bool:
-        """Take one of the tenant's slots, waiting up to `wait` (default: the gate's) for one; False if none."""
-        deadline = self.monotonic() + (self.wait if wait is None else wait)
+        """Take one of the tenant's slots; False if none is free. While the tenant's latest command started less
+        than `wait` seconds ago (default: the gate's), wait for one until then."""
+        wait = self.wait if wait is None else wait
         with self._freed:
             while self._busy.get(tenant, 0) >= self.limit:
-                left = deadline - self.monotonic()
+                left = self._latest.get(tenant, 0.0) + wait - self.monotonic()
                 if left <= 0:
                     return False
                 self._freed.wait(left)
             self._busy[tenant] = self._busy.get(tenant, 0) + 1
+            self._latest[tenant] = self.monotonic()
             return True
 
     def leave(self, tenant: str) -> None:
@@ -76,6 +84,7 @@ class TenantGate:
                 self._busy[tenant] = left
             else:
                 self._busy.pop(tenant, None)
+                self._latest.pop(tenant, None)
             self._freed.notify_all()
 
     @contextmanager
@@ -101,14 +110,23 @@ def tenant_of(body: Mapping[str, Any]) -> str | None:
     return tenant if isinstance(tenant, str) and tenant else None
 
 
-def send_back(queue: CommandQueue, messages: Sequence[Message], *, delay: float, why: str) -> list[Message]:
-    """Put copies of `messages` back on the queue after `delay` seconds; returns the originals whose copy was
-    sent, to be completed by the caller (a copy that could not be sent leaves its original to come back after its
-    visibility timeout: nothing is lost, a command is at worst processed twice and deduplicated by its id)."""
+def deferred_body(body: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    """The copy of a deferred command (its deferral count one higher) and how long it stays invisible."""
+    count = body.get(DEFERRED_KEY)
+    count = count if isinstance(count, int) and count >= 0 else 0
+    return {**body, DEFERRED_KEY: count + 1}, min(MAX_DEFER_SECONDS, DEFER_SECONDS * 2 ** min(count, 16))
+
+
+def send_back(queue: CommandQueue, messages: Sequence[Message], *, why: str, defer: bool = True) -> list[Message]:
+    """Put copies of `messages` back on the queue: deferred (`deferred_body`), or visible at once and unchanged;
+    returns the originals whose copy was sent, to be completed by the caller (a copy that could not be sent leaves
+    its original to come back after its visibility timeout: nothing is lost, a command is at worst processed twice
+    and deduplicated by its id)."""
     sent: list[Message] = []
     for message in messages:
+        body, delay = deferred_body(message.body) if defer else (message.body, 0.0)
         try:
-            queue.send(message.body, delay=delay)
+            queue.send(body, delay=delay)
         except Exception as e:
             log.warning("could not send a command back (%s): %s; it comes back after its visibility timeout", why, e,
                         extra={"messageId": message.id, "tenant": message.body.get("tenant")})
@@ -176,7 +194,7 @@ class HandBack:
             rest = batch.take_if_stuck(self.after) if batch is not None else []
             if not rest:
                 continue
-            sent = send_back(self.queue, rest, delay=0.0, why="handed back: a slow command held up its batch")
+            sent = send_back(self.queue, rest, defer=False, why="handed back: a slow command held up its batch")
             handed += len(sent)
             try:
                 self.queue.complete_many(sent)

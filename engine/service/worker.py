@@ -26,7 +26,7 @@ from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
-from engine.service.fairness import DEFER_SECONDS, BatchInProgress, TenantGate, send_back, tenant_of
+from engine.service.fairness import BatchInProgress, TenantGate, send_back, tenant_of
 from engine.service.processor import CommandProcessor, Result
 
 log = logging.getLogger("waymark.worker")
@@ -136,7 +136,7 @@ class Worker:
         with gate.slot(tenant) if gate is not None else nullcontext(True) as entered:
             if not entered:
                 assert gate is not None
-                done.extend(send_back(self.queue, messages, delay=DEFER_SECONDS,
+                done.extend(send_back(self.queue, messages,
                                       why=f"tenant {tenant} is at its limit of {gate.limit} worker(s)"))
                 return
             if group is None:

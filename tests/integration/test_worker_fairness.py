@@ -15,8 +15,8 @@ from engine.cli.serve import WorkerPool
 from engine.domain import Services
 from engine.queues.base import Message
 from engine.runtime import Engine, sqlite_engine
-from engine.service.commands import CreateInstance, to_message
-from engine.service.fairness import BatchInProgress, HandBack, TenantGate
+from engine.service.commands import CreateInstance, from_message, to_message
+from engine.service.fairness import BatchInProgress, HandBack, TenantGate, deferred_body
 from engine.service.http_port import HttpxPort
 from engine.service.worker import Worker
 from tests.webhook_receiver import Receiver, wait_until
@@ -126,6 +126,27 @@ def test_the_gate_waits_briefly_then_refuses() -> None:
     assert gate.busy("a") == 2
     with gate.slot(None) as entered:
         assert entered
+
+
+def test_a_tenant_whose_command_is_slow_is_refused_at_once() -> None:
+    now = [0.0]
+    gate = TenantGate(1, wait=0.25, monotonic=lambda: now[0])
+    assert gate.enter("a")
+    now[0] = 5.0  # its command has run 5 s: no use waiting for it
+    assert not gate.enter("a")
+    gate.leave("a")
+    assert gate.enter("a")
+
+
+def test_a_deferred_command_waits_longer_each_time() -> None:
+    body: dict[str, Any] = {"kind": "trigger", "tenant": "a"}
+    delays = []
+    for _ in range(8):
+        body, delay = deferred_body(body)
+        delays.append(delay)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0] and body["deferred"] == 8
+    assert from_message({**to_message(CreateInstance("a", "i", "w", "t")), "deferred": 3}) == CreateInstance(
+        "a", "i", "w", "t")
 
 
 def test_a_batch_handed_back_is_not_started_by_its_worker() -> None:
