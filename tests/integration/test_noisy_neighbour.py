@@ -21,6 +21,10 @@ from engine.settings import Settings
 
 pytestmark = pytest.mark.integration
 
+# Outbound deadlines shortened so that A's calls to the tarpit fault within the test (each call cut after 2 s, no
+# retry started 6 s after the first attempt); every other bound as `waymark serve` has it.
+COMPRESSED = {"WAYMARK_OUTBOUND_MAX_SECONDS": "2", "WAYMARK_OUTBOUND_ACTION_MAX_SECONDS": "6"}
+
 
 def _outbound_calls_end(tarpits: Tarpits, data_dir: Path) -> bool:
     """Whether an `http` call of `waymark serve`'s engine to the tarpit ends by itself (a total deadline) rather
@@ -44,6 +48,7 @@ def _outbound_calls_end(tarpits: Tarpits, data_dir: Path) -> bool:
     return ended
 
 
+@pytest.mark.timeout(1200)
 def test_a_hostile_tenant_does_not_hold_back_another(tmp_path: Path) -> None:
     # The bound on expression cost and the total deadline of outbound calls come from the other half of issue 16
     # (engine/domain/cel_cost.py, the outbound guard): until both are in, a hostile expression holds the GIL for
@@ -54,13 +59,13 @@ def test_a_hostile_tenant_does_not_hold_back_another(tmp_path: Path) -> None:
     try:
         if not _outbound_calls_end(tarpits, tmp_path / "probe"):
             pytest.skip("needs a total deadline on outbound calls (issue 16)")
-        with running_server() as url:
+        with running_server(**COMPRESSED) as url:
             scenario = NoisyNeighbour(url)
             victim, hostile = scenario.prepare_victim(), scenario.prepare_hostile(tarpits)
             with scenario.hostile_load(hostile):
                 run = scenario.run_victim(victim)
                 during = tarpits.stats()
-            ended = scenario.hostile_outcomes(hostile, settle_seconds=300)
+            ended = scenario.hostile_outcomes(hostile, settle_seconds=600)
     finally:
         tarpits.close()
 
@@ -70,6 +75,8 @@ def test_a_hostile_tenant_does_not_hold_back_another(tmp_path: Path) -> None:
     assert scenario.hostile_ids and set(scenario.hostile_workflows) | set(scenario.refused) == {
         *(f"bomb-{name}" for name in HOSTILE_EXPRESSIONS), "tarpit-call"}
     for instance_id, outcome in ended.items():
+        if instance_id.startswith("bomb-under-the-budget") and outcome["status"] == "Waiting":
+            continue  # within the step budget and done within the time bound: allowed, by design
         assert outcome["status"] == "Faulted", (instance_id, outcome)
         if instance_id.startswith("bomb-"):
             assert outcome["errorType"] == "ExpressionBudgetExceeded", (instance_id, outcome)
