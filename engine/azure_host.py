@@ -51,6 +51,7 @@ from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, Subscripti
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
 from engine.runtime import Engine
+from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.fairness import TenantGate, deferred_body, tenant_of
@@ -217,7 +218,7 @@ class AzureHost:
         if services is None:
             http = HttpxPort()
             self._closers.append(http.close)
-            services = Services(http=http)
+            services = Services(http=http, audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
         self.engine = Engine(
@@ -238,7 +239,8 @@ class AzureHost:
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds, max_workers=settings.feed_threads,
             tenant_concurrency=settings.feed_tenant_concurrency,
-            lane_concurrency=settings.feed_subscription_concurrency)
+            lane_concurrency=settings.feed_subscription_concurrency,
+            schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
         # The API's settings: what create_app reads, from the app settings (no environment of its own is read).

@@ -157,6 +157,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY",
             "Deliveries to one subscription in flight at once in one instance (one while it keeps failing).",
             default="16", deployed=False),
+    Setting("WEBSITE_HOSTNAME",
+            "The app's default host name (`<app>.azurewebsites.net`), set by the platform itself: the default of "
+            "WAYMARK_PUBLIC_URL.", deployed=False),
+    Setting("WAYMARK_PUBLIC_URL",
+            "The URL clients and subscribers reach the app at: each CloudEvent's `dataschema` is "
+            "`{url}/schemas/events/{type}.json`. Default: https://{WEBSITE_HOSTNAME} (the app's own host name, which "
+            "the platform sets).", deployed=False),
+    Setting("WAYMARK_AUDIT_CONTENT_BYTES",
+            "The largest trigger content (bytes of JSON) a TriggerIgnored or TriggerRejected event keeps whole; "
+            "larger content is kept as its SHA-256 digest and size.", default="32768", deployed=False),
     Setting("WAYMARK_FEED_SUBSCRIPTIONS",
             'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
             '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
@@ -236,6 +246,8 @@ class AzureSettings:
     feed_threads: int = 64
     feed_tenant_concurrency: int = 24
     feed_subscription_concurrency: int = 16
+    public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
+    audit_content_bytes: int = 32_768
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -331,6 +343,9 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         except (InvalidSubscription, ValueError) as e:  # ValueError: not JSON
             problems.append(f"WAYMARK_FEED_SUBSCRIPTIONS is invalid: {e}")
 
+    host_name = (env.get("WEBSITE_HOSTNAME") or "").strip()
+    public_url = url("WAYMARK_PUBLIC_URL") or (f"https://{host_name}" if host_name else None)
+
     settings = AzureSettings(
         store="cosmos",
         cosmos_endpoint=cosmos_endpoint,
@@ -367,6 +382,8 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         feed_threads=int(number("WAYMARK_FEED_THREADS", 1, 1024)),
         feed_tenant_concurrency=int(number("WAYMARK_FEED_TENANT_CONCURRENCY", 1, 1024)),
         feed_subscription_concurrency=int(number("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY", 1, 1024)),
+        public_url=public_url,
+        audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),
     )
     if problems:
         raise AzureSettingsError(problems)
