@@ -237,8 +237,8 @@ class AzureHost:
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
-            grace_seconds=settings.outbox_grace_seconds, max_workers=settings.feed_threads,
-            tenant_concurrency=settings.feed_tenant_concurrency,
+            grace_seconds=settings.outbox_grace_seconds, max_subscriptions=settings.max_subscriptions_per_tenant,
+            max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
             lane_concurrency=settings.feed_subscription_concurrency,
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)

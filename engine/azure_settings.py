@@ -136,6 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
             "while spent, that address gets 429 on every route that needs a key and on the dashboard login. "
             "0: no limit.",
             default="1", deployed=False),
+    Setting("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT",
+            "API subscriptions a tenant may have; one more is 409 (a definition's own are at most 10 each).",
+            default="25", deployed=False),
     Setting("WAYMARK_CLIENT_ADDRESS_HOPS",
             "Proxies in front of the app that append to X-Forwarded-For: the client address is the entry this many "
             "from the right. 1: the App Service front end; 2 behind Front Door or Application Gateway as well.",
@@ -246,6 +249,7 @@ class AzureSettings:
     feed_threads: int = 64
     feed_tenant_concurrency: int = 24
     feed_subscription_concurrency: int = 16
+    max_subscriptions_per_tenant: int = 25
     public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
     audit_content_bytes: int = 32_768
 
@@ -382,6 +386,7 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         feed_threads=int(number("WAYMARK_FEED_THREADS", 1, 1024)),
         feed_tenant_concurrency=int(number("WAYMARK_FEED_TENANT_CONCURRENCY", 1, 1024)),
         feed_subscription_concurrency=int(number("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY", 1, 1024)),
+        max_subscriptions_per_tenant=int(number("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT", 1, 10_000)),
         public_url=public_url,
         audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),
     )

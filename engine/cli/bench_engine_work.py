@@ -272,11 +272,12 @@ def _raw_receive(db: sqlite3.Connection, queue: SqliteCommandQueue, batch: int) 
     db.execute("BEGIN IMMEDIATE")
     db.execute(queue._sql_due, (now,)).fetchall()  # the probe for due delayed messages (timers)
     rows = db.execute(queue._sql_candidates, (now, batch)).fetchall()
-    claimed = []
+    claimed, claims = [], []
     for seq, message_id, body, count in rows:
         receipt = f"{token}-{seq}"
-        db.execute(queue._sql_claim, (now + 30, count + 1, receipt, seq))
+        claims.append((now + 30, count + 1, receipt, seq))
         claimed.append((message_id, body, receipt))
+    db.executemany(queue._sql_claim, claims)
     db.execute("COMMIT")
     return claimed
 
@@ -298,9 +299,9 @@ def _raw_group_commit(store: sqlite3.Connection, parsed: Sequence[tuple[dict[str
 
 
 def _raw_in_one(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """One statement a row, in one transaction, by one call (as Waymark makes its deletes and marks)."""
     db.execute("BEGIN IMMEDIATE")
-    for row in rows:
-        db.execute(sql, row)
+    db.executemany(sql, rows)
     db.execute("COMMIT")
 
 

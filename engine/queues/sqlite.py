@@ -147,14 +147,16 @@ class SqliteCommandQueue:
                 candidates = db.execute(self._sql_candidates, (now, max_messages - len(received))).fetchall()
                 if not candidates:
                     break
+                claims = []
                 for seq, message_id, body, dequeue_count in candidates:
                     if dequeue_count >= self.max_dequeue_count:
                         db.execute(self._sql_poison, (now, self._poison_reason, seq))
                         db.execute(self._sql_delete_seq, (seq,))
                         continue
                     receipt = f"{token}-{seq}"
-                    db.execute(self._sql_claim, (now + visibility_timeout, dequeue_count + 1, receipt, seq))
+                    claims.append((now + visibility_timeout, dequeue_count + 1, receipt, seq))
                     received.append(Message(message_id, load_body(body), dequeue_count + 1, receipt))
+                db.executemany(self._sql_claim, claims)  # one statement a claim, in one call
                 if now + visibility_timeout <= now:
                     break  # claimed rows are still visible: querying again would hand them out twice
         return received
