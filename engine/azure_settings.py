@@ -126,6 +126,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_BREAKER_COOLDOWN_SECONDS",
             "How long an open breaker waits before one command probes the storage (doubling while it stays "
             "down, up to WAYMARK_HOLD_MAX_DELAY_SECONDS).", default="5"),
+    Setting("WAYMARK_TIMER_QUEUE_MAX_DELAY_SECONDS",
+            "How far ahead a timer's firing goes on the command queue as a delayed message (Azure Storage's limit: 7 "
+            "days, 604800). A timer due later waits in its tenant's `timers` container until the "
+            "`bring_timers_forward` function moves it onto the queue. Lower it only to test that path.",
+            default="604800", deployed=False),
     Setting("WAYMARK_RATE_LIMIT_PER_KEY",
             "Requests a second each key (a tenant's, or the admin key) may send to one Functions instance, "
             "sustained (bursts of twice that); past it 429 with Retry-After. 0: no limit. Per instance: a scaled-out "
@@ -252,6 +257,7 @@ class AzureSettings:
     max_subscriptions_per_tenant: int = 25
     public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
     audit_content_bytes: int = 32_768
+    timer_queue_max_delay_seconds: float = 604800.0
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -389,6 +395,7 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         max_subscriptions_per_tenant=int(number("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT", 1, 10_000)),
         public_url=public_url,
         audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),
+        timer_queue_max_delay_seconds=number("WAYMARK_TIMER_QUEUE_MAX_DELAY_SECONDS", 1, 7 * 24 * 3600),
     )
     if problems:
         raise AzureSettingsError(problems)
