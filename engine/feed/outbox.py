@@ -254,6 +254,22 @@ class Dispatcher:
             return False
         return True
 
+    def wait_for(self, commits: Iterable[tuple[str, int | None]], timeout: float) -> bool:
+        """Wait until these commits (tenant, feed position) are done with — dispatched, or left for the sweeper —
+        and for no others; False if one is not after `timeout` seconds."""
+        deadline = self.monotonic() + timeout
+        pending: list[threading.Event] = []
+        with self._lock:
+            for tenant, position in commits:
+                key = (tenant, position or 0)
+                if position is None or key not in self._inflight:
+                    continue  # done with already
+                done = self._inflight[key]
+                if done is None:  # the live path's commits get their event when someone waits for them
+                    done = self._inflight[key] = threading.Event()
+                pending.append(done)
+        return all(done.wait(max(0.0, deadline - self.monotonic())) for done in pending)
+
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
         deadline = self.monotonic() + timeout
