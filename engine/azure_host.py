@@ -20,7 +20,11 @@ What the three functions call:
   the engine fails (the store unreachable…) so the Functions host does not complete the message: it comes back
   after the visibility timeout and, after `maxDequeueCount` deliveries, goes to `{queue}-poison`. A command that
   can never succeed (malformed, or creating an instance that exists) is logged and completed, as the local worker
-  does. Then the feed's deliveries are drained: the host may freeze the process between invocations;
+  does. At most `WAYMARK_TENANT_CONCURRENCY` commands of one tenant are processed at once in the process: one of a
+  tenant at its limit is re-sent with a short delay (engine/service/fairness.py) and the original completed. Then
+  the invocation waits (at most `WAYMARK_DELIVERY_WAIT_SECONDS`) for the deliveries of *its own* commits, not for
+  those of other invocations or tenants: the host may freeze the process between invocations, and the outbox
+  sweeper delivers whatever is left;
 - timer: `AzureHost.sweep()` — repairs the Cosmos instance index and republishes undispatched commits.
 
 Nothing connects at import: `LazyAzureHost` builds the host on first use, so `function_app.py` imports (and the
@@ -50,8 +54,10 @@ from engine.runtime import Engine
 from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
+from engine.service.fairness import TenantGate, deferred_body, tenant_of
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
+from engine.service.timers import TimerScheduler
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import (
@@ -60,17 +66,18 @@ from engine.stores.routing import (
     TenantRoutedParkedStore,
     TenantStoreRouter,
 )
+from engine.stores.timers_cosmos import CosmosTimerIndex, TimersLocation
 from engine.tenants import DEFINITION_SECRETS, sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
-__all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "AzureHost", "LazyAzureHost", "SweepOutcome",
-           "UndecodableMessage", "process_message"]
+__all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "TIMERS_SCHEDULE", "AzureHost", "LazyAzureHost",
+           "SweepOutcome", "UndecodableMessage", "process_message"]
 
 log = logging.getLogger("waymark.azure")
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test keeps the two equal)
 SWEEP_WAIT_SECONDS = 50.0  # how long the timer waits for what it republished (the timer fires every minute)
-DRAIN_SECONDS = 20.0  # how long the queue function waits for the deliveries of its commits
+TIMERS_SCHEDULE = "0 */10 * * * *"  # bring_timers_forward: timers due within 7 days go on the queue ten minutes early
 ORIGIN = "waymark"
 
 
@@ -167,10 +174,10 @@ class AzureHost:
     def __init__(self, settings: AzureSettings, *, allow_private_destinations: bool = False,
                  create_missing: bool = False, credential: Any = None, webhook: WebhookPublisher | None = None,
                  services: Services | None = None, max_dequeue_count: int = MAX_DEQUEUE_COUNT,
-                 drain_seconds: float = DRAIN_SECONDS, configure_observability: bool = True) -> None:
+                 configure_observability: bool = True) -> None:
         self.settings = settings
         self.max_dequeue_count = max_dequeue_count
-        self.drain_seconds = drain_seconds
+        self.gate = TenantGate(settings.tenant_concurrency)
         self._credential = credential
         self._closers: list[Callable[[], None]] = []
         try:
@@ -217,9 +224,15 @@ class AzureHost:
             services = Services(http=http, audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
+        self.timer_index = CosmosTimerIndex(self._timers, auto_create=create_missing)
+        self._closers.append(self.timer_index.close)
+        # A firing due within the queue's visibility limit is a delayed message; a later one waits in the tenant's
+        # `timers` container until `bring_timers_forward` moves it onto the queue.
+        self.scheduler = TimerScheduler(self.queue, max_delay=settings.timer_queue_max_delay_seconds,
+                                        index=self.timer_index)
         self.engine = Engine(
             TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router), self.queue,
-            services=services, parked_store=self.parked_store,
+            services=services, parked_store=self.parked_store, scheduler=self.scheduler,
             sealer=sealer_of(self.tenants, DEFINITION_SECRETS),
             hold=HoldPolicy(base_delay=settings.hold_base_delay_seconds, max_delay=settings.hold_max_delay_seconds,
                             hold_seconds=settings.hold_seconds),
@@ -233,7 +246,9 @@ class AzureHost:
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
-            grace_seconds=settings.outbox_grace_seconds,
+            grace_seconds=settings.outbox_grace_seconds, max_subscriptions=settings.max_subscriptions_per_tenant,
+            max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
+            lane_concurrency=settings.feed_subscription_concurrency,
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
@@ -300,19 +315,37 @@ class AzureHost:
         container = self.router.parsed(tenant).subscriptions_container
         return SubscriptionsLocation(client, self.router.location(tenant).database, container)
 
+    def _timers(self, tenant: str) -> TimersLocation:
+        """The tenant's `timers` container: in its own database, on its account's client."""
+        return TimersLocation(self.router.cosmos_client(tenant), self.router.location(tenant).database,
+                              self.router.parsed(tenant).timers_container)
+
     # -------------------------------------------------------------------------------------- what the functions call
 
     def process(self, body: bytes | str | Mapping[str, Any], *, message_id: str | None = None,
                 dequeue_count: int | None = None) -> list[Result]:
-        """The queue function: process the command, then wait for the deliveries of its commits. Raises when the
-        message must stay queued (see `process_message`)."""
-        try:
-            return process_message(self.engine.processor, body, message_id=message_id, dequeue_count=dequeue_count,
-                                   max_dequeue_count=self.max_dequeue_count, failures=self.engine.failures)
-        finally:
-            if not self.feed.dispatcher.drain(self.drain_seconds):
-                log.warning("deliveries still in flight after %gs: the outbox sweeper finishes what they leave",
-                            self.drain_seconds)
+        """The queue function: process the command in a slot of its tenant (or send it back when the tenant is at
+        its limit), then wait for the deliveries of its own commits. Raises when the message must stay queued (see
+        `process_message`)."""
+        parsed = dict(body) if isinstance(body, Mapping) else decode_body(body)
+        tenant = tenant_of(parsed) if parsed is not None else None
+        with self.gate.slot(tenant) as entered:
+            if not entered:
+                assert parsed is not None
+                copy, delay = deferred_body(parsed)
+                self.queue.send(copy, delay=delay)  # if this raises, the host retries the original
+                log.info("tenant %s is at its limit of %d command(s) at once: command sent back for %g s", tenant,
+                         self.gate.limit, delay, extra={"messageId": message_id, "tenant": tenant})
+                return []
+            results = process_message(self.engine.processor, parsed if parsed is not None else body,
+                                      message_id=message_id, dequeue_count=dequeue_count,
+                                      max_dequeue_count=self.max_dequeue_count, failures=self.engine.failures)
+            wait = self.settings.delivery_wait_seconds
+            commits = [(result.tenant, result.commit.position) for result in results if not result.duplicate]
+            if commits and not self.feed.dispatcher.wait_for(commits, wait):
+                log.warning("the deliveries of this command's commits are still in flight after %gs: the outbox "
+                            "sweeper finishes them", wait, extra={"messageId": message_id, "tenant": tenant})
+            return results
 
     def sweep(self, *, wait: float = SWEEP_WAIT_SECONDS, past_due: bool = False) -> SweepOutcome:
         """The timer function: bring the Cosmos instance index up to every commit, then republish every commit still
@@ -324,6 +357,19 @@ class AzureHost:
             log.info("outbox sweep: %d commit(s) republished (%d unfinished), %d catch-up(s), %d commit(s) indexed",
                      report.republished, report.unfinished, report.catch_ups, report.repaired)
             return SweepOutcome(report, report.repaired)
+
+    def bring_timers_forward(self) -> int:
+        """The timer function: move every tenant's timers that are now due within the queue's limit from its
+        `timers` container onto the queue (with the rest of their delay). One query per tenant; a tenant whose
+        storage fails is logged and left for the next run, the others go on. How many moved."""
+        moved = 0
+        with log_context(function="bring_timers_forward"):
+            for tenant in self._tenant_ids():
+                try:
+                    moved += self.scheduler.bring_forward(tenant)
+                except StoreUnavailable as e:
+                    log.warning("timers of tenant %s not brought forward this time: %s", tenant, e)
+        return moved
 
     def close(self) -> None:
         """Release everything (the last built first). Idempotent."""

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
                     "commits of each file, and the files independently: a command answered 202 may vanish, or "
                     "leave the queue while the commit it made is lost.")
     workers: int = Field(default=2, ge=0, le=64, description="Queue worker threads in the serve process.")
+    tenant_workers: int | None = Field(
+        default=None, ge=1,
+        description="Workers one tenant's commands may occupy at once (default: half the workers, at least one); a "
+                    "command of a tenant at its limit is sent back to the queue with a delay (1 s, doubling each "
+                    "time, at most 30 s).")
     visibility_timeout: float = Field(
         default=30.0, gt=0,
         description="Seconds a received command stays hidden from other workers before it is handed out again.")
@@ -119,6 +124,10 @@ class Settings(BaseSettings):
     feed_grace_seconds: float = Field(
         default=30.0, ge=0, description="Age after which the sweeper republishes a commit still undispatched.")
     feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
+    max_subscriptions_per_tenant: int = Field(
+        default=25, ge=1, le=10_000,
+        description="API subscriptions (`PUT /tenants/{t}/subscriptions/{name}`) a tenant may have; one more is "
+                    "`409`. A definition's own `eventSubscriptions` are at most 10 per definition.")
     feed_pause_after: int = Field(
         default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")
     feed_threads: int = Field(

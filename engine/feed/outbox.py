@@ -1,8 +1,9 @@
 """The outbox: every commit reaches every subscriber at least once, and a subscriber never holds back the others.
 
 A commit is stored undispatched (the event store does that). After the append the processor calls the
-`Dispatcher` (its `on_commit`), which only queues the commit and returns: the worker thread is never held up by
-a subscriber. In the background:
+`Dispatcher` (its `on_commit`, or `many` with a group commit's commits), which only queues the commits and returns:
+the worker thread is never held up by a subscriber. A commit that the subscription catalog's cache says nobody
+wants goes straight to be marked (step 3), without waking the router. In the background:
 
 1. a router thread maps the commit's events to CloudEvents once and picks the subscriptions that want them
    (types filter; a definition's subscriptions only see its workflow);
@@ -15,8 +16,9 @@ a subscriber. In the background:
    a delivery is one attempt: one that fails and may be retried goes back to its lane after its backoff
    (`RetryPolicy`) without holding a thread, so the commits behind it are not held back;
 3. when every lane has finished with the commit, it is marked dispatched — in batches, by a marker thread, so
-   marking costs one write per batch and not one per commit. If a delivery failed, the commit stays
-   undispatched and the subscriptions it did reach are recorded, so the sweeper's retry skips them.
+   marking costs one write per batch and not one per commit (on SQLite, riding along the next group commit). If a
+   delivery failed, the commit stays undispatched and the subscriptions it did reach are recorded, so the sweeper's
+   retry skips them.
 
 Subscription states (see subscriptions.py): an *active* subscription is delivered to; a failing delivery counts
 against it and after `pause_after` consecutive failures it is *paused*. A commit that a paused subscription
@@ -66,6 +68,7 @@ from engine.feed.subscriptions import (
     SubscriptionCatalog,
     SubscriptionStatus,
     SubscriptionStore,
+    TooManySubscriptions,
     check_types,
 )
 from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
@@ -100,7 +103,6 @@ class _Work:
     commit: Commit
     remaining: int
     recorded: bool  # deliveries were recorded by an earlier attempt: forget them once dispatched
-    done: threading.Event
     delivered: list[str] = field(default_factory=list)
     failed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -109,6 +111,10 @@ class _Work:
     def position(self) -> int:
         assert self.commit.position is not None
         return self.commit.position
+
+
+# A commit to be marked dispatched, and whether deliveries of it were recorded (to forget once it is marked).
+_Mark = tuple[Commit, bool]
 
 
 class Dispatcher:
@@ -141,15 +147,20 @@ class Dispatcher:
                            limit=lane_limit, turn=lane_turn)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        # The commits on their way, each with the event set when it is done with, where someone waits for it.
+        self._inflight: dict[tuple[str, int], threading.Event | None] = {}
         self._catching_up: set[tuple[str, str]] = set()
         self._handshakes: dict[tuple[str, str], float] = {}
         self._handshake_locks: dict[tuple[str, str], threading.Lock] = {}
         self._failed_lately: set[LaneKey] = set()  # subscriptions whose last delivery failed (in this process)
-        self._routes: queue.SimpleQueue[tuple[str, Commit, Collection[str], threading.Event] | None] = (
-            queue.SimpleQueue())
-        self._marks: dict[str, list[_Work]] = {}
+        # Each item: a tenant's commits handed over together (a group commit's), with the subscriptions to skip.
+        self._routes: queue.SimpleQueue[
+            tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
+        self._marks: dict[str, list[_Mark]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
+        # Set while someone drains: the marker then marks at once rather than letting a batch build up.
+        self._hurry = threading.Event()
+        self._draining = 0
         self._closed = False
         self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
         self._marker = threading.Thread(target=self._mark_loop, name="waymark-feed-marker", daemon=True)
@@ -162,22 +173,74 @@ class Dispatcher:
         """The processor's `on_commit`: queue the commit and return at once."""
         self.submit(tenant, commit)
 
+    def many(self, tenant: str, commits: Sequence[Commit]) -> None:
+        """The processor's hand-over of a group commit's commits. Those that no subscription wants, as far as the
+        subscription catalog's cache tells without reading anything, go straight to be marked dispatched; the
+        others go to the router together, in one hand-over. So in the steady state without subscribers the worker
+        wakes no router at all: each wake-up hands the GIL over, which cost the worker more than this check."""
+        new = self._admit(tenant, commits, waited=False)
+        if not new:
+            return
+        try:
+            unwanted, routed = self._sorted(tenant, new)
+        except Exception:  # the router finds out
+            unwanted, routed = [], new
+        if unwanted:
+            self._to_mark(tenant, unwanted)
+        if routed:
+            self._routes.put((tenant, routed, frozenset()))
+
+    def _sorted(self, tenant: str, commits: Sequence[Commit]) -> tuple[list[_Mark], list[Commit]]:
+        """The commits the catalog's cache says no subscription wants, and the others (for the router)."""
+        targets: dict[str, list[Subscription] | None] = {}
+        unwanted: list[_Mark] = []
+        routed: list[Commit] = []
+        for commit in commits:
+            workflow_id = commit.state.workflow_id
+            if workflow_id not in targets:
+                targets[workflow_id] = self.catalog.cached_targets(tenant, workflow_id)
+            known = targets[workflow_id]
+            if known is None or _wanted(known, commit, ()):
+                routed.append(commit)
+            else:
+                unwanted.append((commit, False))
+        # Mapping is skipped, but the next commit may need them.
+        self.mapper.remember(tenant, *(commit.state for commit, _ in unwanted))
+        return unwanted, routed
+
     def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
         """Queue a commit for publishing, skipping the subscriptions in `skip` (already delivered). Returns an
         event set when the commit is done with (dispatched, or left for the sweeper); None once closed. A commit
         already on its way is not queued twice."""
-        if commit.position is None:
+        waiting: list[threading.Event] = []
+        new = self._admit(tenant, [commit], waited=True, events=waiting)
+        if new:
+            self._routes.put((tenant, new, frozenset(skip)))
+        return waiting[0] if waiting else None
+
+    def _admit(self, tenant: str, commits: Sequence[Commit], *, waited: bool,
+               events: list[threading.Event] | None = None) -> list[Commit]:
+        """Note the commits as on their way; those that were not already (to be routed). `waited`: someone waits
+        for them, and `events` gets, for each commit (also one already on its way), an event set when it is done
+        with; the live path's commits, which nobody waits for one by one, get none (`drain` waits for all).
+        Nothing once closed."""
+        if any(commit.position is None for commit in commits):
             raise ValueError("only a stored commit (with a feed position) can be published")
-        key = (tenant, commit.position)
+        new: list[Commit] = []
         with self._lock:
             if self._closed:
-                return None
-            found = self._inflight.get(key)
-            if found is not None:
-                return found
-            done = self._inflight[key] = threading.Event()
-        self._routes.put((tenant, commit, frozenset(skip), done))
-        return done
+                return []
+            for commit in commits:
+                key = (tenant, commit.position or 0)
+                if key not in self._inflight:
+                    self._inflight[key] = None
+                    new.append(commit)
+                done = self._inflight[key]
+                if waited and events is not None:
+                    if done is None:
+                        done = self._inflight[key] = threading.Event()
+                    events.append(done)
+        return new
 
     def catch_up(self, tenant: str, subscription: Subscription) -> bool:
         """Deliver a resumed subscription's backlog in its lane. False if one is already running here."""
@@ -191,15 +254,38 @@ class Dispatcher:
             return False
         return True
 
+    def wait_for(self, commits: Iterable[tuple[str, int | None]], timeout: float) -> bool:
+        """Wait until these commits (tenant, feed position) are done with — dispatched, or left for the sweeper —
+        and for no others; False if one is not after `timeout` seconds."""
+        deadline = self.monotonic() + timeout
+        pending: list[threading.Event] = []
+        with self._lock:
+            for tenant, position in commits:
+                key = (tenant, position or 0)
+                if position is None or key not in self._inflight:
+                    continue  # done with already
+                done = self._inflight[key]
+                if done is None:  # the live path's commits get their event when someone waits for them
+                    done = self._inflight[key] = threading.Event()
+                pending.append(done)
+        return all(done.wait(max(0.0, deadline - self.monotonic())) for done in pending)
+
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
         deadline = self.monotonic() + timeout
         with self._idle:
-            while self._inflight or self._catching_up:
-                left = deadline - self.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(min(left, 0.1))
+            self._draining += 1
+            self._hurry.set()
+            try:
+                while self._inflight or self._catching_up:
+                    left = deadline - self.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(min(left, 0.1))
+            finally:
+                self._draining -= 1
+                if not self._draining:
+                    self._hurry.clear()
         return True
 
     def close(self, timeout: float = 5.0) -> None:
@@ -222,39 +308,50 @@ class Dispatcher:
             item = self._routes.get()
             if item is None:
                 return
-            tenant, commit, skip, done = item
-            try:
-                self._route(tenant, commit, skip, done)
-            except Exception:
-                log.exception("routing a commit failed; the sweeper will retry it",
-                              extra={"tenant": tenant, "instanceId": commit.instance_id, "position": commit.position})
-                self._release(tenant, commit, done)
+            tenant, commits, skip = item
+            unwanted: list[_Mark] = []  # the commits no subscription wants: marked together
+            for commit in commits:
+                try:
+                    mark = self._route(tenant, commit, skip)
+                except Exception:
+                    log.exception("routing a commit failed; the sweeper will retry it",
+                                  extra={"tenant": tenant, "instanceId": commit.instance_id,
+                                         "position": commit.position})
+                    self._release(tenant, commit)
+                    continue
+                if mark is not None:
+                    unwanted.append(mark)
+            if unwanted:
+                self._to_mark(tenant, unwanted)
 
-    def _route(self, tenant: str, commit: Commit, skip: Collection[str], done: threading.Event) -> None:
-        types = [CE_TYPES[event.type] for event in commit.events]
-        targets = [s for s in self.catalog.targets(tenant, commit.state.workflow_id)
-                   if s.name not in skip and any(s.wants(t) for t in types)]
-        plan: list[tuple[Subscription, list[BaseCloudEvent]]] = []
-        if targets:
-            events = self.mapper.events(tenant, commit)
-            plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
-        else:
-            self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
-        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip), done=done)
-        if not plan:
-            self._to_mark(work)
-            return
+    def _route(self, tenant: str, commit: Commit, skip: Collection[str]) -> _Mark | None:
+        """Hand the commit to the lanes of the subscriptions that want it; its mark when none does."""
+        targets = _wanted(self.catalog.targets(tenant, commit.state.workflow_id), commit, skip)
+        if not targets:
+            return self._unwanted(tenant, commit, recorded=bool(skip))
+        events = self.mapper.events(tenant, commit)
+        plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
+        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip))
         for subscription, wanted in plan:
             if not self.lanes.push((tenant, subscription.name), self._task(work, subscription, wanted, 1)):
                 log.warning("the lane of subscription %s is full; the sweeper will deliver this commit later",
                             subscription.name, extra={"tenant": tenant, "position": commit.position})
                 self._finished(work, subscription.name, _Outcome.FAILED)
+        return None
 
-    def _release(self, tenant: str, commit: Commit, done: threading.Event) -> None:
+    def _unwanted(self, tenant: str, commit: Commit, *, recorded: bool = False) -> _Mark:
+        """A commit no subscription wants: to be marked dispatched as it is."""
+        self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
+        return commit, recorded
+
+    def _release(self, tenant: str, *commits: Commit) -> None:
+        """The commits are done with (dispatched, or left for the sweeper)."""
         with self._idle:
-            self._inflight.pop((tenant, commit.position or 0), None)
+            dones = [self._inflight.pop((tenant, commit.position or 0), None) for commit in commits]
             self._idle.notify_all()
-        done.set()
+        for done in dones:
+            if done is not None:
+                done.set()
 
     # -------------------------------------------------------------------------------------- delivering
 
@@ -395,7 +492,7 @@ class Dispatcher:
         if not last:
             return
         if not work.failed:
-            self._to_mark(work)
+            self._to_mark(work.tenant, [(work.commit, work.recorded)])
             return
         try:
             if work.delivered:
@@ -403,13 +500,13 @@ class Dispatcher:
         except Exception:
             log.exception("could not record deliveries; the sweeper's retry may deliver them again",
                           extra={"tenant": work.tenant, "position": work.position})
-        self._release(work.tenant, work.commit, work.done)
+        self._release(work.tenant, work.commit)
 
     # -------------------------------------------------------------------------------------- marking
 
-    def _to_mark(self, work: _Work) -> None:
+    def _to_mark(self, tenant: str, marks: Sequence[_Mark]) -> None:
         with self._mark_ready:
-            self._marks.setdefault(work.tenant, []).append(work)
+            self._marks.setdefault(tenant, []).extend(marks)
             self._mark_ready.notify()
 
     def _mark_loop(self) -> None:
@@ -418,27 +515,27 @@ class Dispatcher:
                 while not self._marks and not self._closed:
                     self._mark_ready.wait(0.5)
             # Let a batch build up: marking is one write transaction on the tenant's event file, competing with
-            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer).
+            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer) — unless
+            # someone drains (a shutdown, a test): then at once.
             if not self._closed:
-                time.sleep(self.mark_delay)
+                self._hurry.wait(self.mark_delay)
             with self._mark_ready:
                 batch, self._marks = self._marks, {}
             if not batch and self._closed:
                 return
-            for tenant, works in batch.items():
-                positions = [work.position for work in works]
+            for tenant, marks in batch.items():
+                positions = [commit.position or 0 for commit, _ in marks]
                 try:
                     if self.before_mark is not None:
                         self.before_mark(tenant, positions)
                     self.store.mark_dispatched(tenant, positions)
-                    recorded = [work.position for work in works if work.recorded]
+                    recorded = [commit.position or 0 for commit, was_recorded in marks if was_recorded]
                     if recorded:
                         self.catalog.store.forget_deliveries(tenant, recorded)
                 except Exception:
                     log.exception("marking commits dispatched failed; the sweeper will publish them again",
                                   extra={"tenant": tenant, "positions": positions[:10]})
-                for work in works:
-                    self._release(tenant, work.commit, work.done)
+                self._release(tenant, *(commit for commit, _ in marks))
 
     # -------------------------------------------------------------------------------------- catching up
 
@@ -497,6 +594,14 @@ class Dispatcher:
         with self._idle:
             self._catching_up.discard(key)
             self._idle.notify_all()
+
+
+def _wanted(targets: Iterable[Subscription], commit: Commit, skip: Collection[str]) -> list[Subscription]:
+    """The subscriptions of `targets` (but those in `skip`) that want one of the commit's events."""
+    if not targets:
+        return []
+    types = [CE_TYPES[event.type] for event in commit.events]
+    return [s for s in targets if s.name not in skip and any(s.wants(t) for t in types)]
 
 
 def _owe(subscription: Subscription, position: int) -> Subscription:
@@ -633,9 +738,12 @@ class ChangeFeed:
                  eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
+                 max_subscriptions: int | None = None,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
                  schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.events = events
+        self.max_subscriptions = max_subscriptions  # API subscriptions per tenant (None: no limit)
+        self._subscribing = threading.Lock()
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
         self.webhook = webhook or WebhookPublisher(origin=origin,
@@ -688,7 +796,7 @@ class ChangeFeed:
                   secret: str | None = None, mode: str = "structured") -> tuple[Subscription, bool]:
         """Create or replace the API subscription `name`; (subscription, created). A new or changed endpoint, or
         one still pending, goes through the handshake: it is active only if it consents. Raises
-        InvalidSubscription or DestinationRefused (nothing stored)."""
+        InvalidSubscription, DestinationRefused or TooManySubscriptions (nothing stored)."""
         if not NAME_PATTERN.match(name):
             raise InvalidSubscription(name, ["a subscription name is 1 to 63 letters, digits, '.', '_' or '-', "
                                              "starting with a letter or digit"])
@@ -700,13 +808,17 @@ class ChangeFeed:
         except ValueError:
             raise InvalidSubscription(name, [f"mode must be 'structured' or 'binary', not {mode!r}"]) from None
         self.webhook.check_destination(endpoint)
-        existing = self.catalog.store.get(tenant, name)
         spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode)
-        if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
-            return self.catalog.save(tenant, existing.with_spec_of(spec)), False
-        base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
-                                                                 consecutive_failures=0)
-        stored = self.catalog.save(tenant, base)
+        with self._subscribing:  # in this process, two creations cannot both take the last place
+            existing = self.catalog.store.get(tenant, name)
+            if existing is None and self.max_subscriptions is not None and (
+                    len(self.catalog.store.list(tenant)) >= self.max_subscriptions):
+                raise TooManySubscriptions(tenant, name, self.max_subscriptions)
+            if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
+                return self.catalog.save(tenant, existing.with_spec_of(spec)), False
+            base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
+                                                                     consecutive_failures=0)
+            stored = self.catalog.save(tenant, base)
         return shake_hands(self.catalog, self.webhook, tenant, stored), existing is None
 
     def unsubscribe(self, tenant: str, name: str) -> None:
