@@ -190,7 +190,7 @@ def _timeouts(raw_state: Mapping[str, Any], path: str, raw_transitions: list[Any
     timeouts = parse_timeouts(raw_state, path, problem)
     topics = {raw.get("trigger") for raw in raw_transitions if isinstance(raw, dict)}
     for timeout in timeouts:
-        if timeout.topic not in topics:
+        if None not in topics and timeout.topic not in topics:  # a transition without `trigger` answers any topic
             problem(f"{timeout.where}.trigger.topic", f"no transition of this state answers topic {timeout.topic!r}")
     return timeouts
 

@@ -103,6 +103,12 @@ INVALID: dict[str, Any] = {
     "display name not a string": mutated(displayName=3, states__a__displayName=[]),
     "unknown keys": {"initialState": "a", "states": {"a": {"trasitions": [], "displayname": "x"}}, "foo": 1},
     "too long display name": mutated(displayName="x" * 1001),
+    "timeouts not a list": mutated(states__a__timeouts={"id": "t"}),
+    "timeout without after or topic": mutated(states__a__timeouts=[{"id": "t", "trigger": {}}]),
+    "timeout with a stray key": mutated(states__a__timeouts=[{"id": "t", "after": "PT1H", "trigger": {"topic": "go"},
+                                                            "every": 2}]),
+    "timeout repeat not a count": mutated(states__a__timeouts=[{"id": "t", "after": "PT1H", "trigger": {"topic": "go"},
+                                                               "repeat": 0}]),
     # What the schema cannot express: the parser alone finds these.
     "unknown target": mutated(states__a__transitions=[{"id": "go", "trigger": "go", "target": "nowhere"}]),
     "unknown initial state": mutated(initialState="nowhere"),

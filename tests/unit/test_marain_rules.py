@@ -176,3 +176,9 @@ def test_an_http_action_reads_a_marain_external_service_answer() -> None:
                              services=Services()).instance
     decision = decide_trigger(instance, definition, Trigger("pay", "t", {}), now=NOW, services=Services(http=port))
     assert decision.outcome is Outcome.APPLIED and decision.instance.context == {"paymentId": "p-1"}
+
+
+def test_a_timeout_may_be_answered_by_a_transition_without_a_trigger() -> None:
+    states = {"a": {"timeouts": [{"id": "late", "after": "P1D", "trigger": {"topic": "late"}}],
+                    "transitions": [{"id": "anything", "target": "b"}]}, "b": {}}
+    assert workflow(states).state("a").timeouts[0].topic == "late"
