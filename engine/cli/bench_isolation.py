@@ -1,7 +1,8 @@
 """`waymark bench isolation`: one tenant's latency alone, and beside a hostile tenant, through `waymark serve`.
 
-Two runs, each against a fresh `waymark serve` process on a fresh data directory (same settings: SQLite, 2 workers,
-private destinations allowed because the tarpits are on loopback):
+Rounds (3 by default) of two runs, each against a fresh `waymark serve` process on a fresh data directory (same
+settings: SQLite, 2 workers, private destinations allowed because the tarpits are on loopback), interleaved so
+that a passing load on the machine falls on both alike:
 
 - **alone**: tenant B creates 200 instances of the expense claim and sends 1,000 `update` triggers (5 per
   instance), 16 requests in flight, each with `Prefer: wait=30`, so a latency is the whole way (accepted, queued,
@@ -353,37 +354,67 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(values), 1), "p99": round(quantiles[98], 1), "max": round(max(values), 1)}
 
 
-def run_isolation_bench(*, instances: int = 200, triggers: int = 1000, concurrency: int = 16,
-                        settle_seconds: float = 60.0, hostile_items: int = 1000) -> dict[str, Any]:
+@dataclass
+class _Hostile:
+    scenario: NoisyNeighbour
+    run: VictimRun
+    outcomes: Counter[str]
+    tarpits: dict[str, Any]
+
+
+def _alone(instances: int, triggers: int, concurrency: int) -> VictimRun:
     with running_server() as url:
         scenario = NoisyNeighbour(url, instances=instances, triggers=triggers, concurrency=concurrency)
-        alone = scenario.run_victim(scenario.prepare_victim())
+        return scenario.run_victim(scenario.prepare_victim())
+
+
+def _beside_hostile(tarpits: Tarpits, instances: int, triggers: int, concurrency: int, hostile_items: int,
+                    settle_seconds: float) -> _Hostile:
+    with running_server() as url:
+        scenario = NoisyNeighbour(url, instances=instances, triggers=triggers, concurrency=concurrency,
+                                  hostile_items=hostile_items)
+        victim_key, hostile_key = scenario.prepare_victim(), scenario.prepare_hostile(tarpits)
+        with scenario.hostile_load(hostile_key):
+            time.sleep(2.0)  # A is at it before B starts
+            run = scenario.run_victim(victim_key)
+        ended = scenario.hostile_outcomes(hostile_key, settle_seconds=settle_seconds)
+        outcomes = Counter(f"{o['status']}: {o['errorType']}" if o["status"] == "Faulted" else o["status"]
+                           for o in ended.values())
+        return _Hostile(scenario, run, outcomes, tarpits.stats())
+
+
+def run_isolation_bench(*, instances: int = 200, triggers: int = 1000, concurrency: int = 16, rounds: int = 3,
+                        settle_seconds: float = 60.0, hostile_items: int = 1000) -> dict[str, Any]:
+    """`rounds` rounds, each a run alone then a run beside A (a fresh server each), so that a passing load on the
+    machine falls on both alike; the percentiles are over every round's triggers, and each round's p99 is listed.
+    A's outcomes are those of the last round, `settle_seconds` after B finished."""
+    alone: list[VictimRun] = []
+    beside: list[_Hostile] = []
     tarpits = Tarpits()
     try:
-        with running_server() as url:
-            scenario = NoisyNeighbour(url, instances=instances, triggers=triggers, concurrency=concurrency,
-                                      hostile_items=hostile_items)
-            victim_key, hostile_key = scenario.prepare_victim(), scenario.prepare_hostile(tarpits)
-            with scenario.hostile_load(hostile_key):
-                time.sleep(2.0)  # A is at it before B starts
-                hostile = scenario.run_victim(victim_key)
-            ended = scenario.hostile_outcomes(hostile_key, settle_seconds=settle_seconds)
-            hostile_outcomes = Counter(f"{o['status']}: {o['errorType']}" if o["status"] == "Faulted"
-                                       else o["status"] for o in ended.values())
-            tarpit_stats = tarpits.stats()
+        for number in range(rounds):
+            alone.append(_alone(instances, triggers, concurrency))
+            beside.append(_beside_hostile(tarpits, instances, triggers, concurrency, hostile_items,
+                                          settle_seconds if number == rounds - 1 else 0.0))
     finally:
         tarpits.close()
-    solo, noisy = _percentiles(alone.trigger_ms), _percentiles(hostile.trigger_ms)
+    solo = _percentiles([ms for run in alone for ms in run.trigger_ms])
+    noisy = _percentiles([ms for run in beside for ms in run.run.trigger_ms])
+    last = beside[-1]
     return {
         "p99_ms_alone": solo["p99"], "p99_ms_with_hostile_neighbour": noisy["p99"],
         "p50_ms_alone": solo["p50"], "p50_ms_with_hostile_neighbour": noisy["p50"],
         "max_ms_alone": solo["max"], "max_ms_with_hostile_neighbour": noisy["max"],
-        "create_p99_ms_alone": _percentiles(alone.create_ms)["p99"],
-        "create_p99_ms_with_hostile_neighbour": _percentiles(hostile.create_ms)["p99"],
-        "victim_outcomes_alone": dict(alone.outcomes), "victim_outcomes_with_hostile_neighbour": dict(hostile.outcomes),
-        "hostile_instances": len(scenario.hostile_ids), "hostile_outcomes": dict(hostile_outcomes),
-        "hostile_refused_at_upload": scenario.refused,
-        "tarpit_requests": tarpit_stats["requests"], "tarpit_most_open_connections": tarpit_stats["mostOpen"],
+        "rounds": [{"p99_ms_alone": _percentiles(a.trigger_ms)["p99"],
+                    "p99_ms_with_hostile_neighbour": _percentiles(b.run.trigger_ms)["p99"]}
+                   for a, b in zip(alone, beside, strict=True)],
+        "create_p99_ms_alone": _percentiles([ms for run in alone for ms in run.create_ms])["p99"],
+        "create_p99_ms_with_hostile_neighbour": _percentiles([ms for b in beside for ms in b.run.create_ms])["p99"],
+        "victim_outcomes_alone": dict(sum((run.outcomes for run in alone), Counter())),
+        "victim_outcomes_with_hostile_neighbour": dict(sum((b.run.outcomes for b in beside), Counter())),
+        "hostile_instances": len(last.scenario.hostile_ids), "hostile_outcomes": dict(last.outcomes),
+        "hostile_refused_at_upload": last.scenario.refused,
+        "tarpit_requests": last.tarpits["requests"], "tarpit_most_open_connections": last.tarpits["mostOpen"],
         "instances": instances, "triggers": triggers, "concurrency": concurrency, "workers": 2,
         "cpus": os.cpu_count(),
     }
@@ -394,10 +425,15 @@ def bench_isolation(
     instances: Annotated[int, typer.Option(min=1, help="Tenant B's instances.")] = 200,
     triggers: Annotated[int, typer.Option(min=100, help="Tenant B's triggers.")] = 1000,
     concurrency: Annotated[int, typer.Option(min=1, max=128, help="Tenant B's requests in flight.")] = 16,
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of (alone, beside A), interleaved.")] = 3,
+    settle_seconds: Annotated[float, typer.Option(min=0, help="How long A's instances may take to end after B "
+                                                              "(last round).")] = 60.0,
+    hostile_items: Annotated[int, typer.Option(min=1, help="Length of the list A's expressions go over.")] = 1000,
 ) -> None:
     """Tenant B's trigger latency alone and beside a hostile tenant A (costly expressions, an `http` action to a
     tarpit, a webhook to a tarpit), each run through its own `waymark serve`."""
-    figures = run_isolation_bench(instances=instances, triggers=triggers, concurrency=concurrency)
+    figures = run_isolation_bench(instances=instances, triggers=triggers, concurrency=concurrency, rounds=rounds,
+                                  settle_seconds=settle_seconds, hostile_items=hostile_items)
     if as_json:
         print(json.dumps(figures))
         return
@@ -406,6 +442,8 @@ def bench_isolation(
     for name in ("p50", "p99", "max"):
         table.add_row(f"{name} (ms)", f"{figures[f'{name}_ms_alone']:,.1f}",
                       f"{figures[f'{name}_ms_with_hostile_neighbour']:,.1f}")
+    table.add_row("p99 of each round (ms)", ", ".join(f"{r['p99_ms_alone']:,.0f}" for r in figures["rounds"]),
+                  ", ".join(f"{r['p99_ms_with_hostile_neighbour']:,.0f}" for r in figures["rounds"]))
     table.add_row("outcomes", json.dumps(figures["victim_outcomes_alone"]),
                   json.dumps(figures["victim_outcomes_with_hostile_neighbour"]))
     render.console.print(table)

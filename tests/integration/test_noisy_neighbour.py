@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
-from engine.cli.bench_isolation import HOSTILE_EXPRESSIONS, NoisyNeighbour, Tarpits, running_server
+from engine.cli.bench_isolation import HOSTILE_EXPRESSIONS, NoisyNeighbour, Tarpits, bench_isolation, running_server
 from engine.cli.serve import open_engine, open_tenants
 from engine.domain import HttpRequest
 from engine.settings import Settings
@@ -83,3 +84,15 @@ def test_a_hostile_tenant_does_not_hold_back_another(tmp_path: Path) -> None:
             assert outcome["where"].endswith(".values.out"), outcome  # the expression's path
         else:
             assert "127.0.0.1" in outcome["message"], outcome  # the destination is named
+
+
+@pytest.mark.timeout(600)
+def test_bench_isolation_prints_its_figures_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """`waymark bench isolation --json`, small: B's figures alone and beside A, every one of B's triggers applied."""
+    bench_isolation(as_json=True, instances=20, triggers=100, concurrency=4, rounds=1, settle_seconds=0.0,
+                    hostile_items=50)
+    figures = json.loads(capsys.readouterr().out)
+    for key in ("p99_ms_alone", "p99_ms_with_hostile_neighbour", "p50_ms_alone", "p50_ms_with_hostile_neighbour"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+    assert figures["victim_outcomes_alone"] == figures["victim_outcomes_with_hostile_neighbour"] == {"applied": 100}
+    assert len(figures["rounds"]) == 1 and figures["hostile_instances"] > 0
