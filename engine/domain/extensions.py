@@ -11,9 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cel
-
-from engine.domain.expressions import Expression, pruned
+from engine.domain.expressions import DEFAULT_BUDGET, Expression, ExpressionBudget, Prepared, pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +54,8 @@ class Services:
     http: HttpPort = field(default_factory=NoHttp)
     sleep: Callable[[float], None] = time.sleep
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
+    expression_budget: ExpressionBudget = DEFAULT_BUDGET
+    clock: Callable[[], float] = time.monotonic  # monotonic seconds: how long an evaluation took
 
 
 _NO_TRIGGER: dict[str, Any] = {"id": "", "topic": "", "content": {}}
@@ -77,7 +77,7 @@ class Scope:
         self.trigger = trigger if trigger is not None else _NO_TRIGGER
         self.sequence = sequence  # the sequence the commit being decided will start at
         self.services = services
-        self._prepared: dict[Expression, cel.Context] = {}
+        self._prepared: dict[Expression, Prepared] = {}
 
     @property
     def instance(self) -> dict[str, Any]:
@@ -101,14 +101,13 @@ class Scope:
         return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
-        if expression.depth:
-            expression.check_budget(self.activation(), where=where)
         prepared = self._prepared.get(expression)
         if prepared is None:
             full = self.activation()
             prepared = self._prepared[expression] = expression.prepare(
                 {name: pruned(full[name], tree) for name, tree in expression.paths.items()})
-        return expression.evaluate(prepared, where=where)
+        return expression.evaluate(prepared, where=where, budget=self.services.expression_budget,
+                                   clock=self.services.clock)
 
 
 @dataclass(frozen=True, slots=True)
