@@ -42,8 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from engine.azure_settings import AzureSettings, load_azure_settings
 from engine.domain import InstanceAlreadyExists, Services, StoreUnavailable
-from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher
-from engine.feed.subscriptions_cosmos import CONTAINER as SUBSCRIPTIONS_CONTAINER
+from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
@@ -194,7 +193,8 @@ class AzureHost:
         self.feed = ChangeFeed(
             self.engine.events, CosmosSubscriptionStore(self._subscriptions, auto_create=create_missing,
                                                         sealer=sealer_of(self.tenants, "subscription secrets")),
-            definitions=self.engine.catalog, tenant_config=self._feed_config, tenants=self._tenant_ids,
+            definitions=self.engine.catalog, static=parse_static_subscriptions(settings.feed_subscriptions),
+            tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds)
@@ -246,8 +246,8 @@ class AzureHost:
         `eventGridTopicEndpoint`; the feed reads `eventGrid: {endpoint, key | keyEnv, types}`. A topic recorded
         only the first way is published to with the app's identity."""
         config = dict(self.router.config(tenant))
-        topic = config.get("eventGridTopicEndpoint")
-        if "eventGrid" not in config and isinstance(topic, str) and topic:
+        topic = self.router.parsed(tenant).event_grid_topic_endpoint
+        if "eventGrid" not in config and topic:
             config["eventGrid"] = {"endpoint": topic}
         return config
 
@@ -257,7 +257,7 @@ class AzureHost:
         if client is None:
             raise StoreUnavailable("subscription store", f"tenant {tenant!r} is not on Cosmos DB, the only store of "
                                                          "the Azure host")
-        container = str(self.router.config(tenant).get("subscriptionsContainer") or SUBSCRIPTIONS_CONTAINER)
+        container = self.router.parsed(tenant).subscriptions_container
         return SubscriptionsLocation(client, self.router.location(tenant).database, container)
 
     # -------------------------------------------------------------------------------------- what the functions call

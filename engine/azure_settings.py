@@ -113,6 +113,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_MAX_WAIT_SECONDS",
             "Upper bound of `Prefer: wait=N` (at most 230: the HTTP limit of a Function app).", default="30"),
     Setting("WAYMARK_LOG_LEVEL", "critical, error, warning, info or debug.", default="info"),
+    Setting("WAYMARK_FEED_SUBSCRIPTIONS",
+            'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
+            '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
+            "listed tenants') go to each. May hold webhook secrets: deploy it from a secure parameter or a Key Vault "
+            "reference.",
+            secret=True),
 )
 
 # Settings of the Functions host itself that main.bicep sets and Waymark's code does not read.
@@ -172,6 +178,7 @@ class AzureSettings:
     outbox_grace_seconds: float
     max_wait_seconds: float
     log_level: LogLevel
+    feed_subscriptions: str | None = field(default=None, repr=False)
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -258,6 +265,15 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         invalid("WAYMARK_SWEEP_SCHEDULE", schedule, "an NCRONTAB expression has six fields: second minute hour "
                                                     "day month day-of-week")
 
+    feed_subscriptions = raw("WAYMARK_FEED_SUBSCRIPTIONS")
+    if feed_subscriptions is not None:
+        from engine.feed.subscriptions import InvalidSubscription, parse_static_subscriptions
+
+        try:
+            parse_static_subscriptions(feed_subscriptions)
+        except (InvalidSubscription, ValueError) as e:  # ValueError: not JSON
+            problems.append(f"WAYMARK_FEED_SUBSCRIPTIONS is invalid: {e}")
+
     settings = AzureSettings(
         store="cosmos",
         cosmos_endpoint=cosmos_endpoint,
@@ -280,6 +296,7 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         outbox_grace_seconds=number("WAYMARK_OUTBOX_GRACE_SECONDS", 0, 7 * 24 * 3600),
         max_wait_seconds=number("WAYMARK_MAX_WAIT_SECONDS", 0, _MAX_FUNCTION_HTTP_SECONDS),
         log_level=log_level,
+        feed_subscriptions=feed_subscriptions,
     )
     if problems:
         raise AzureSettingsError(problems)

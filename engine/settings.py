@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         default=None, repr=False, min_length=16,
         description="Server secret tenant keys are hashed with (HMAC-SHA256). When unset, one is generated once "
                     "into {data_dir}/secret (mode 0600).")
+    root_path: str = Field(
+        default="", pattern=r"^(/[^/?#]+)*$", max_length=200,
+        description="Path prefix a reverse proxy serves the API under, which it strips before passing requests on "
+                    "(uvicorn's `--root-path`, e.g. `/api`): redirects and links carry it. Auth is decided per route "
+                    "either way.")
     max_body_bytes: int = Field(
         default=262_144, ge=1024, description="Largest request body accepted; a larger one gets 413.")
     workers: int = Field(default=2, ge=0, le=64, description="Queue worker threads in the serve process.")

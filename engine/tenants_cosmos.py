@@ -36,6 +36,7 @@ from azure.cosmos import PartitionKey, exceptions
 from engine.domain.errors import StoreUnavailable, TenantNotFound
 from engine.domain.events import timestamp
 from engine.stores.cosmos import CosmosLocation, cosmos_client, ensure_tenant
+from engine.tenant_config import CONFIG_KEYS, InvalidTenantConfig, parse_tenant_config
 from engine.tenants import (
     KeyHasher,
     TenantAlreadyExists,
@@ -45,8 +46,8 @@ from engine.tenants import (
     new_key,
 )
 
-__all__ = ["CosmosTenantRegistry", "cosmos_tenant_config", "onboard_cosmos_tenant", "record_bicep_outputs",
-           "tenant_bicep_command"]
+__all__ = ["CosmosTenantRegistry", "config_from_outputs", "cosmos_tenant_config", "onboard_cosmos_tenant",
+           "record_bicep_outputs", "tenant_bicep_command"]
 
 STORE = "tenant registry (cosmos)"
 
@@ -245,7 +246,7 @@ def tenant_bicep_command(tenant_id: str, resource_group: str, *, cosmos_account:
 
 def _outputs(outputs_json: str | Mapping[str, Any]) -> dict[str, Any]:
     """The outputs of a deployment as {name: value}: from `--query properties.outputs` ({name: {type, value}}), the
-    whole deployment JSON, or plain {name: value}."""
+    whole deployment JSON, or plain {name: value}; `tenantConfiguration`'s keys are merged in."""
     data: Any = json.loads(outputs_json) if isinstance(outputs_json, str) else dict(outputs_json)
     if isinstance(data, Mapping) and isinstance(data.get("properties"), Mapping):
         data = data["properties"].get("outputs", {})
@@ -259,6 +260,29 @@ def _outputs(outputs_json: str | Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def config_from_outputs(outputs_json: str | Mapping[str, Any], *, auth: str = "identity") -> dict[str, Any]:
+    """The tenant configuration to record from infra/tenant.bicep's outputs: its `tenantConfiguration` (read by
+    `parse_tenant_config`, so every key the template outputs is one the app reads), with `auth` when the template
+    did not say. Raises ValueError when the outputs are not those of tenant.bicep."""
+    values = _outputs(outputs_json)
+    try:
+        parsed = parse_tenant_config(values)
+    except InvalidTenantConfig as e:
+        raise ValueError(str(e)) from e
+    if not parsed.cosmos_endpoint or not parsed.database:
+        raise ValueError("the outputs have no cosmosEndpoint and database: not those of infra/tenant.bicep")
+    location = CosmosLocation(parsed.database, parsed.events_container, parsed.definitions_container)
+    config = cosmos_tenant_config(endpoint=parsed.cosmos_endpoint, location=location, auth=parsed.auth or auth,
+                                  event_grid_topic_endpoint=parsed.event_grid_topic_endpoint)
+    for key, default in (("subscriptionsContainer", "subscriptions"), ("parkedContainer", "parked")):
+        value = getattr(parsed, CONFIG_KEYS[key])
+        if value != default:
+            config[key] = value
+    if parsed.event_grid_topic_id:
+        config["eventGridTopicId"] = parsed.event_grid_topic_id
+    return config
+
+
 def record_bicep_outputs(registry: TenantRegistry, tenant_id: str, outputs_json: str | Mapping[str, Any], *,
                          auth: str = "identity", tenant_key: str | None = None) -> tuple[TenantRecord, str | None]:
     """Record what infra/tenant.bicep created as the tenant's configuration: a new tenant is registered (its key
@@ -267,14 +291,7 @@ def record_bicep_outputs(registry: TenantRegistry, tenant_id: str, outputs_json:
     values = _outputs(outputs_json)
     if values.get("tenantId") not in (None, tenant_id):
         raise ValueError(f"these outputs are tenant {values.get('tenantId')!r}'s, not {tenant_id!r}'s")
-    endpoint = values.get("cosmosEndpoint")
-    database = values.get("databaseName") or values.get("database")
-    if not endpoint or not database:
-        raise ValueError("the outputs have no cosmosEndpoint and databaseName: not those of infra/tenant.bicep")
-    location = CosmosLocation(str(database), str(values.get("eventsContainer") or "events"),
-                              str(values.get("definitionsContainer") or "definitions"))
-    config = cosmos_tenant_config(endpoint=str(endpoint), location=location, auth=auth,
-                                  event_grid_topic_endpoint=str(values.get("eventGridTopicEndpoint") or "") or None)
+    config = config_from_outputs(values, auth=auth)
     try:
         registry.get(tenant_id)
     except TenantNotFound:

@@ -84,6 +84,10 @@ param maxWaitSeconds int = 30
 ])
 param logLevel string = 'info'
 
+@description('Static change-feed subscriptions (WAYMARK_FEED_SUBSCRIPTIONS): a JSON list of {"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}; empty for none. Secure: it may hold webhook secrets.')
+@secure()
+param feedSubscriptions string = ''
+
 @description('Turn Cosmos DB key authentication off: only Entra ID identities with a data-plane role get in.')
 param cosmosDisableLocalAuth bool = true
 
@@ -424,6 +428,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'WAYMARK_FEED_SUBSCRIPTIONS'
+          value: feedSubscriptions
         }
       ]
     }

@@ -20,6 +20,7 @@ param sweepSchedule = '0 */1 * * * *'
 param outboxGraceSeconds = 60
 param maxWaitSeconds = 30
 param logLevel = 'info'
+param feedSubscriptions = ''
 param cosmosDisableLocalAuth = true
 param logRetentionDays = 30
 param tags = {

@@ -184,22 +184,29 @@ resource topicDataSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }
 
 var topicEndpoint = createEventGridTopic ? topic.properties.endpoint : ''
+var topicId = createEventGridTopic ? topic.id : ''
 
 output tenantId string = tenantId
 output cosmosEndpoint string = cosmos.properties.documentEndpoint
-output databaseName string = database.name
+output database string = database.name
 output eventsContainer string = eventsContainer.name
 output definitionsContainer string = definitionsContainer.name
 output subscriptionsContainer string = subscriptionsContainer.name
 output eventGridTopicEndpoint string = topicEndpoint
+@description('Resource id of the tenant\'s Event Grid topic (empty without one): the scope of event subscriptions.')
+output eventGridTopicId string = topicId
 
-@description('What the onboarding records in the tenant registry for this tenant.')
+// Exactly the tenant's configuration as the app reads it (engine/tenant_config.py; a test feeds each key to its
+// parser): pass it as `config` to POST /tenants, or let `waymark tenants onboard --azure` do it.
+@description('The tenant configuration to register: POST /tenants {"id": tenantId, "config": tenantConfiguration}.')
 output tenantConfiguration object = {
-  id: tenantId
+  store: 'cosmos'
+  auth: 'identity'
   cosmosEndpoint: cosmos.properties.documentEndpoint
-  databaseName: database.name
+  database: database.name
   eventsContainer: eventsContainer.name
   definitionsContainer: definitionsContainer.name
   subscriptionsContainer: subscriptionsContainer.name
   eventGridTopicEndpoint: topicEndpoint
+  eventGridTopicId: topicId
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -10,8 +10,10 @@ from fastapi.openapi.utils import get_openapi
 
 from engine.api import health, instances, problems, recovery, workflows
 from engine.api import tenants as tenant_routes
+from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
 from engine.api.context import ApiContext
+from engine.api.health import ReadinessCheck
 from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
 from engine.runtime import Engine
@@ -27,9 +29,12 @@ or the admin key). Commands (create, trigger) are accepted with `202` and queued
 
 
 def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
-               authenticator: Authenticator | None = None, routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The API of one engine. `routers` adds more tenant routes (the change feed's `feed_router`): the
-    AuthMiddleware covers them like every `/tenants/...` path, and their errors are problems too."""
+               authenticator: Authenticator | None = None, routers: Sequence[APIRouter] = (),
+               readiness: Mapping[str, ReadinessCheck] | None = None) -> FastAPI:
+    """The API of one engine. `routers` adds more routes (the change feed's `feed_router`): the
+    AuthMiddleware covers them like every route (engine/api/access.py), and their errors are problems too.
+    Add routers here, not with `include_router` on the app: the auth cannot see into an included router, so it
+    lets only the admin key through to one. `readiness`: more checks for `GET /readyz` (engine/api/health.py)."""
     app = FastAPI(title="Waymark", version="0.1.0", description=DESCRIPTION)
     auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds)
     ctx = ApiContext(engine=engine, tenants=tenants, settings=settings, auth=auth)
@@ -39,14 +44,14 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     instances.add_routes(app, ctx)
     workflows.add_routes(app, ctx)
     tenant_routes.add_routes(app, ctx)
-    health.add_routes(app, ctx)
+    health.add_routes(app, ctx, readiness=readiness)
     recovery.add_routes(app, ctx)
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
-    for router in routers:  # after the hot routes: an included router is matched last
-        app.include_router(router)
+    for router in routers:  # their routes go on the app itself too (after the hot ones), where the auth sees them
+        app.router.routes.extend(router.routes)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(AuthMiddleware, authenticator=auth)
+    app.add_middleware(AuthMiddleware, authenticator=auth, routes=app.router.routes)
     app.state.waymark = ctx
 
     def openapi() -> dict[str, Any]:
@@ -64,7 +69,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
             problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
             for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
-                    if path.startswith("/tenants"):
+                    if path not in PUBLIC_PATHS:
                         operation["security"] = [{"bearer": []}]
                     # FastAPI documents its own 422 shape; ours is a problem, like every error.
                     invalid = operation.get("responses", {}).get("422")

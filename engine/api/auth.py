@@ -1,12 +1,17 @@
 """Who is calling: `Authorization: Bearer <key>`, checked before any route runs.
 
-Rules, in this order, for every path under `/tenants`:
+What a route needs is decided per route (engine/api/access.py), from the route the request is routed to, never
+from a prefix of the raw path. Rules, in this order:
 
-1. no key, or a key that is neither the admin key nor a tenant's key → 401 with `WWW-Authenticate: Bearer`;
-2. `/tenants` itself (onboarding) is for the admin key only → 403 for a tenant key;
-3. a tenant key on another tenant's path → 403, whether or not that tenant exists (a key never learns which
+1. PUBLIC and SESSION routes (liveness, the API's description, the dashboard with its own sign-in) need no key;
+2. no key, or a key that is neither the admin key nor a tenant's key → 401 with `WWW-Authenticate: Bearer`;
+3. an ADMIN route (onboarding, readiness, anything without a `{tenant}`) is for the admin key only → 403 for a
+   tenant key;
+4. a tenant key on another tenant's path → 403, whether or not that tenant exists (a key never learns which
    other tenants there are);
-4. the admin key on the path of a tenant that does not exist → 404.
+5. the admin key on the path of a tenant that does not exist → 404.
+
+A path no route matches runs nothing (404); under `/tenants` it is still checked as a tenant path first.
 
 Checked keys are cached in-process for a few seconds (`auth_cache_seconds`), so accepting a command costs no
 registry lookup. Only keys that were found are cached: junk keys cannot fill the cache.
@@ -17,12 +22,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from starlette._utils import get_route_path
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from engine.api.access import Access, access_of, routed
 from engine.api.problems import ApiProblem, problem_for
 from engine.tenants import TenantRegistry
 
@@ -121,29 +129,47 @@ def bearer_key(scope: Scope) -> bytes | None:
 
 def principal_of(scope: Scope) -> Principal:
     principal = scope.get("state", {}).get("principal")
-    assert isinstance(principal, Principal), "AuthMiddleware sets the principal of every /tenants request"
+    assert isinstance(principal, Principal), "AuthMiddleware sets the principal of every route that needs a key"
     return principal
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    """`routes`: the app's routes (the router's own list, so routes added later are covered too)."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/tenants" or path.startswith("/tenants/")):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        access, tenant = self._access(scope)
+        if access is Access.PUBLIC or access is Access.SESSION:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self._authorise(scope, path)
+            principal = await self._authorise(scope, access, tenant)
         except Exception as error:
-            await problem_for(error, path)(scope, receive, send)
+            await problem_for(error, scope.get("path"))(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
-    async def _authorise(self, scope: Scope, path: str) -> Principal:
+    def _access(self, scope: Scope) -> tuple[Access, str]:
+        """What the request's route needs, and the tenant it names ("" for none)."""
+        route, params = routed(self.routes, scope)
+        if route is not None:
+            return access_of(route), str(params.get("tenant", ""))
+        path = get_route_path(scope)
+        if path == "/tenants" or path.startswith("/tenants/"):
+            segments = path.split("/")
+            tenant = segments[2] if len(segments) > 2 else ""
+            return (Access.TENANT if tenant else Access.ADMIN), tenant
+        return Access.PUBLIC, ""  # no route: the router answers 404 and runs nothing
+
+    async def _authorise(self, scope: Scope, access: Access, tenant: str) -> Principal:
         key = bearer_key(scope)
         if key is None:
             raise ApiProblem(401, "Unauthorized", "This route needs an `Authorization: Bearer <key>` header.",
@@ -155,11 +181,9 @@ class AuthMiddleware:
         if principal is None:
             raise ApiProblem(401, "Unauthorized", "The key given is not a valid key.", slug="unauthorized",
                              headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
-        segments = path.split("/")
-        tenant = segments[2] if len(segments) > 2 else ""
-        if not tenant:
+        if access is Access.ADMIN:
             if not principal.admin:
-                raise ApiProblem(403, "Forbidden", "Only the admin key may onboard tenants.", slug="forbidden")
+                raise ApiProblem(403, "Forbidden", "Only the admin key may call this route.", slug="forbidden")
         elif principal.admin:
             if not auth.tenant_known(tenant):
                 await run_in_threadpool(auth.check_tenant, tenant)  # TenantNotFound: 404

@@ -8,7 +8,7 @@
     POST   /tenants/{tenant}/subscriptions/{name}/pause
     POST   /tenants/{tenant}/subscriptions/{name}/resume   handshake again, then the backlog is delivered
 
-Who may call is settled before these run (the app's AuthMiddleware covers every `/tenants` path); a host that
+Who may call is settled before these run (the app's AuthMiddleware covers every route with a `{tenant}`); a host that
 has no such middleware passes its own dependencies to `feed_router`.
 """
 

@@ -14,9 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "BroadcastAccepted", "BroadcastRequest", "CreateAccepted", "CreateInstanceRequest", "EventPage", "EventView",
-    "FaultView", "Health", "InstancePage", "InstanceView", "ProblemDetails", "TenantCreated", "TenantRequest",
-    "TenantView", "TriggerAccepted", "TriggerRequest", "TriggerResult", "WorkflowList", "WorkflowSummary",
-    "WorkflowVersion",
+    "FaultView", "Health", "InstancePage", "InstanceView", "ProblemDetails", "Readiness", "TenantCreated",
+    "TenantRequest", "TenantView", "TriggerAccepted", "TriggerRequest", "TriggerResult", "WorkflowList",
+    "WorkflowSummary", "WorkflowVersion",
 ]
 
 MAX_JSON_DEPTH = 64
@@ -243,10 +243,21 @@ class BroadcastAccepted(_View):
 
 
 class Health(_View):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"status": "ok", "tenants": 1, "queue": {"depth": 0, "poisoned": 0}}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
     status: Literal["ok"]
+
+
+class Readiness(_View):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ok", "checks": {"registry": {"status": "ok", "tenants": 1},
+                                    "storage": {"status": "ok", "pinged": 1},
+                                    "queue": {"status": "ok", "depth": 0, "poisoned": 0}}}]})
+
+    status: Literal["ok"]
+    checks: dict[str, dict[str, Any]] = Field(
+        description="Each check by name: `status` (ok, unavailable, failed) and what it found; a 503 problem "
+                    "carries the same `checks`")
 
 
 class ProblemDetails(_View):

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.domain.errors import (
+    CommandTooLarge,
     ConcurrencyConflict,
     DuplicateTrigger,
     InstanceAlreadyExists,
@@ -32,6 +33,7 @@ from engine.domain.errors import (
     WaymarkError,
     WorkflowNotFound,
 )
+from engine.tenant_config import InvalidTenantConfig
 from engine.tenants import InvalidTenantId, TenantAlreadyExists
 
 __all__ = ["PROBLEM_JSON", "ApiProblem", "install", "problem_for", "problem_response"]
@@ -50,6 +52,7 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     NotFound: (404, "not-found", "Not found"),
     InvalidDefinition: (422, "invalid-definition", "Invalid workflow definition"),
     InvalidTenantId: (422, "invalid-tenant-id", "Invalid tenant id"),
+    InvalidTenantConfig: (422, "invalid-tenant-config", "Invalid tenant configuration"),
     InstanceAlreadyExists: (409, "instance-exists", "Instance already exists"),
     TenantAlreadyExists: (409, "tenant-exists", "Tenant already exists"),
     ConcurrencyConflict: (409, "concurrency-conflict", "Concurrent change"),
@@ -57,11 +60,12 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     StoreUnavailable: (503, "store-unavailable", "Storage unavailable"),
     RecoveryRefused: (409, "recovery-refused", "Not possible in the instance's status"),
     InvalidCommand: (422, "invalid-command", "Invalid request"),
+    CommandTooLarge: (413, "command-too-large", "Command too large for the queue"),
 }
 
 # Attributes of an error that are worth handing to a client as extension members of the problem.
 _MEMBERS = {"tenant": "tenant", "instance_id": "instanceId", "workflow_id": "workflowId", "version": "version",
-            "trigger_id": "triggerId"}
+            "trigger_id": "triggerId", "limit": "limit", "size": "size"}
 
 
 class ApiProblem(StarletteHTTPException):
@@ -110,6 +114,8 @@ def _waymark_problem(error: WaymarkError, mapped: tuple[int, str, str], instance
     detail = str(error)
     if isinstance(error, InvalidDefinition):
         members["errors"] = [{"path": p.path, "message": p.message} for p in error.problems]
+    elif isinstance(error, InvalidTenantConfig):
+        members["errors"] = [{"path": "body.config", "message": problem} for problem in error.problems]
     elif isinstance(error, StoreUnavailable):
         # The driver's message names files and hosts: logged for the operator, not shown to the client.
         log.warning("storage unavailable answering %s: %s", instance, error)

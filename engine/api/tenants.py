@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import TenantCreated, TenantRequest, TenantView
+from engine.tenant_config import parse_tenant_config
 from engine.tenants import TenantRecord
 
 
@@ -16,6 +17,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     tags: list[str | Enum] = ["tenants"]
 
     def onboard(body: TenantRequest) -> tuple[TenantRecord, str]:
+        parse_tenant_config(body.config)  # InvalidTenantConfig (422) before anything is written
         record, key = ctx.tenants.create(body.id, config=body.config)
         ctx.engine.events.ping(record.id)  # creates the tenant's storage now, not on its first command
         return record, key

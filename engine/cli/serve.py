@@ -279,7 +279,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     import uvicorn
 
     return uvicorn.Config(app, log_level=settings.log_level, access_log=settings.access_log, lifespan="off",
-                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), server_header=False)
+                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), server_header=False,
+                          root_path=settings.root_path)
 
 
 def url_of(sock: socket.socket) -> str:
@@ -354,6 +355,8 @@ def serve(
                                                                               "cosmosdb-server only [env "
                                                                               "WAYMARK_COSMOS_VERIFY=false].")]
     = False,
+    root_path: Annotated[str | None, typer.Option("--root-path", help="Path prefix a reverse proxy serves the API "
+                                                                      "under [env WAYMARK_ROOT_PATH].")] = None,
 ) -> None:
     """Serve the HTTP API with in-process queue workers on a local data directory (SQLite, or Cosmos DB with
     --store cosmos)."""
@@ -361,7 +364,8 @@ def serve(
 
     flags: dict[str, Any] = {"data_dir": data_dir, "host": host, "port": port, "workers": workers,
                              "log_level": log_level, "store": store, "cosmos_endpoint": cosmos_endpoint,
-                             "cosmos_key": cosmos_key, "cosmos_verify": False if cosmos_no_verify else None}
+                             "cosmos_key": cosmos_key, "cosmos_verify": False if cosmos_no_verify else None,
+                             "root_path": root_path}
     try:
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as e:

@@ -10,6 +10,7 @@
     ├── ConcurrencyConflict      append with a stale expected version; nothing was written
     ├── DuplicateTrigger         append of a trigger id already recorded on the instance
     ├── StoreUnavailable         the storage could not be reached; the command stays queued
+    ├── CommandTooLarge          a command larger than one message of the command queue can hold
     ├── RecoveryRefused          recover/terminate of an instance it does not apply to (not faulted …)
     ├── InvalidCommand           a command with a wrong field (unknown reset state, sequence out of range)
     └── ExecutionError           a condition or action failed while running (faults the instance)
@@ -108,6 +109,18 @@ class StoreUnavailable(WaymarkError):
         self.store = store
         self.detail = detail
         super().__init__(f"{store} is unavailable: {detail}")
+
+
+class CommandTooLarge(WaymarkError):
+    """A command whose body does not fit in one message of the command queue (Azure Storage: about 47 KiB of JSON,
+    below the API's own body limit). Nothing was queued."""
+
+    def __init__(self, queue: str, size: int, limit: int) -> None:
+        self.queue = queue
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the command is {size} bytes of JSON; one message of the command queue {queue!r} holds at "
+                         f"most {limit}: send a smaller content (e.g. a reference to the data instead of the data)")
 
 
 class ExecutionError(WaymarkError):

@@ -49,7 +49,7 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import LinearRetry, QueueClient, QueueMessage
 
-from engine.domain.errors import StoreUnavailable
+from engine.domain.errors import CommandTooLarge, StoreUnavailable
 from engine.queues.base import Message, MessageLost, check_receive, dump_body
 
 __all__ = [
@@ -80,16 +80,12 @@ _NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]")
 Credential = str | AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 
 
-class MessageTooLarge(ValueError):
-    """A command body too large for one Azure Storage message (64 KiB after base64: about 47 KiB of JSON)."""
+class MessageTooLarge(CommandTooLarge, ValueError):
+    """A command body too large for one Azure Storage message (64 KiB after base64: about 47 KiB of JSON). The API
+    answers it with 413 (`CommandTooLarge`)."""
 
     def __init__(self, queue: str, size: int) -> None:
-        self.queue = queue
-        self.size = size
-        super().__init__(
-            f"a command body of {size} bytes is larger than the {MAX_BODY_BYTES} bytes one message of "
-            f"Azure Storage queue {queue!r} can hold"
-        )
+        super().__init__(queue, size, MAX_BODY_BYTES)
 
 
 def encode_body(text: str) -> str:

@@ -35,6 +35,7 @@ from engine.stores.cosmos import (
     CosmosLocation,
     cosmos_client,
 )
+from engine.tenant_config import InvalidTenantConfig, TenantConfig, parse_tenant_config
 from engine.tenants import TenantRegistry
 
 __all__ = ["STORE_KINDS", "TenantRoutedDefinitionStore", "TenantRoutedEventStore", "TenantStoreRouter",
@@ -108,18 +109,22 @@ class TenantStoreRouter:
             self._configs[tenant] = (now, config)
         return config
 
+    def parsed(self, tenant: str) -> TenantConfig:
+        """The tenant's configuration as engine/tenant_config.py reads it; a record with a wrong value in a known
+        key makes the tenant's storage unavailable (the command waits on its queue until the record is fixed)."""
+        try:
+            return parse_tenant_config(self.config(tenant))
+        except InvalidTenantConfig as e:
+            raise StoreUnavailable("tenant configuration", f"tenant {tenant!r}: {e}") from e
+
     def store_kind(self, tenant: str) -> str:
-        kind = str(self.config(tenant).get("store") or self.default_store)
-        if kind not in STORE_KINDS:
-            raise StoreUnavailable("tenant configuration", f"tenant {tenant!r} names an unknown store {kind!r}")
-        return kind
+        return self.parsed(tenant).store or self.default_store
 
     def location(self, tenant: str) -> CosmosLocation:
         """Where a Cosmos tenant's data is: its configuration's names, else `{prefix}{tenant}`/events/definitions."""
-        config = self.config(tenant)
-        return CosmosLocation(str(config.get("database") or f"{self.database_prefix}{tenant}"),
-                              str(config.get("eventsContainer") or "events"),
-                              str(config.get("definitionsContainer") or "definitions"))
+        config = self.parsed(tenant)
+        return CosmosLocation(config.database or f"{self.database_prefix}{tenant}", config.events_container,
+                              config.definitions_container)
 
     def event_store(self, tenant: str) -> EventStore:
         if self.store_kind(tenant) == "cosmos":
@@ -171,8 +176,8 @@ class TenantStoreRouter:
             return self._sqlite
 
     def _account(self, tenant: str) -> _Account:
-        config = self.config(tenant)
-        endpoint = str(config.get("cosmosEndpoint") or self.cosmos_endpoint or "")
+        config = self.parsed(tenant)
+        endpoint = config.cosmos_endpoint or self.cosmos_endpoint or ""
         if not endpoint:
             raise StoreUnavailable("cosmos", f"tenant {tenant!r} has no cosmosEndpoint and the host no default one")
         normal = _normal_endpoint(endpoint)
@@ -182,7 +187,7 @@ class TenantStoreRouter:
         with self._lock:
             account = self._accounts.get(normal)
             if account is None:
-                client = self._client(endpoint, str(config.get("auth") or ""))
+                client = self._client(endpoint, config.auth or "")
                 account = _Account(client,
                                    CosmosEventStore(client, resolve=self.location, auto_create=self.auto_create),
                                    CosmosDefinitionStore(client, resolve=self.location, auto_create=self.auto_create))

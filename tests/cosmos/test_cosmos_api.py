@@ -149,7 +149,10 @@ def test_the_expense_claim_walk_through_the_api_on_cosmos(tmp_path: Path, cosmos
         assert not (api.data_dir / "tenants" / "acme.db").exists()
         with httpx.Client(base_url=api.url) as anonymous:
             health = anonymous.get("/healthz")
-        assert health.status_code == 200 and health.json()["tenants"] == 1
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        with api.admin() as admin:
+            ready = admin.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["registry"]["tenants"] == 1
 
 
 def test_the_sweeper_repairs_the_cosmos_index_of_commits_the_outbox_did_not_mark(tmp_path: Path,

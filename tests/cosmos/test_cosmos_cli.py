@@ -226,7 +226,7 @@ def served(tmp_path: Path, cosmos_silo: CosmosSilo) -> Iterator[tuple[subprocess
             process.stdout.close()
 
 
-def test_serve_store_cosmos_starts_and_answers_healthz(served: tuple[subprocess.Popen[str], str, list[str]],
+def test_serve_store_cosmos_starts_and_answers_healthz_and_readyz(served: tuple[subprocess.Popen[str], str, list[str]],
                                                        cosmos_silo: CosmosSilo) -> None:
     process, url, output = served
     deadline = time.monotonic() + 30
@@ -240,7 +240,11 @@ def test_serve_store_cosmos_starts_and_answers_healthz(served: tuple[subprocess.
         assert time.monotonic() < deadline, "".join(output)
         time.sleep(0.05)
     banner = "".join(output)
-    assert health.json()["tenants"] == 1 and "created tenant demo" in banner
+    assert health.json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["registry"]["tenants"] == 1 and ready.json()["checks"]["storage"]["pinged"] == 1
+    assert "created tenant demo" in banner
     assert "store: cosmos at" in banner and "not verified" in banner
     assert f"{cosmos_silo.prefix}-demo" in {d["id"] for d in cosmos_silo.client.list_databases()}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {DEMO_KEY}"}, timeout=30) as http:

@@ -148,8 +148,8 @@ def test_included_in_the_real_app_behind_its_auth(receiver: Receiver, make_rig: 
     registry = MemoryTenantRegistry(secret="server-secret-0123456789")
     _, key = registry.create(TENANT)
     _, other = registry.create("other")
-    app = create_app(rig.engine, registry, Settings(data_dir=tmp_path, admin_key="admin-key-0123456789abcdef"))
-    app.include_router(feed_router(rig.feed))  # the one line the host adds
+    app = create_app(rig.engine, registry, Settings(data_dir=tmp_path, admin_key="admin-key-0123456789abcdef"),
+                     routers=[feed_router(rig.feed)])  # the one argument the host adds
     create(rig.engine, "c1")
     with api_client(app) as client:
         assert client.get(f"/tenants/{TENANT}/feed").status_code == 401

@@ -10,6 +10,8 @@ from typing import Any
 from tree_sitter import Node
 
 from engine.stores.cosmos import DEFINITIONS_INDEXING_POLICY, EVENTS_INDEXING_POLICY, EVENTS_UNIQUE_KEY_POLICY
+from engine.tenant_config import CONFIG_KEYS, parse_tenant_config
+from engine.tenants_cosmos import config_from_outputs
 from tests.functions.harness import ROOT
 from tests.infra.bicep_source import outputs, parse, properties, resources, string_value, text, top_level
 
@@ -65,3 +67,34 @@ def test_the_subscriptions_container_is_provisioned_and_output() -> None:
     [configuration] = [node for node in top_level(tree, "output_declaration")
                        if text(node.named_children[0]) == "tenantConfiguration"]
     assert "subscriptionsContainer: subscriptionsContainer.name" in text(configuration)
+
+
+def _configuration() -> dict[str, Node]:
+    """tenant.bicep's `tenantConfiguration` output: key -> value expression."""
+    tree = parse(INFRA / "tenant.bicep")
+    [declaration] = [node for node in top_level(tree, "output_declaration")
+                     if text(node.named_children[0]) == "tenantConfiguration"]
+    [value] = [child for child in declaration.named_children if child.type == "object"]
+    return {text(prop.named_children[0]): prop.named_children[-1]
+            for prop in value.named_children if prop.type == "object_property"}
+
+
+def test_every_key_of_the_tenant_configuration_output_is_read_by_the_registry_parser() -> None:
+    """Each key tenant.bicep outputs in `tenantConfiguration`, fed alone to the parser every host reads a tenant's
+    configuration with, changes what it reads: a renamed key (the old `databaseName`) would be silently ignored."""
+    configuration = _configuration()
+    blank = parse_tenant_config({})
+    samples = {"store": "cosmos", "auth": "identity"}
+    for key, expression in configuration.items():
+        value = string_value(expression) if expression.type == "string" else None
+        sample = value if value else samples.get(key, f"sample-{key}")
+        parsed = parse_tenant_config({key: sample})
+        assert parsed != blank, f"tenantConfiguration.{key} is not a key the app reads"
+        assert getattr(parsed, CONFIG_KEYS[key]) == sample
+    assert set(CONFIG_KEYS) - set(configuration) <= {"parkedContainer"}, "the template provisions, but does not say"
+    # And the whole object, as a deployment prints it, is what the onboarding records.
+    outputs_json = {"tenantId": {"type": "String", "value": "acme"}, "tenantConfiguration": {"type": "Object", "value": {
+        key: samples.get(key, "https://x.documents.azure.com:443/" if key == "cosmosEndpoint" else f"v-{key}")
+        for key in configuration}}}
+    recorded = config_from_outputs(outputs_json)
+    assert parse_tenant_config(recorded) == parse_tenant_config(outputs_json["tenantConfiguration"]["value"])

@@ -117,8 +117,8 @@ def test_main_bicep_provisions_the_platform() -> None:
 
 def test_tenant_bicep_outputs_the_tenant_configuration() -> None:
     tree = parse(INFRA / "tenant.bicep")
-    assert {"cosmosEndpoint", "databaseName", "eventsContainer", "definitionsContainer",
-            "eventGridTopicEndpoint", "tenantConfiguration"} <= set(outputs(tree))
+    assert {"cosmosEndpoint", "database", "eventsContainer", "definitionsContainer",
+            "eventGridTopicEndpoint", "eventGridTopicId", "tenantConfiguration"} <= set(outputs(tree))
 
     declared = resources(tree)
     [events_paths] = list(properties(declared["eventsContainer"][1], "paths"))

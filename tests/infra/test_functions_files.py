@@ -3,12 +3,15 @@ local.settings.json.example; and the README covers every setting."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import tomllib
 from pathlib import Path
 
 from engine.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS, load_azure_settings
+from engine.stores.cosmos import cosmos_client
+from tests.cosmos_fixtures import CosmosAccount
 
 ROOT = Path(__file__).resolve().parents[2]
 _PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)")
@@ -80,6 +83,18 @@ def test_local_settings_example_has_every_setting_and_loads() -> None:
     assert settings.queue.connection_string == "UseDevelopmentStorage=true"
     assert not settings.queue.identity_based
     assert settings.cosmos_verify_tls is False
+
+
+def test_the_example_cosmos_key_signs_requests(cosmos_account: CosmosAccount) -> None:
+    """The Cosmos SDK signs each request with the base64-decoded key: a key that is not base64 fails the first call
+    (binascii.Error). The example's is the well-known emulator key, which cosmosdb-server accepts like any."""
+    key = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]["WAYMARK_COSMOS_KEY"]
+    assert base64.b64decode(key, validate=True)
+    client = cosmos_client(cosmos_account.server.endpoint, key=key, verify=False)
+    try:
+        assert isinstance(list(client.list_databases()), list)
+    finally:
+        client.close()
 
 
 def test_docs_describe_every_setting() -> None:

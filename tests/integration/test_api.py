@@ -82,24 +82,45 @@ def trigger(http: httpx.Client, instance_id: str, topic: str, content: Any = Non
 
 # ---------------------------------------------------------------------------------------------- health, openapi
 
-def test_healthz_reports_ok_without_a_key(api_server: RunningServer) -> None:
-    with api_server.client() as http:
-        response = http.get("/healthz")
-    assert response.status_code == 200
+def test_healthz_is_liveness_only_anonymous_and_touches_no_storage(tmp_path: Path) -> None:
+    with serve_api(tmp_path, workers=0) as server:
+        server.onboard("quiet", samples=False)
+        server.engine.queue.close()  # type: ignore[attr-defined]
+        server.service.tenants.close()
+        with server.client() as http:
+            response = http.get("/healthz")
+        assert response.status_code == 200 and response.json() == {"status": "ok"}, "no counts, no storage call"
+        assert response.headers["cache-control"] == "no-store"
+
+
+def test_readyz_needs_the_admin_key_and_reports_each_check(api_server: RunningServer, acme: str) -> None:
+    with api_server.client() as anonymous:
+        problem(anonymous.get("/readyz"), 401)
+    with api_server.client(acme) as tenant:
+        problem(tenant.get("/readyz"), 403)
+    with api_server.admin() as admin:
+        response = admin.get("/readyz")
+    assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ok"
-    assert body["queue"]["poisoned"] == 0
+    assert body["checks"]["registry"] == {"status": "ok", "tenants": len(api_server.service.tenants.list())}
+    assert body["checks"]["storage"]["status"] == "ok" and body["checks"]["storage"]["pinged"] >= 1
+    assert body["checks"]["queue"]["status"] == "ok" and body["checks"]["queue"]["poisoned"] == 0
 
 
-def test_healthz_is_503_problem_when_the_queue_cannot_be_reached(tmp_path: Path) -> None:
+def test_readyz_is_503_problem_naming_the_check_when_the_queue_cannot_be_reached(tmp_path: Path) -> None:
     with serve_api(tmp_path, workers=0) as server:
         key = server.onboard("broken", samples=False)
         server.engine.queue.close()  # type: ignore[attr-defined]
-        with server.client() as http:
-            body = problem(http.get("/healthz"), 503)
-            assert "retry-after" in http.get("/healthz").headers
-        assert "queue" in body["detail"]
+        with server.admin() as http:
+            response = http.get("/readyz")
+            body = problem(response, 503)
+            assert response.headers["retry-after"] == "1"
+        assert "queue" in body["detail"] and body["checks"]["queue"]["status"] == "unavailable"
+        assert body["checks"]["registry"]["status"] == "ok", "one failing check does not hide the others"
         assert str(tmp_path) not in json.dumps(body), "driver details (paths) are for the log, not the client"
+        with server.client() as anonymous:
+            assert anonymous.get("/healthz").status_code == 200, "liveness is not readiness"
         with server.client(key) as http:
             sample = json.loads((SAMPLES / "expense-claim.json").read_text())
             assert http.put("/tenants/broken/workflows/expense-claim", json=sample).status_code == 201
@@ -123,7 +144,7 @@ def test_openapi_documents_every_route_with_examples(api_server: RunningServer) 
         ("/tenants/{tenant}/instances/{instance_id}", "get"),
         ("/tenants/{tenant}/instances/{instance_id}/events", "get"),
         ("/tenants/{tenant}/instances/{instance_id}/triggers", "post"), ("/tenants/{tenant}/triggers", "post"),
-        ("/healthz", "get"),
+        ("/healthz", "get"), ("/readyz", "get"),
     }
     assert {(path, method) for path, ops in paths.items() for method in ops} >= expected
     schemas = doc["components"]["schemas"]
@@ -155,6 +176,17 @@ def test_onboarding_returns_the_key_once_and_creates_storage(api_server: Running
     assert (api_server.data_dir / "tenants" / f"{tenant}.db").exists()
     with api_server.client(body["key"]) as http:
         assert http.get(f"/tenants/{tenant}").status_code == 200
+
+
+def test_onboarding_refuses_a_configuration_the_hosts_cannot_read(api_server: RunningServer) -> None:
+    tenant = unique("t").lower()
+    with api_server.admin() as http:
+        refused = problem(http.post("/tenants", json={"id": tenant, "config": {
+            "store": "postgres", "database": 7, "plan": "free"}}), 422)
+        assert refused["type"] == "urn:waymark:problem:invalid-tenant-config"
+        assert [e["message"] for e in refused["errors"]] == [
+            "store must be one of sqlite, cosmos, not 'postgres'", "database must be a string, not int"]
+        problem(http.get(f"/tenants/{tenant}"), 404)  # nothing was recorded
 
 
 @pytest.mark.parametrize("tenant_id", ["A", "Acme", "-acme", "a_b", "a" * 64, "", "ac me"])
