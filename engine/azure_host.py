@@ -41,7 +41,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from engine.azure_settings import AzureSettings, load_azure_settings
-from engine.domain import InstanceAlreadyExists, Services, StoreUnavailable
+from engine.domain import ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
 from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
@@ -186,7 +186,8 @@ class AzureHost:
         if services is None:
             http = HttpxPort()
             self._closers.append(http.close)
-            services = Services(http=http)
+            services = Services(http=http, expression_budget=ExpressionBudget(
+                max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds))
         self.engine = Engine(TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router),
                              self.queue, services=services)
         identity = self.credential if key is None else None

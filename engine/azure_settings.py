@@ -119,6 +119,12 @@ SETTINGS: tuple[Setting, ...] = (
             "listed tenants') go to each. May hold webhook secrets: deploy it from a secure parameter or a Key Vault "
             "reference.",
             secret=True),
+    Setting("WAYMARK_EXPRESSION_MAX_STEPS",
+            "The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).",
+            default="20000000"),
+    Setting("WAYMARK_EXPRESSION_MAX_SECONDS",
+            "Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.",
+            default="2"),
 )
 
 # Settings of the Functions host itself that main.bicep sets and Waymark's code does not read.
@@ -178,6 +184,8 @@ class AzureSettings:
     outbox_grace_seconds: float
     max_wait_seconds: float
     log_level: LogLevel
+    expression_max_steps: float = 20_000_000
+    expression_max_seconds: float = 2.0
     feed_subscriptions: str | None = field(default=None, repr=False)
 
 
@@ -297,6 +305,8 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         max_wait_seconds=number("WAYMARK_MAX_WAIT_SECONDS", 0, _MAX_FUNCTION_HTTP_SECONDS),
         log_level=log_level,
         feed_subscriptions=feed_subscriptions,
+        expression_max_steps=number("WAYMARK_EXPRESSION_MAX_STEPS", 1_000, 1e12),
+        expression_max_seconds=number("WAYMARK_EXPRESSION_MAX_SECONDS", 0.001, 600),
     )
     if problems:
         raise AzureSettingsError(problems)

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         default=5.0, gt=0,
         description="Seconds in-flight requests (a `Prefer: wait` among them) may take to finish on shutdown.")
+    expression_max_steps: int = Field(
+        default=20_000_000, ge=1_000,
+        description="The most steps (about one element copied each) a CEL evaluation may take, bounded before it "
+                    "runs; past it the instance faults with `ExpressionBudgetExceeded`.")
+    expression_max_seconds: float = Field(
+        default=2.0, gt=0,
+        description="Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.")
     log_level: LogLevel = Field(default="warning", description="Log level of uvicorn and the engine (to stderr).")
     access_log: bool = Field(default=False, description="Log every request (uvicorn's access log).")
     feed_origin: str = Field(

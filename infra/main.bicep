@@ -84,6 +84,13 @@ param maxWaitSeconds int = 30
 ])
 param logLevel string = 'info'
 
+@description('The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).')
+@minValue(1000)
+param expressionMaxSteps int = 20000000
+
+@description('Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.')
+param expressionMaxSeconds string = '2'
+
 @description('Static change-feed subscriptions (WAYMARK_FEED_SUBSCRIPTIONS): a JSON list of {"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}; empty for none. Secure: it may hold webhook secrets.')
 @secure()
 param feedSubscriptions string = ''
@@ -428,6 +435,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'WAYMARK_EXPRESSION_MAX_STEPS'
+          value: string(expressionMaxSteps)
+        }
+        {
+          name: 'WAYMARK_EXPRESSION_MAX_SECONDS'
+          value: expressionMaxSeconds
         }
         {
           name: 'WAYMARK_FEED_SUBSCRIPTIONS'

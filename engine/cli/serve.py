@@ -146,7 +146,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     under the data directory, or Cosmos; `settings.store` for a tenant that names none; a Cosmos tenant's
     database and containers created on its first use if missing, which takes a key or an identity allowed to),
     and the SQLite command queue."""
-    from engine.domain import Services
+    from engine.domain import ExpressionBudget, Services
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
     from engine.service.http_port import HttpxPort
@@ -160,7 +160,9 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
                                         database_prefix=settings.tenant_database_prefix)
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count)
     # `http` conditions and actions call out through httpx (redirects not followed).
-    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()))
+    budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
+    return Engine(events=events, definitions=definitions, queue=queue,
+                  services=Services(http=HttpxPort(), expression_budget=budget))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
