@@ -32,19 +32,22 @@ class Engine:
 
 
 def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5,
-                  busy_timeout: float = 10.0) -> Engine:
+                  busy_timeout: float = 10.0, synchronous: str = "full") -> Engine:
     """The embedded default: one SQLite file per tenant, and a SQLite command queue, under `data_dir`.
 
     `busy_timeout` is how long a statement waits for a lock held elsewhere before the store reports itself
-    unavailable (and the command goes back on the queue)."""
+    unavailable (and the command goes back on the queue). `synchronous` is how every file is synced ("full",
+    durable; or "normal": see WAYMARK_SQLITE_SYNCHRONOUS)."""
     from engine.queues.sqlite import SqliteCommandQueue
+    from engine.stores._sqlite import checked_synchronous
     from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
 
+    sync = checked_synchronous(synchronous)
     data_dir.mkdir(parents=True, exist_ok=True)
     return Engine(
-        events=SqliteEventStore(data_dir, busy_timeout=busy_timeout),
-        definitions=SqliteDefinitionStore(data_dir, busy_timeout=busy_timeout),
-        queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count),
+        events=SqliteEventStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
+        definitions=SqliteDefinitionStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
+        queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count, synchronous=sync),
         services=services or Services(),
     )
 

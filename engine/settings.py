@@ -15,6 +15,7 @@ __all__ = ["Settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 StoreKind = Literal["sqlite", "cosmos"]
+Synchronous = Literal["full", "normal"]  # engine.stores._sqlite.Synchronous
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,14 @@ class Settings(BaseSettings):
                     "either way.")
     max_body_bytes: int = Field(
         default=262_144, ge=1024, description="Largest request body accepted; a larger one gets 413.")
+    sqlite_synchronous: Synchronous = Field(
+        default="full",
+        description="How every SQLite file (the tenants' stores, the command queue, the tenant registry, the "
+                    "subscriptions) is synced. `full`: each commit is on the disk before it returns, so an "
+                    "acknowledged command (202, 201, 200) survives an OS crash or a power cut. `normal` is faster "
+                    "and loses nothing when the process crashes, but a power cut or OS crash may lose the last "
+                    "commits of each file, and the files independently: a command answered 202 may vanish, or "
+                    "leave the queue while the commit it made is lost.")
     workers: int = Field(default=2, ge=0, le=64, description="Queue worker threads in the serve process.")
     visibility_timeout: float = Field(
         default=30.0, gt=0,

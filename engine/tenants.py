@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from engine.domain.errors import StoreUnavailable, TenantNotFound, WaymarkError
 from engine.domain.events import timestamp
 from engine.sealing import Sealer
-from engine.stores._sqlite import rollback
+from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
 
 __all__ = [
     "TENANT_ID_PATTERN", "InvalidTenantId", "KeyHasher", "MemoryTenantRegistry", "SqliteTenantRegistry",
@@ -256,8 +256,9 @@ class SqliteTenantRegistry:
     embedded = True  # see engine.stores.base.embedded
 
     def __init__(self, path: Path, *, secret: str | bytes, busy_timeout: float = 10.0,
-                 defaults: Defaults | None = None) -> None:
+                 defaults: Defaults | None = None, synchronous: Synchronous = DURABLE) -> None:
         self.path = Path(path)
+        self.synchronous = checked_synchronous(synchronous)
         self.hasher = KeyHasher(secret)
         self.defaults = defaults
         self.busy_timeout = busy_timeout
@@ -362,8 +363,7 @@ class SqliteTenantRegistry:
         connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            durable(connection, self.synchronous)  # a tenant answered 201 (its key shown once) is on the disk
         except BaseException:
             connection.close()
             raise

@@ -119,7 +119,8 @@ def open_tenants(settings: Settings) -> SqliteTenantRegistry:
     from engine.tenants import SqliteTenantRegistry, read_or_create_secret
 
     secret = settings.secret or read_or_create_secret(settings.data_dir / "secret")[0]
-    return SqliteTenantRegistry(settings.data_dir / "tenants.db", secret=secret, defaults=tenant_defaults(settings))
+    return SqliteTenantRegistry(settings.data_dir / "tenants.db", secret=secret, defaults=tenant_defaults(settings),
+                                synchronous=settings.sqlite_synchronous)
 
 
 def tenant_defaults(settings: Settings) -> Defaults | None:
@@ -157,8 +158,10 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     events, definitions = routed_stores(tenants, data_dir=data_dir, default_store=settings.store,
                                         cosmos_endpoint=settings.cosmos_endpoint, cosmos_key=settings.cosmos_key,
                                         verify=settings.cosmos_verify, auto_create=True,
-                                        database_prefix=settings.tenant_database_prefix)
-    queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count)
+                                        database_prefix=settings.tenant_database_prefix,
+                                        sqlite_synchronous=settings.sqlite_synchronous)
+    queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
+                               synchronous=settings.sqlite_synchronous)
     # `http` conditions and actions call out through httpx (redirects not followed).
     budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
     return Engine(events=events, definitions=definitions, queue=queue,
@@ -170,7 +173,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
     from engine.tenants import sealer_of
 
-    subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"))
+    subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
+                                            synchronous=settings.sqlite_synchronous)
     feed = ChangeFeed(engine.events, subscriptions, definitions=engine.catalog,
                       static=parse_static_subscriptions(settings.feed_subscriptions),
                       tenant_config=lambda tenant: tenants.get(tenant).config,

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 from engine.domain import NotFound, StoreUnavailable, WaymarkError, WorkflowNotFound, timestamp
 from engine.feed.cloudevents import ALL_TYPES
 from engine.sealing import Sealer
-from engine.stores._sqlite import rollback
+from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
 
 __all__ = [
     "NAME_PATTERN", "InvalidSubscription", "Kind", "MemorySubscriptionStore", "Mode", "Source",
@@ -295,8 +295,10 @@ class SqliteSubscriptionStore:
     store is written only when a subscription's state changes or a delivery must be remembered, so it is never
     the bottleneck. `sqlite3` errors become `StoreUnavailable`."""
 
-    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, sealer: Sealer | None = None) -> None:
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, sealer: Sealer | None = None,
+                 synchronous: Synchronous = DURABLE) -> None:
         self.root = Path(data_dir) / "feed"
+        self.synchronous = checked_synchronous(synchronous)
         self.busy_timeout = busy_timeout
         self.sealer = sealer  # seals the webhook secrets in the file (None: kept as they are)
         self._lock = threading.Lock()
@@ -313,8 +315,7 @@ class SqliteSubscriptionStore:
                 self.root.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.root / f"{tenant}.db", timeout=self.busy_timeout, isolation_level=None,
                                      check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                durable(db, self.synchronous)
                 for statement in _SCHEMA:
                     db.execute(statement)
             except (sqlite3.Error, OSError) as e:

@@ -8,7 +8,7 @@ times is moved to the poison queue instead of being handed out again.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,12 @@ class CommandQueue(Protocol):
 
     def complete(self, message: Message) -> None:
         """Delete a processed message. Raises MessageLost if the receipt is stale."""
+        ...
+
+    def complete_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Delete the processed messages of a batch (as one write where the queue can); returns those whose receipt
+        was stale (MessageLost), which are left alone. A storage failure raises StoreUnavailable, and the
+        messages not deleted come back after their visibility timeout."""
         ...
 
     def release(self, message: Message, *, delay: float = 0.0) -> None:

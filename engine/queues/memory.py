@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,18 @@ class MemoryCommandQueue:
         with self._lock:
             self._held(message)
             del self._messages[message.id]
+
+    def complete_many(self, messages: Sequence[Message]) -> list[Message]:
+        lost = []
+        with self._lock:
+            for message in messages:
+                try:
+                    self._held(message)
+                except MessageLost:
+                    lost.append(message)
+                    continue
+                del self._messages[message.id]
+        return lost
 
     def release(self, message: Message, *, delay: float = 0.0) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
-"""The queue worker: receive a command, process it, complete it — or leave it queued for a retry.
+"""The queue worker: receive a batch of commands, process them, complete them — or leave one queued for a retry.
 
-A command is completed only after its commit is stored (or it is known to be recorded already). When
+A command is completed only after its commit is stored (or it is known to be recorded already): a batch's
+messages are deleted together, in one queue transaction after the last of its commits (see `process_batch`). When
 the engine itself fails (storage unreachable, a bug), the message is released with a backoff and its
 dequeue count grows, until the queue moves it to the poison queue: nothing is dropped silently.
 """
@@ -20,6 +21,11 @@ from engine.service.processor import CommandProcessor, Result
 log = logging.getLogger("waymark.worker")
 
 
+def _fields(message: Message) -> dict[str, Any]:
+    return {"messageId": message.id, "dequeueCount": message.dequeue_count,
+            "tenant": message.body.get("tenant"), "instanceId": message.body.get("instanceId")}
+
+
 def retry_delay(dequeue_count: int) -> float:
     """Exponential backoff for a command that failed: 1, 2, 4 … seconds, at most a minute."""
     return float(min(60, 2 ** max(0, dequeue_count - 1)))
@@ -36,8 +42,12 @@ class Worker:
 
     def process(self, message: Message) -> bool:
         """Handle one message; True when it was completed (done with, for good)."""
-        fields = {"messageId": message.id, "dequeueCount": message.dequeue_count,
-                  "tenant": message.body.get("tenant"), "instanceId": message.body.get("instanceId")}
+        fields = _fields(message)
+        return self._handle(message, fields) and self._complete_all([message])
+
+    def _handle(self, message: Message, fields: dict[str, Any]) -> bool:
+        """Process one message: True when it is done with (its commits stored, or it can never succeed) and may
+        be completed; False when it was released for a retry."""
         try:
             command = from_message(message.body)
             self.processor.handle(command)
@@ -56,12 +66,24 @@ class Worker:
                 log.exception("could not release the message; it comes back after its visibility timeout",
                               extra=fields)
             return False
-        return self._complete(message, fields)
+        return True
 
     def process_batch(self, messages: Sequence[Message], stop: threading.Event | None = None) -> None:
         """Handle a received batch. Consecutive triggers of one tenant are decided in order and stored in one
-        group commit (`CommandProcessor.trigger_many`); every other command goes through `process`. A set `stop`
-        releases what is not started yet."""
+        group commit (`CommandProcessor.trigger_many`); every other command goes through `_handle`. A set `stop`
+        releases what is not started yet.
+
+        The messages done with are deleted from the queue at the end, all in one `complete_many` (one queue
+        transaction, one sync): after every transaction that stored their commits has returned — and so, with
+        synchronous=FULL, is on the disk. A crash at any moment leaves each command stored or still queued (or
+        both: redelivered, it finds its trigger recorded), never neither."""
+        done: list[Message] = []
+        try:
+            self._process_runs(messages, done, stop)
+        finally:
+            self._complete_all(done)
+
+    def _process_runs(self, messages: Sequence[Message], done: list[Message], stop: threading.Event | None) -> None:
         index = 0
         while index < len(messages):
             if stop is not None and stop.is_set():
@@ -69,7 +91,8 @@ class Worker:
                 return
             group = self._trigger_run(messages, index)
             if len(group) < 2:
-                self.process(messages[index])
+                if self._handle(messages[index], _fields(messages[index])):
+                    done.append(messages[index])
                 index += 1
                 continue
             commands = [command for _, command in group]
@@ -79,10 +102,9 @@ class Worker:
             except Exception:  # the group as a whole could not start (storage away): each on its own
                 results = [None] * len(group)  # type: ignore[list-item]
             for (message, _), result in zip(group, results, strict=True):
-                if isinstance(result, Result):
-                    self._complete(message)
-                else:
-                    self.process(message)  # retried alone: it fails (and is released) or succeeds on its own
+                # A trigger the group could not store is retried alone: it fails (and is released) or succeeds.
+                if isinstance(result, Result) or self._handle(message, _fields(message)):
+                    done.append(message)
             index += len(group)
 
     def _trigger_run(self, messages: Sequence[Message], start: int) -> list[tuple[Message, SendTrigger]]:
@@ -97,21 +119,23 @@ class Worker:
             group.append((message, command))
         return group
 
-    def _complete(self, message: Message, fields: dict[str, Any] | None = None) -> bool:
-        """Delete a processed message; False when that failed (the worker goes on either way)."""
-        extra = fields or {"messageId": message.id}
+    def _complete_all(self, messages: Sequence[Message]) -> bool:
+        """Delete processed messages, in one queue transaction; False when that failed (the worker goes on
+        either way: the commits are stored, and each message comes back after its visibility timeout, finds its
+        trigger recorded, and is completed then)."""
+        if not messages:
+            return True
         try:
-            self.queue.complete(message)
-        except MessageLost:
+            lost = self.queue.complete_many(messages)
+        except Exception as e:
+            log.error("completing %d processed message(s) failed; they are redelivered and deduplicated: %s",
+                      len(messages), e, extra={"messageId": messages[0].id})
+            return False
+        for message in lost:
             # It took longer than the visibility timeout and someone else holds it now: they will find
             # the trigger recorded and complete it without applying it twice.
-            log.warning("message was handed to another receiver before it was completed", extra=extra)
-        except Exception as e:
-            # The commit is stored; the message comes back after its visibility timeout, finds its trigger
-            # recorded, and is completed then.
-            log.error("completing a processed message failed; it is redelivered and deduplicated: %s", e,
-                      extra=extra)
-            return False
+            log.warning("message was handed to another receiver before it was completed",
+                        extra={"messageId": message.id})
         return True
 
     def _release_all(self, messages: Sequence[Message]) -> None:

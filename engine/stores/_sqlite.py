@@ -1,10 +1,10 @@
 """The tenant databases of the SQLite stores: one file per tenant, one connection per (tenant, thread).
 
 A tenant's file `{data_dir}/tenants/{tenant}.db` holds its events, instances and definitions, so tenants are
-siloed by the file system. Files are in WAL mode (readers never wait for the writer) with
-`synchronous=NORMAL` (a commit survives a process crash; a power cut may lose the last few, never corrupt
-the file). Writers take the write lock up front with `BEGIN IMMEDIATE` and wait up to the busy timeout for
-it, which is what makes several threads and several processes appending to one tenant safe.
+siloed by the file system. Files are in WAL mode (readers never wait for the writer) with `synchronous=FULL` by
+default (see `durable`): a commit that returned is on the disk. Writers take the write lock up front with
+`BEGIN IMMEDIATE` and wait up to the busy timeout for it, which is what makes several threads and several
+processes appending to one tenant safe.
 """
 
 from __future__ import annotations
@@ -17,8 +17,32 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import Literal, get_args
 
 from engine.domain.errors import StoreUnavailable, TenantNotFound
+
+# How every SQLite file of Waymark is synced (WAYMARK_SQLITE_SYNCHRONOUS). In WAL mode, FULL syncs the WAL at
+# every commit, before COMMIT returns: an acknowledged command survives an OS crash or a power cut. NORMAL syncs
+# only at checkpoints: a process crash loses nothing, but a power cut may lose the last commits of each file —
+# and the files are synced apart, so it may keep a queue's DELETE and lose the commit it followed.
+Synchronous = Literal["full", "normal"]
+SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = get_args(Synchronous)
+DURABLE: Synchronous = "full"
+
+
+def checked_synchronous(synchronous: str) -> Synchronous:
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
+    return synchronous
+
+
+def durable(connection: sqlite3.Connection, synchronous: Synchronous = DURABLE) -> None:
+    """WAL mode and the synchronous level of a new connection (a connection's level is its own: every connection
+    of a file must be set)."""
+    synchronous = checked_synchronous(synchronous)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -89,10 +113,11 @@ class TenantDatabases:
     """
 
     def __init__(self, data_dir: Path, *, store: str, busy_timeout: float = 10.0,
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, synchronous: Synchronous = DURABLE) -> None:
         self.directory = Path(data_dir) / "tenants"
         self.store = store
         self.busy_timeout = busy_timeout
+        self.synchronous = checked_synchronous(synchronous)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -226,8 +251,7 @@ class TenantDatabases:
         # Set before the file's first write, ignored after. Every page a commit touches is written whole to
         # the WAL and again by the checkpoint: 2 KiB pages write about a third less than 4 KiB ones.
         connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
+        durable(connection, self.synchronous)
         connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if self._background:
             connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain import Commit, Event, Instance, StoreUnavailable
-from engine.stores.base import DefinitionStore, EventStore, Page, embedded
+from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous
+from engine.stores.base import DefinitionStore, EventStore, Page, PendingCommit, append_many, embedded
 from engine.stores.cosmos import (
     CosmosDefinitionStore,
     CosmosEventStore,
@@ -59,6 +60,7 @@ class TenantStoreRouter:
     """Picks, per tenant, the SQLite or Cosmos stores its configuration names (see the module docstring).
 
     - `data_dir`: where the SQLite tenants' files are (`{data_dir}/tenants/{tenant}.db`); needed for `sqlite`.
+    - `sqlite_synchronous`: how those files are synced (`full`, durable, or `normal`; WAYMARK_SQLITE_SYNCHRONOUS).
     - `cosmos_endpoint`: the account of Cosmos tenants whose record names none (and of `default_store="cosmos"`).
     - `cosmos_key` / `cosmos_keys`: the account key for every endpoint / per endpoint (`auth: key`).
     - `credential`: a `TokenCredential` for `auth: identity` (default: `DefaultAzureCredential()`, built once).
@@ -70,6 +72,7 @@ class TenantStoreRouter:
     """
 
     def __init__(self, registry: TenantRegistry, *, data_dir: Path | None = None, default_store: str = "sqlite",
+                 sqlite_synchronous: Synchronous = DURABLE,
                  cosmos_endpoint: str | None = None, cosmos_key: str | None = None,
                  cosmos_keys: Mapping[str, str] | None = None, credential: Any = None, verify: bool = True,
                  auto_create: bool = False, database_prefix: str = "waymark-", config_seconds: float = 60.0,
@@ -79,6 +82,7 @@ class TenantStoreRouter:
             raise ValueError(f"default_store must be one of {STORE_KINDS}, not {default_store!r}")
         self.registry = registry
         self.data_dir = data_dir
+        self.sqlite_synchronous = checked_synchronous(sqlite_synchronous)
         self.default_store = default_store
         self.cosmos_endpoint = cosmos_endpoint
         self.cosmos_key = cosmos_key
@@ -172,7 +176,8 @@ class TenantStoreRouter:
 
         with self._lock:
             if self._sqlite is None:
-                self._sqlite = (SqliteEventStore(self.data_dir), SqliteDefinitionStore(self.data_dir))
+                self._sqlite = (SqliteEventStore(self.data_dir, synchronous=self.sqlite_synchronous),
+                                SqliteDefinitionStore(self.data_dir, synchronous=self.sqlite_synchronous))
             return self._sqlite
 
     def _account(self, tenant: str) -> _Account:
@@ -226,6 +231,10 @@ class TenantRoutedEventStore:
     def append(self, tenant: str, instance_id: str, expected_version: int, events: Sequence[Event], *,
                state: Instance) -> Commit:
         return self.router.event_store(tenant).append(tenant, instance_id, expected_version, events, state=state)
+
+    def append_many(self, tenant: str, commits: Sequence[PendingCommit]) -> list[Commit | Exception]:
+        """The tenant's store's group commit where it has one (SQLite: one transaction, one sync of the file)."""
+        return append_many(self.router.event_store(tenant), tenant, commits)
 
     def load(self, tenant: str, instance_id: str) -> Instance:
         return self.router.event_store(tenant).load(tenant, instance_id)

@@ -37,7 +37,7 @@ from engine.domain import (
     WorkflowNotFound,
     timestamp,
 )
-from engine.stores._sqlite import TenantDatabases, rollback
+from engine.stores._sqlite import DURABLE, Synchronous, TenantDatabases, rollback
 from engine.stores.base import Page, PendingCommit, load_expected
 from engine.stores.checks import (
     check_commit,
@@ -147,9 +147,10 @@ class SqliteEventStore:
 
     embedded = True  # see engine.stores.base.embedded
 
-    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, cache_size: int = 4096) -> None:
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, cache_size: int = 4096,
+                 synchronous: Synchronous = DURABLE) -> None:
         self._db = TenantDatabases(data_dir, store="sqlite event store", busy_timeout=busy_timeout,
-                                   background_checkpoints=True)
+                                   background_checkpoints=True, synchronous=synchronous)
         # The instances last written or loaded, so a load whose version still matches the commits skips decoding
         # the snapshot. Instances are immutable values; the version check keeps a cached one from going stale,
         # even when another process appends.
@@ -459,8 +460,9 @@ def _commit(row: tuple[Any, ...]) -> Commit:
 class SqliteDefinitionStore:
     """Workflow definitions, every version kept, in the same per-tenant files as the events."""
 
-    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0) -> None:
-        self._db = TenantDatabases(data_dir, store="sqlite definition store", busy_timeout=busy_timeout)
+    def __init__(self, data_dir: Path, *, busy_timeout: float = 10.0, synchronous: Synchronous = DURABLE) -> None:
+        self._db = TenantDatabases(data_dir, store="sqlite definition store", busy_timeout=busy_timeout,
+                                   synchronous=synchronous)
 
     def close(self) -> None:
         self._db.close()

@@ -165,6 +165,23 @@ def test_depth_counts_held_messages(queue: CommandQueue) -> None:
     assert queue.depth() == 2
 
 
+def test_complete_many_deletes_a_batch_and_answers_the_stale_receipts(queue: CommandQueue) -> None:
+    sent = [queue.send({"n": n}) for n in range(3)]
+    held = receive_within(queue, MARGIN, max_messages=3, visibility_timeout=30)
+    assert [m.id for m in held] == sent
+    queue.release(held[1])  # its receipt is spent: completing it now must not delete it
+
+    lost = queue.complete_many(held)
+
+    assert lost == [held[1]]
+    assert queue.depth() == 1
+    again = receive_one(queue, MARGIN, visibility_timeout=30)
+    assert (again.id, again.dequeue_count) == (sent[1], 2)
+    assert queue.complete_many([again]) == []
+    assert queue.complete_many([]) == []
+    assert queue.depth() == 0
+
+
 def test_bodies_round_trip_as_json(queue: CommandQueue) -> None:
     body = {
         "text": "Zoë → 東京 ✓ 🚀",

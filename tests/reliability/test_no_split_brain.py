@@ -63,6 +63,11 @@ class FlakyQueue:
         self.chaos.hit("queue complete")
         self.queue.complete(message)
 
+    def complete_many(self, messages: Sequence[Message]) -> list[Message]:
+        self.chaos.hit("queue complete")
+        lost: list[Message] = self.queue.complete_many(messages)
+        return lost
+
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Engine, ChangeFeed, Receiver, Chaos, Path]]:
