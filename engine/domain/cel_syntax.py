@@ -303,10 +303,12 @@ class _Parser:
             return node
         if self.at("["):
             self.take()
+            self.lone_comma("]")
             elements = self.items("]")
             return CreateList(tuple(elements), token.offset)
         if self.at("{"):
             self.take()
+            self.lone_comma("}")
             entries = []
             while not self.at("}"):
                 key = self.expression()
@@ -328,9 +330,9 @@ class _Parser:
             return Literal(value, kind, token.offset, len(name))
         if self.at("("):
             self.take()
-            args = tuple(self.items(")"))
-            if name == "has" and not leading_dot:
-                if len(args) != 1 or not isinstance(args[0], Select) or args[0].test_only:
+            args = tuple(self.items(")", trailing_comma=False))
+            if name == "has" and not leading_dot and len(args) == 1:  # other counts: a call (of nothing)
+                if not isinstance(args[0], Select):
                     raise CelSyntaxError("has() takes one field selection, like has(a.b)", token.offset)
                 return Select(args[0].operand, args[0].field, args[0].offset, test_only=True)
             return Call(("." if leading_dot else "") + name, args, token.offset)
@@ -338,13 +340,14 @@ class _Parser:
 
     def member_call(self, target: Node, name: str, offset: int) -> Node:
         self.expect("(")
-        args = tuple(self.items(")"))
+        args = tuple(self.items(")", trailing_comma=False))
         if name in MACROS and len(args) in MACROS[name] and isinstance(args[0], Ident):
             return Comprehension(name, target, args[0].name, args[1:], offset)
         return Call(name, args, offset, target)
 
     def struct(self, type_node: Node) -> Node:
         self.expect("{")
+        self.lone_comma("}")
         fields = []
         while not self.at("}"):
             field = self.identifier()
@@ -358,10 +361,17 @@ class _Parser:
         assert name is not None
         return CreateStruct(name, tuple(fields), type_node.offset)
 
-    def items(self, closing: str) -> list[Node]:
-        """A comma-separated list of expressions up to `closing` (a trailing comma allowed), `closing` taken."""
+    def lone_comma(self, closing: str) -> None:
+        """`[,]`, `{,}` and `T{,}`: an empty literal may hold a trailing comma alone, as `cel` allows."""
+        following = self.tokens[self.index + 1]
+        if self.at(",") and following.kind is Kind.PUNCT and following.text == closing:
+            self.take()
+
+    def items(self, closing: str, *, trailing_comma: bool = True) -> list[Node]:
+        """A comma-separated list of expressions up to `closing`, `closing` taken. A list literal may end with a
+        comma; a call's arguments may not."""
         found: list[Node] = []
-        while not self.at(closing):
+        while not self.at(closing) or (found and not trailing_comma):
             found.append(self.expression())
             if not self.at(","):
                 break

@@ -91,6 +91,7 @@ def test_a_comment_or_a_string_never_hides_or_forges_a_macro() -> None:
 
 
 def test_maps_structs_and_lists() -> None:
+    assert parse("[,]") == parse("[]") and parse("{,}") == parse("{}")  # an empty literal's lone comma, as in cel
     tree = parse("{'a': [1, 2,], 3: {}}")
     assert isinstance(tree, CreateMap) and len(tree.entries) == 2
     struct = parse("google.protobuf.Int64Value{value: 1,}")
@@ -105,7 +106,7 @@ def test_free_variables_leave_out_what_a_macro_binds() -> None:
 
 
 @pytest.mark.parametrize("source", [
-    "1 +", "(1", "'open", "'line\nbreak'", "a.", "has(a)", "1 ? 2", "{1: }", "a[1", "#", "'\\q'", "'''x''",
+    "1 +", "(1", "'open", "f(a,)", "{,1: 2}", "[1,,]", "'line\nbreak'", "a.", "has(a)", "1 ? 2", "{1: }", "a[1", "#", "'\\q'", "'''x''",
     "(" * 150 + "1" + ")" * 150, "-" * 300 + "1",
 ])
 def test_malformed_sources_are_refused_with_a_position(source: str) -> None:
