@@ -205,7 +205,10 @@ class AzureHost:
         self.api_settings = Settings.model_construct(
             admin_key=settings.admin_key, secret=settings.secret, max_wait_seconds=settings.max_wait_seconds,
             log_level=settings.log_level, allow_private_destinations=allow_private_destinations,
-            feed_grace_seconds=settings.outbox_grace_seconds, feed_origin=ORIGIN, load_samples=False, workers=0)
+            feed_grace_seconds=settings.outbox_grace_seconds, feed_origin=ORIGIN, load_samples=False, workers=0,
+            rate_limit_per_key=settings.rate_limit_per_key,
+            rate_limit_burst_per_key=max(1.0, 2 * settings.rate_limit_per_key),
+            rate_limit_per_address=settings.rate_limit_per_address, client_address_hops=settings.client_address_hops)
         self.app = create_app(self.engine, self.tenants, self.api_settings, routers=[feed_router(self.feed)])
         self._closers.append(self.app.state.waymark.close)
 

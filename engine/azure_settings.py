@@ -113,6 +113,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_MAX_WAIT_SECONDS",
             "Upper bound of `Prefer: wait=N` (at most 230: the HTTP limit of a Function app).", default="30"),
     Setting("WAYMARK_LOG_LEVEL", "critical, error, warning, info or debug.", default="info"),
+    Setting("WAYMARK_RATE_LIMIT_PER_KEY",
+            "Requests a second each key (a tenant's, or the admin key) may send to one Functions instance, "
+            "sustained (bursts of twice that); past it 429 with Retry-After. 0: no limit. Per instance: a scaled-out "
+            "app allows instances times this.",
+            default="500", deployed=False),
+    Setting("WAYMARK_RATE_LIMIT_PER_ADDRESS",
+            "Failed authentications a second from one client address to one instance, sustained (bursts of 20); "
+            "while spent, that address gets 429 on every route that needs a key and on the dashboard login. "
+            "0: no limit.",
+            default="1", deployed=False),
+    Setting("WAYMARK_CLIENT_ADDRESS_HOPS",
+            "Proxies in front of the app that append to X-Forwarded-For: the client address is the entry this many "
+            "from the right. 1: the App Service front end; 2 behind Front Door or Application Gateway as well.",
+            default="1", deployed=False),
     Setting("WAYMARK_FEED_SUBSCRIPTIONS",
             'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
             '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
@@ -187,6 +201,9 @@ class AzureSettings:
     expression_max_steps: float = 20_000_000
     expression_max_seconds: float = 2.0
     feed_subscriptions: str | None = field(default=None, repr=False)
+    rate_limit_per_key: float = 500.0
+    rate_limit_per_address: float = 1.0
+    client_address_hops: int = 1
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -305,6 +322,9 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         max_wait_seconds=number("WAYMARK_MAX_WAIT_SECONDS", 0, _MAX_FUNCTION_HTTP_SECONDS),
         log_level=log_level,
         feed_subscriptions=feed_subscriptions,
+        rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
+        rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
+        client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
         expression_max_steps=number("WAYMARK_EXPRESSION_MAX_STEPS", 1_000, 1e12),
         expression_max_seconds=number("WAYMARK_EXPRESSION_MAX_SECONDS", 0.001, 600),
     )

@@ -66,6 +66,27 @@ class Settings(BaseSettings):
         default=5.0, ge=0,
         description="How long a checked key is trusted without asking the registry again (a rotated key may go on "
                     "working this long in another process).")
+    auth_negative_cache_seconds: float = Field(
+        default=10.0, ge=0,
+        description="How long a key the registry did not know is refused without asking it again (at most 10,000 "
+                    "such keys are remembered, the oldest forgotten first).")
+    rate_limit_per_key: float = Field(
+        default=500.0, ge=0,
+        description="Requests a second each key (a tenant's, or the admin key) may send to one server process, "
+                    "sustained; past it `429` with `Retry-After`. 0: no limit.")
+    rate_limit_burst_per_key: float = Field(
+        default=1000.0, ge=1, description="Requests a key may send at once above its sustained rate.")
+    rate_limit_per_address: float = Field(
+        default=1.0, ge=0,
+        description="Failed authentications (API requests without a valid key, failed dashboard logins) a second "
+                    "from one client address, sustained; while spent, the address gets `429` on every route that "
+                    "needs a key and on the login. 0: no limit.")
+    rate_limit_burst_per_address: float = Field(
+        default=20.0, ge=1, description="Failed authentications a client address may make at once.")
+    client_address_hops: int = Field(
+        default=0, ge=0, le=10,
+        description="Trusted proxies in front of the server that append to `X-Forwarded-For`: the client address "
+                    "(of the per-address limit) is the entry this many from the right. 0: the connecting address.")
     shutdown_timeout: float = Field(
         default=5.0, gt=0,
         description="Seconds in-flight requests (a `Prefer: wait` among them) may take to finish on shutdown.")

@@ -16,10 +16,10 @@ from engine.api.context import ApiContext
 from engine.api.health import ReadinessCheck
 from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
+from engine.api.ratelimit import RateLimiter, RateLimits
 from engine.runtime import Engine
 from engine.settings import Settings
 from engine.tenants import TenantRegistry
-from engine.ui import add_routes as add_dashboard
 
 DESCRIPTION = """\
 An event-sourced workflow engine. Every tenant route needs `Authorization: Bearer <key>` (the tenant's key,
@@ -36,8 +36,12 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     Add routers here, not with `include_router` on the app: the auth cannot see into an included router, so it
     lets only the admin key through to one. `readiness`: more checks for `GET /readyz` (engine/api/health.py)."""
     app = FastAPI(title="Waymark", version="0.1.0", description=DESCRIPTION)
-    auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds)
-    ctx = ApiContext(engine=engine, tenants=tenants, settings=settings, auth=auth)
+    auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds,
+                                          negative_ttl=settings.auth_negative_cache_seconds)
+    limits = RateLimits(RateLimiter(settings.rate_limit_per_key, settings.rate_limit_burst_per_key),
+                        RateLimiter(settings.rate_limit_per_address, settings.rate_limit_burst_per_address),
+                        hops=settings.client_address_hops)
+    ctx = ApiContext(engine=engine, tenants=tenants, settings=settings, auth=auth, limits=limits)
     problems.install(app)
     # Routes go on the app itself, not through include_router: FastAPI matches an included router's routes
     # through a wrapper that costs more per request than accepting a trigger does. The hot routes come first.
@@ -46,12 +50,14 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx, readiness=readiness)
     recovery.add_routes(app, ctx)
+    from engine.ui import add_routes as add_dashboard  # here: the dashboard itself uses parts of engine.api
+
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
     for router in routers:  # their routes go on the app itself too (after the hot ones), where the auth sees them
         app.router.routes.extend(router.routes)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(AuthMiddleware, authenticator=auth, routes=app.router.routes)
+    app.add_middleware(AuthMiddleware, authenticator=auth, routes=app.router.routes, limits=limits)
     app.state.waymark = ctx
 
     def openapi() -> dict[str, Any]:
@@ -71,6 +77,10 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                 for operation in operations.values():
                     if path not in PUBLIC_PATHS:
                         operation["security"] = [{"bearer": []}]
+                        # Any route that needs a key may answer 429 (engine/api/ratelimit.py).
+                        operation.setdefault("responses", {}).setdefault("429", {
+                            "description": "Too many requests from this key, or failed authentications from this "
+                                           "client address (`Retry-After`)", "content": problem})
                     # FastAPI documents its own 422 shape; ours is a problem, like every error.
                     invalid = operation.get("responses", {}).get("422")
                     if invalid is not None:

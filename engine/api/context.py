@@ -1,4 +1,5 @@
-"""What every route of one app shares: the engine, the tenant registry, the settings and the authenticator."""
+"""What every route of one app shares: the engine, the tenant registry, the settings, the authenticator and the
+rate limits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 from engine.api.auth import Authenticator
 from engine.api.models import ProblemDetails
+from engine.api.ratelimit import RateLimits
 from engine.runtime import Engine
 from engine.settings import Settings
 from engine.tenants import TenantRegistry
@@ -31,6 +33,7 @@ class ApiContext:
     tenants: TenantRegistry
     settings: Settings
     auth: Authenticator
+    limits: RateLimits = field(default_factory=RateLimits.off)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(STORAGE_THREADS, thread_name_prefix="waymark-api"))
 
@@ -52,7 +55,9 @@ _DESCRIPTIONS = {
     403: "The key may not access this tenant or route",
     404: "Tenant, workflow or instance not found",
     409: "Conflict: the resource exists already",
+    412: "The trigger's expected version (`If-Match`, `expectedVersion`) did not hold: recorded as rejected",
     413: "Request body over the size limit",
+    429: "Too many requests from this key or client address (`Retry-After`)",
     415: "The body is not `application/json`",
     422: "Invalid request or definition: every problem in `errors`",
     503: "Storage or queue unavailable (`Retry-After`)",
@@ -67,4 +72,4 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in statuses}
 
 
-AUTH_PROBLEMS = (401, 403, 404, 503)
+AUTH_PROBLEMS = (401, 403, 404, 429, 503)

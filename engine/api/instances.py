@@ -32,8 +32,17 @@ from engine.api.models import (
     TriggerRequest,
     TriggerResult,
 )
-from engine.api.problems import ApiProblem
-from engine.domain import Commit, InstanceAlreadyExists, InstanceNotFound, Status, Trigger
+from engine.api.problems import ApiProblem, problem_response
+from engine.domain import (
+    VERSION_MISMATCH,
+    Commit,
+    EventType,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    Status,
+    Trigger,
+    is_version_mismatch,
+)
 from engine.service.commands import Broadcast, CreateInstance, SendTrigger, to_message
 from engine.service.processor import outcome_of
 from engine.stores.base import embedded
@@ -43,6 +52,8 @@ MAX_SEQUENCE = 2**62  # beyond any real history; keeps a client's number inside 
 _STATUSES = {status.value.lower(): status.value for status in Status}
 
 PREFER = ("Prefer", "`wait=N` (N ≤ 30 s): answer with the result once it is ready instead of 202 (RFC 7240)")
+IF_MATCH = ("If-Match", '`"<version>"` (the instance\'s ETag): apply the trigger only at that version, else it is '
+                        "rejected with reason `version-mismatch` (412 with `Prefer: wait`)")
 
 
 def _location(tenant: str, instance_id: str) -> str:
@@ -51,6 +62,36 @@ def _location(tenant: str, instance_id: str) -> str:
 
 def _result(commit: Commit) -> dict[str, Any]:
     return {"outcome": str(outcome_of(commit)), "instance": commit.state.to_dict()}
+
+
+def _trigger_answer(commit: Commit, headers: dict[str, str], path: str) -> JSONResponse:
+    """The result of a processed trigger: 200, or 412 when its expected version did not hold (RFC 9110's answer to
+    a failed `If-Match`), with the instance as it was and the version it was at."""
+    if not is_version_mismatch(commit.events):
+        return JSONResponse(_result(commit), headers=headers)
+    [rejected] = [e for e in commit.events if e.type is EventType.TRIGGER_REJECTED]
+    return problem_response(
+        412, "Version mismatch", str(rejected.data.get("detail") or "the expected version did not hold"),
+        slug=VERSION_MISMATCH, instance=path, headers={**headers, "ETag": f'"{commit.state.version}"'},
+        triggerId=commit.trigger_id, expectedVersion=rejected.data.get("expectedVersion"),
+        version=rejected.data.get("version"), outcome="rejected", sequence=rejected.sequence)
+
+
+def expected_version(if_match: str | None, in_body: int | None) -> int | None:
+    """The version a trigger is conditional on: `If-Match: "<version>"` (one strong tag; `*` sets no condition) or
+    the body's `expectedVersion`; both given must agree."""
+    if if_match is None or if_match.strip() == "*":
+        return in_body
+    tag = if_match.strip()
+    if not (len(tag) > 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit() and int(tag[1:-1]) <= MAX_SEQUENCE):
+        raise ApiProblem(400, "Invalid If-Match", f"If-Match must be one version in quotes, as the instance's ETag "
+                         f'(e.g. "5"), not {if_match[:40]!r}', slug="invalid-if-match")
+    version = int(tag[1:-1])
+    if in_body is not None and in_body != version:
+        raise ApiProblem(422, "Invalid request", f"If-Match names version {version} and expectedVersion {in_body}",
+                         slug="invalid-request", errors=[{"path": "body.expectedVersion",
+                                                          "message": "differs from If-Match"}])
+    return version
 
 
 def new_id() -> str:
@@ -159,15 +200,16 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
               response_model=TriggerAccepted,
               responses={200: {"model": TriggerResult, "description": "The result (with `Prefer: wait`, or at once "
                                                                       "when this trigger id was recorded already)"},
-                         **problem_responses(400, *AUTH_PROBLEMS, 413, 415, 422)},
-              openapi_extra=body_openapi(TriggerRequest, PREFER, path=("tenant", "instance_id")),
+                         **problem_responses(400, *AUTH_PROBLEMS, 412, 413, 415, 422)},
+              openapi_extra=body_openapi(TriggerRequest, PREFER, IF_MATCH, path=("tenant", "instance_id")),
               summary="Send a trigger to one instance: accepted (202) and queued; its id is the idempotency key")
     async def send_trigger(request: Request) -> JSONResponse:
         # The hottest route takes its path parameters from the request, not as FastAPI parameters: solving
         # them costs FastAPI more than the rest of accepting the trigger. They are declared in openapi_extra.
         tenant, instance_id = request.path_params["tenant"], request.path_params["instance_id"]
         body = await read_body(request, TriggerRequest)
-        trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
+        trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects),
+                          expected_version(request.headers.get("if-match"), body.expected_version))
         location = _location(tenant, instance_id)
         if embedded(queue, tenant) and embedded(events, tenant):
             # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
@@ -176,7 +218,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         else:  # requests over the network (Cosmos, Azure Storage) must not hold up the event loop
             done = await ctx.run(accept_trigger, tenant, instance_id, trigger, body.id is not None)
         if done is not None:
-            return JSONResponse(_result(done), headers={"Location": location})
+            return _trigger_answer(done, {"Location": location}, request.url.path)
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)
         headers = {"Location": location}
         if wait is not None:
@@ -184,7 +226,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
             if wait > 0:
                 done = await wait_for(tenant, instance_id, trigger.id, wait)
                 if done is not None:
-                    return JSONResponse(_result(done), headers=headers)
+                    return _trigger_answer(done, headers, request.url.path)
         return JSONResponse({"triggerId": trigger.id}, status_code=202, headers=headers)
 
     @api.post("/tenants/{tenant}/triggers", tags=tags, status_code=202, response_model=BroadcastAccepted,

@@ -96,6 +96,11 @@ class TriggerRequest(_Body):
     topic: str = Field(min_length=1, max_length=200)
     content: JsonValue = None
     subjects: list[Subject] = Field(default_factory=list, max_length=100)
+    expected_version: int | None = Field(
+        None, alias="expectedVersion", ge=0, le=2**62, strict=True,
+        description="Apply the trigger only while the instance is at this version (as `If-Match: \"<version>\"`); "
+                    "otherwise it is recorded as `TriggerRejected` with reason `version-mismatch` (412 with "
+                    "`Prefer: wait`).")
 
 
 class BroadcastRequest(_Body):

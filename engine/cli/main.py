@@ -59,14 +59,24 @@ def workflows_validate(file: Path, as_json: AsJson = False) -> None:
 
 @bench_app.command("engine")
 def bench_engine(as_json: AsJson = False,
-                 instances: Annotated[int, typer.Option(help="Instances.")] = 100,
-                 triggers: Annotated[int, typer.Option(help="Triggers per instance.")] = 50,
-                 rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the best is reported.")] = 3,
+                 instances: Annotated[int, typer.Option(min=1, help="Instances.")] = 100,
+                 triggers: Annotated[int, typer.Option(min=1, help="Triggers per instance.")] = 100,
+                 rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the median is reported.")] = 3,
+                 batch: Annotated[int, typer.Option(min=1, help="Commands per received batch.")] = 16,
+                 synchronous: Annotated[str | None, typer.Option(
+                     help="SQLite synchronous level of all three: full or normal [env WAYMARK_SQLITE_SYNCHRONOUS; "
+                          "default full].")] = None,
                  ) -> None:
-    """Triggers/s end-to-end on SQLite beside raw SQLite and pyeventsourcing; load time by history length."""
+    """The queue worker's whole path on SQLite beside raw SQLite (the same SQL) and pyeventsourcing, at the same
+    synchronous level; cold load time by history length."""
     from engine.cli.bench import run_engine_bench
+    from engine.settings import Settings
 
-    run_engine_bench(as_json=as_json, instances=instances, triggers=triggers, rounds=rounds)
+    level = synchronous or Settings().sqlite_synchronous
+    if level not in ("full", "normal"):
+        raise typer.BadParameter(f"must be full or normal, not {level!r}", param_hint="--synchronous")
+    run_engine_bench(as_json=as_json, instances=instances, triggers=triggers, rounds=rounds, batch=batch,
+                     synchronous=level)
 
 
 @bench_app.command("cosmos")

@@ -621,9 +621,15 @@ def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = Non
             content: Annotated[str | None, typer.Option(help="Trigger content (JSON).")] = None,
             trigger_id: Annotated[str | None, typer.Option("--id", help="Idempotency key (default: "
                                                                         "generated).")] = None,
-            wait: Wait = 0) -> None:
+            wait: Wait = 0,
+            expected_version: Annotated[int | None, typer.Option(
+                "--expected-version", min=0, help="Apply only while the instance is at this version (sent as "
+                                                  "If-Match); else it is rejected (exit 1 with --wait).")] = None,
+            ) -> None:
     """Send a trigger to an instance (queued; --wait N to see what it did)."""
     body: dict[str, Any] = {"topic": topic}
+    if expected_version is not None:
+        body["expectedVersion"] = expected_version
     if content is not None:
         body["content"] = _json_option(content, "--content")
     if trigger_id is not None:

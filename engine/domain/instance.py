@@ -7,7 +7,7 @@ instance; the instance after a decision is always `fold(previous, events)`, neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -42,6 +42,8 @@ class Trigger:
     id: str
     content: Any = None
     subjects: tuple[str, ...] = ()
+    # The client's precondition (`If-Match: "<version>"`): apply only while the instance is at this version.
+    expected_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "topic": self.topic, "content": self.content}
@@ -282,6 +284,14 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     return Decision(outcome, tuple(recorder.events), instance)
 
 
+VERSION_MISMATCH = "version-mismatch"  # the `reason` of a trigger refused by its expected version
+
+
+def is_version_mismatch(events: Sequence[Event]) -> bool:
+    """Whether a commit's events are the rejection of a trigger whose expected version did not hold."""
+    return any(e.type is EventType.TRIGGER_REJECTED and e.data.get("reason") == VERSION_MISMATCH for e in events)
+
+
 def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Trigger, *, now: datetime,
                    services: Services) -> Decision:
     """What one trigger does to the instance: applied, ignored (with why), rejected or faulted."""
@@ -293,6 +303,13 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         assert after is not None
         return Decision(outcome, tuple(recorder.events), after, reason)
 
+    if trigger.expected_version is not None and trigger.expected_version != instance.version:
+        detail = (f"the trigger expected the instance at version {trigger.expected_version}; "
+                  f"it is at version {instance.version}")
+        recorder.record(EventType.TRIGGER_REJECTED, {
+            "topic": trigger.topic, "status": str(instance.status), "reason": VERSION_MISMATCH, "detail": detail,
+            "expectedVersion": trigger.expected_version, "version": instance.version})
+        return done(Outcome.REJECTED, detail)
     if instance.status is not Status.WAITING:
         reason = f"the instance is {instance.status} and accepts no trigger"
         recorder.record(EventType.TRIGGER_REJECTED, {"topic": trigger.topic, "status": str(instance.status),

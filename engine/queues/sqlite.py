@@ -7,13 +7,16 @@ deleted by `complete` (or `complete_many`, one transaction for a worker's whole 
 dies loses nothing. Messages received more than `max_dequeue_count` times move to the `<name>_poison` table.
 
 The file is synced like every SQLite file of Waymark (`synchronous=FULL` unless relaxed, see
-engine/stores/_sqlite.py): a `send` that returned — the command acknowledged with 202 — is on the disk.
+engine/stores/_sqlite.py): a `send` that returned — the command acknowledged with 202 — is on the disk, and so
+are a requeue or a discard. A claim, a completion and a release acknowledge nothing, and a power cut that loses one
+only delivers a message again: they are written unsynced (`unsynced`) and synced by the next synced commit.
 
 Every `sqlite3` error is translated into `StoreUnavailable("command queue", ...)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -27,7 +30,7 @@ from typing import Any
 
 from engine.domain.errors import StoreUnavailable
 from engine.queues.base import Message, MessageLost, check_receive, dump_body
-from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
+from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 
 _STORE = "command queue"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -110,7 +113,7 @@ class SqliteCommandQueue:
     def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
         check_receive(max_messages, visibility_timeout)
         received: list[Message] = []
-        with self._translated(), self._transaction() as db:
+        with self._translated(), self._transaction(synced=False) as db:
             now = self._clock()
             while len(received) < max_messages:
                 candidates = db.execute(self._sql_candidates, (now, max_messages - len(received))).fetchall()
@@ -129,7 +132,7 @@ class SqliteCommandQueue:
         return received
 
     def complete(self, message: Message) -> None:
-        with self._translated():
+        with self._translated(), unsynced(self._db(), self.synchronous):
             deleted = self._db().execute(self._sql_complete, (message.id, message.receipt)).rowcount
         if deleted != 1:
             raise MessageLost(f"message {message.id!r} is no longer held by this receiver")
@@ -138,14 +141,14 @@ class SqliteCommandQueue:
         """Delete every message of a processed batch in one transaction (one sync of the file, not one each)."""
         if not messages:
             return []
-        with self._translated(), self._transaction() as db:
+        with self._translated(), self._transaction(synced=False) as db:
             lost = [message for message in messages
                     if db.execute(self._sql_complete, (message.id, message.receipt)).rowcount != 1]
         return lost
 
     def release(self, message: Message, *, delay: float = 0.0) -> None:
         # The receipt is cleared, as Azure changes the pop receipt on update: the receiver has let go.
-        with self._translated():
+        with self._translated(), unsynced(self._db(), self.synchronous):
             updated = (
                 self._db()
                 .execute(self._sql_release, (self._clock() + max(delay, 0.0), message.id, message.receipt))
@@ -216,15 +219,20 @@ class SqliteCommandQueue:
         return connection
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction; `synced=False` for one that only moves messages along their at-least-once life
+        (a claim, a deletion after the commits, a retry): see engine.stores._sqlite.unsynced."""
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            rollback(db)  # a failing rollback must not hide the error that caused it
-            raise
+        with contextlib.ExitStack() as stack:
+            if not synced:
+                stack.enter_context(unsynced(db, self.synchronous))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                rollback(db)  # a failing rollback must not hide the error that caused it
+                raise
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

@@ -39,12 +39,19 @@ Command = CreateInstance | SendTrigger | Broadcast
 
 
 def _trigger_doc(trigger: Trigger) -> dict[str, Any]:
-    return {"id": trigger.id, "topic": trigger.topic, "content": trigger.content, "subjects": list(trigger.subjects)}
+    doc = {"id": trigger.id, "topic": trigger.topic, "content": trigger.content, "subjects": list(trigger.subjects)}
+    if trigger.expected_version is not None:
+        doc["expectedVersion"] = trigger.expected_version
+    return doc
 
 
 def _trigger(doc: Mapping[str, Any]) -> Trigger:
     subjects: Sequence[str] = doc.get("subjects") or ()
-    return Trigger(topic=doc["topic"], id=doc["id"], content=doc.get("content"), subjects=tuple(subjects))
+    expected = doc.get("expectedVersion")
+    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 0):
+        raise MalformedCommand(f"expectedVersion must be a version number, not {expected!r}")
+    return Trigger(topic=doc["topic"], id=doc["id"], content=doc.get("content"), subjects=tuple(subjects),
+                   expected_version=expected)
 
 
 def to_message(command: Command) -> dict[str, Any]:

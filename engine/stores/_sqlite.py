@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -42,6 +43,26 @@ def durable(connection: sqlite3.Connection, synchronous: Synchronous = DURABLE) 
     synchronous = checked_synchronous(synchronous)
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+
+
+@contextlib.contextmanager
+def unsynced(connection: sqlite3.Connection, synchronous: Synchronous) -> Iterator[None]:
+    """Run the transactions of the block at NORMAL on a FULL connection, and set FULL again after.
+
+    Only for a write that acknowledges nothing and whose loss is already tolerated — a queue message's claim, its
+    deletion once its commits are stored, an outbox mark: lost to a power cut, the message is delivered again and
+    its trigger found recorded, or the commit published again. The write is synced by the next synced commit of the
+    file (the WAL is appended to in order and synced whole) or by a checkpoint, and it is made only after whatever
+    it follows was synced: it can reach the disk before that only if its own sync did, which it never waits for.
+    tests/reliability/test_power_loss.py cuts the power at every sync to check it."""
+    if synchronous != "full":
+        yield
+        return
+    connection.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        connection.execute("PRAGMA synchronous = FULL")
 
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")

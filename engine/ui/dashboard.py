@@ -1,7 +1,8 @@
 """The operator dashboard: server-rendered pages under `/ui`, a session per operator, a little JavaScript.
 
     GET  /ui/                          overview: instances by workflow and status, recent faults
-    GET  /ui/login   POST /ui/login    a tenant key (or the admin key and a tenant id) → a session
+    GET  /ui/login   POST /ui/login    a tenant key (or the admin key and a tenant id) → a session; failed logins
+                                       count against the client address's rate limit (429 when spent)
     POST /ui/logout
     GET  /ui/instances                 filters (workflow, state, status), pages of 25 (continuation tokens)
     GET  /ui/instances/{id}            state, context, diagram, timeline, explanation, actions
@@ -38,6 +39,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from engine.api.problems import problem_for
+from engine.api.ratelimit import TooManyRequests
 from engine.domain import (
     InvalidCommand,
     NotFound,
@@ -269,23 +272,32 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             return login_page(request, error=error, status=status, tenant=tenant, operator=operator,
                               wanted=form.get("next"))
 
+        def failed(error: str, status: int) -> Response:
+            ctx.limits.failed(address)  # a failed login counts against the address, like a wrong API key
+            return again(error, status)
+
         if not key:
             return again("Enter a tenant key (or the admin key and a tenant id).", 400)
+        address = ctx.limits.address(request.scope)
+        try:
+            ctx.limits.check_address(address)
+        except TooManyRequests as e:
+            return too_many(request, e, again)
         secret = key.encode("utf-8")
         principal = await ctx.run(ctx.auth.lookup, secret)
         if principal is None:
-            return again("That key is not valid.", 401)
+            return failed("That key is not valid.", 401)
         if principal.admin:
             if not tenant:
                 return again("With the admin key, also enter the id of the tenant to look at.", 400)
             try:
                 await ctx.run(ctx.auth.check_tenant, tenant)
             except TenantNotFound:
-                return again(f"There is no tenant {tenant!r}.", 404)
+                return failed(f"There is no tenant {tenant!r}.", 404)
         else:
             assert principal.tenant is not None
             if tenant and tenant != principal.tenant:
-                return again(f"That key is not a key of tenant {tenant!r}.", 403)
+                return failed(f"That key is not a key of tenant {tenant!r}.", 403)
             tenant = principal.tenant
         session = store.create(tenant=tenant, key=secret, admin=principal.admin, operator=operator)
         log.info("dashboard login: %s for tenant %r", principal, tenant)
@@ -293,6 +305,15 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         set_cookie(request, response, SESSION_COOKIE, store.seal(session), path=prefix_of(request) or "/")
         response.delete_cookie(LOGIN_COOKIE, path=f"{prefix_of(request)}/login", secure=secure(request),
                                httponly=True, samesite="strict")
+        return response
+
+    def too_many(request: Request, problem: TooManyRequests, again: Callable[[str, int], Response]) -> Response:
+        """429 with Retry-After: the login page again for a browser, a problem for any other client."""
+        if "text/html" in request.headers.get("accept", ""):
+            response = again(str(problem.detail), 429)
+        else:
+            response = problem_for(problem, request.url.path)
+        response.headers["Retry-After"] = (problem.headers or {}).get("Retry-After", "1")
         return response
 
     async def log_out(request: Request, session: Session, form: dict[str, str]) -> Response:

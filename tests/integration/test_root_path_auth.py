@@ -68,8 +68,10 @@ def dashboard_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    # Every route is tried with no key from one address: the per-address limit (tests/integration/test_rate_limits.py)
+    # would answer 429 after a few, so it is off here.
     settings = Settings(data_dir=tmp_path_factory.mktemp("root-path"), admin_key=ADMIN_KEY, load_samples=False,
-                        workers=0)
+                        workers=0, rate_limit_per_address=0)
     opened = open_service(settings)
     try:
         yield opened

@@ -1,10 +1,11 @@
 """The process whose disk test_power_loss.py cuts the power of: `python -m tests.reliability.power_loss_worker
 DATA_DIR SYNCHRONOUS ROUNDS BATCH`, run under the power-loss shim (powerloss_shim.c).
 
-Each round accepts BATCH triggers (a `send` to the command queue, as the API does before it answers 202) and
-then runs the queue worker once over them (receive, group commit, complete). A trigger is acknowledged on
-stdout, `<event number> <instance> <trigger id>`, only once its send has returned: the event number is the
-shim's count of syncs begun by then, so the test knows which disks (which moments of the power cut) must keep it.
+A producer thread accepts ROUNDS * BATCH triggers (a `send` to the command queue, as the API does before it
+answers 202) while the main thread runs the queue worker over them (receive, group commit, complete), so sends
+are synced between any two steps of the worker. A trigger is acknowledged on stdout, `<event number> <instance>
+<trigger id>`, only once its send has returned: the event number is the shim's count of syncs begun by then, so
+the test knows which disks (which moments of the power cut) must keep it.
 Half way, both files are checkpointed (as the store's background checkpoints and SQLite's automatic ones do in a
 longer run), so the cut also falls inside checkpoints. The process ends with SIGKILL: nothing is closed cleanly.
 """
@@ -16,6 +17,8 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
+import time
 from pathlib import Path
 
 from engine.domain import Trigger
@@ -45,18 +48,25 @@ def main() -> None:
     events = ctypes.c_long.in_dll(ctypes.CDLL(None), "powerloss_events")
     engine = sqlite_engine(data_dir, synchronous=synchronous)
     worker = Worker(engine.queue, engine.processor, batch_size=batch)
-    sent = 0
-    for round_ in range(rounds):
-        if round_ == rounds // 2:
-            checkpoint(engine.queue.path, synchronous)
-            checkpoint(engine.events.database_path(TENANT), synchronous)
-        for _ in range(batch):
+    total = rounds * batch
+
+    def produce() -> None:
+        for sent in range(total):
+            if sent == total // 2:
+                checkpoint(engine.queue.path, synchronous)
+                checkpoint(engine.events.database_path(TENANT), synchronous)
             instance_id, trigger = INSTANCES[sent % len(INSTANCES)], Trigger("update", f"t-{sent}", {"amount": sent})
             engine.queue.send(to_message(SendTrigger(TENANT, instance_id, trigger)))
             print(events.value, instance_id, trigger.id, flush=True)
-            sent += 1
-        while worker.run_once():
-            pass
+            if sent % batch == batch - 1:
+                time.sleep(0.002)  # let the worker take a batch while the next one is sent
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while producer.is_alive() or engine.queue.depth():
+        if not worker.run_once():
+            time.sleep(0.001)
+    producer.join()
     os.kill(os.getpid(), signal.SIGKILL)
 
 

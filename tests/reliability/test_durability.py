@@ -1,6 +1,8 @@
 """Durable by default: every SQLite file a server acknowledges from is synced at each commit (synchronous=FULL),
 and a received batch leaves the queue in one transaction that begins only after the transaction storing its
-commits has returned (and so, at FULL, is on the disk). test_power_loss.py cuts the power to show what that buys.
+commits has returned (and so, at FULL, is on the disk). The writes that acknowledge nothing (a claim, a deletion
+after the commit, an outbox mark) are not synced on their own. test_power_loss.py cuts the power to show what that
+buys.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def test_a_batch_leaves_the_queue_in_one_transaction_after_the_one_that_stores_i
     trace: list[tuple[str, str]] = []
     store = engine.events._db.connection(T)
     queue = engine.queue._db()
-    store.set_trace_callback(lambda sql: trace.append(("store", sql.split()[0].upper())))
-    queue.set_trace_callback(lambda sql: trace.append(("queue", sql.split()[0].upper())))
+    store.set_trace_callback(lambda sql: trace.append(("store", sql)))
+    queue.set_trace_callback(lambda sql: trace.append(("queue", sql)))
     assert _synchronous(store) == _synchronous(queue) == LEVEL["full"]
 
     assert Worker(engine.queue, engine.processor, batch_size=16).run_once() == 16
@@ -79,11 +81,13 @@ def test_a_batch_leaves_the_queue_in_one_transaction_after_the_one_that_stores_i
     store.set_trace_callback(None)
     queue.set_trace_callback(None)
     writes = _transactions(trace)
-    assert [(file, statements.count("INSERT"), statements.count("DELETE")) for file, statements in writes] == [
-        ("queue", 0, 0),  # the receive: 16 claims (UPDATEs)
-        ("store", 16, 0),  # the group commit: 16 commits in one transaction
-        ("queue", 0, 16),  # complete_many: the 16 messages, in one transaction, after the store's COMMIT returned
+    assert [(file, level, verbs.count("INSERT"), verbs.count("DELETE")) for file, level, verbs in writes] == [
+        ("queue", "NORMAL", 0, 0),  # the receive: claims, not synced (a claim lost only delivers a message again)
+        ("store", "FULL", 16, 0),  # the group commit of 16 commits (and their outbox rows): synced
+        ("queue", "NORMAL", 0, 16),  # complete_many, after the store's COMMIT (and sync) returned
     ]
+    assert writes[0][2] == ["SELECT"] + ["UPDATE"] * 16
+    assert _synchronous(store) == _synchronous(queue) == LEVEL["full"]  # set back after each unsynced write
     assert engine.queue.depth() == 0
     assert {c.trigger_id for i in instances for c in engine.events.read(T, i)} >= {f"t-{n}" for n in range(16)}
     assert len(sent) == 16
@@ -107,18 +111,36 @@ def test_a_batch_whose_commits_are_not_stored_stays_on_the_queue(tmp_path: Path)
     assert [e.trigger_id for e in engine.events.read(T, "claim")] == ["create"]
 
 
-def _transactions(trace: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """The write transactions (BEGIN … COMMIT) in the trace, in the order they began, with their statements."""
-    found: list[tuple[str, list[str]]] = []
+def _transactions(trace: list[tuple[str, str]]) -> list[tuple[str, str, list[str]]]:
+    """The write transactions (BEGIN … COMMIT) in the trace, in the order they began: the file, the synchronous
+    level its COMMIT ran at, and the verbs of its statements."""
+    found: list[tuple[str, str, list[str]]] = []
     open_: dict[str, list[str]] = {}
-    for file, verb in trace:
-        if verb == "BEGIN":
+    level = {"store": "FULL", "queue": "FULL"}
+    for file, sql in trace:
+        verb = sql.split()[0].upper()
+        if sql.upper().startswith("PRAGMA SYNCHRONOUS ="):
+            level[file] = sql.split("=")[1].strip().upper()
+        elif verb == "BEGIN":
             open_[file] = []
-            found.append((file, open_[file]))
         elif verb == "COMMIT":
+            found.append((file, level[file], open_.pop(file)))
             # Each transaction ends before the next one (of either file) begins: none overlap.
-            assert found[-1][1] is open_.pop(file), f"transactions overlap: {trace}"
+            assert not open_, f"transactions overlap: {trace}"
         elif file in open_:
             open_[file].append(verb)
     assert not open_, f"a transaction was left open: {open_}"
     return found
+
+
+def test_an_accepted_command_is_synced_before_send_returns(tmp_path: Path) -> None:
+    engine = sqlite_engine(tmp_path)
+    queue = engine.queue._db()
+    trace: list[str] = []
+    queue.set_trace_callback(trace.append)
+
+    engine.queue.send({"kind": "trigger"})
+
+    queue.set_trace_callback(None)
+    assert [sql.split()[0].upper() for sql in trace] == ["INSERT"]  # autocommit, at the connection's level
+    assert _synchronous(queue) == LEVEL["full"]

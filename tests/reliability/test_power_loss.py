@@ -5,8 +5,9 @@ file as it is when a sync of it begins, and keeps the copy once the sync returns
 guaranteed to hold. From that record the test rebuilds the disk as a power cut would leave it at *every* sync of
 the run (each file as of its last completed sync; everything written since lost) and opens each such disk with
 SQLite, which recovers it as it would after a reboot. On every one, each trigger acknowledged before the cut is
-either stored (its commit is in the tenant's file) or still on the queue — never lost, whichever of the queue's
-send, claim or delete, the group commit or a checkpoint of either file the power failed in.
+either stored (its commit is in the tenant's file) or still on the queue — never lost, whichever sync (a queue
+send, a group commit, a checkpoint of either file) the power failed in, and whatever unsynced claims and deletions
+it lost.
 
 The same run with synchronous=NORMAL loses acknowledged triggers (nothing is synced at a commit): the check is
 one that fails when the guarantee does not hold.
@@ -137,12 +138,15 @@ def test_no_acknowledged_trigger_is_lost_at_any_moment_of_a_power_cut(shim: Path
         cuts += 1
 
     assert lost == [], f"acknowledged triggers lost by a power cut (cut, instance, trigger): {lost[:10]}"
-    # Every send, claim, group commit and delete of the run was cut; some cuts fell between a batch's commit
-    # and its deletion from the queue (the trigger is then redelivered and found recorded).
-    assert cuts > ROUNDS * (BATCH + 3)
+    # Every sync of the run was cut (each send, each group commit, the checkpoints); the claims and deletions are
+    # not synced on their own, so many cuts lose them: the trigger is then both stored and queued (redelivered, it
+    # is found recorded).
+    assert cuts > ROUNDS * (BATCH + 1)
     assert in_both > 0
     final_stored, final_queued = _survivors(disk)
-    assert {(i, t) for _, i, t in acknowledged} == final_stored and not final_queued
+    # After the run every trigger is stored; the deletions since the last sync are lost, so the last ones are also
+    # queued again (redelivered, each is found recorded and not applied twice).
+    assert {(i, t) for _, i, t in acknowledged} == final_stored and final_queued <= final_stored
 
 
 def test_the_same_run_with_synchronous_normal_loses_acknowledged_triggers(shim: Path, tmp_path: Path) -> None:

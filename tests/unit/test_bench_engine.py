@@ -5,21 +5,38 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli.main import app
 
+KEYS = ("waymark_tps", "raw_sqlite_tps", "pyeventsourcing_tps", "synchronous", "batch", "load_ms_10_cold",
+        "load_ms_10000_cold", "rounds")
 
-def test_bench_engine_prints_the_best_and_the_median_of_interleaved_rounds() -> None:
-    result = CliRunner().invoke(app, ["bench", "engine", "--json", "--instances", "4", "--triggers", "3",
-                                      "--rounds", "2"])
+
+@pytest.mark.parametrize("level", ["full", "normal"])
+def test_bench_engine_prints_medians_of_interleaved_rounds_at_one_synchronous_level(level: str) -> None:
+    result = CliRunner().invoke(app, ["bench", "engine", "--json", "--instances", "8", "--triggers", "3",
+                                      "--rounds", "2", "--batch", "4", "--synchronous", level])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert (figures["instances"], figures["triggers_per_instance"], figures["rounds"]) == (4, 3, 2)
-    assert figures["payload_bytes"] > 0
+    assert set(KEYS) <= set(figures)
+    assert (figures["synchronous"], figures["batch"], figures["instances"], figures["triggers_per_instance"]) == (
+        level, 4, 8, 3)  # the level read back from the connections of all three
+    assert len(figures["rounds"]) == 2
     for key in ("waymark_tps", "raw_sqlite_tps", "pyeventsourcing_tps"):
-        rounds = figures["each_round"][key]
-        assert len(rounds) == 2 and all(value > 0 for value in rounds)
-        assert figures[key] == max(rounds)
-        assert min(rounds) <= figures["median"][key] <= max(rounds)
-    assert figures["load_ms_10"] > 0 and figures["load_ms_10000"] > 0
+        each = [r[key] for r in figures["rounds"]]
+        assert all(value > 0 for value in each)
+        assert min(each) <= figures[key] <= max(each) == figures["best"][key]
+    assert all(r["mark_transactions"] >= 1 for r in figures["rounds"])
+    assert figures["load_ms_10_cold"] > 0 and figures["load_ms_10000_cold"] > 0
+    assert set(figures["met"]) == set(figures["targets"])
+    assert {"receive", "group commit (1 transaction)", "complete (1 transaction)"} <= set(
+        figures["phases_us_per_trigger"]["waymark"]) & set(figures["phases_us_per_trigger"]["raw_sqlite"])
+    assert figures["payload_bytes"]["events"] > 0 and figures["payload_bytes"]["state"] > 0
+
+
+def test_bench_engine_refuses_an_unknown_synchronous_level() -> None:
+    result = CliRunner().invoke(app, ["bench", "engine", "--synchronous", "off"])
+    assert result.exit_code == 2
+    assert "full or normal" in result.output

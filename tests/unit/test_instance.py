@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.domain import (
+    VERSION_MISMATCH,
     EventType,
     HttpRequest,
     HttpResponse,
@@ -22,6 +23,7 @@ from engine.domain import (
     decide_trigger,
     default_registry,
     fold,
+    is_version_mismatch,
     parse_definition,
 )
 from engine.domain.definition import WorkflowDefinition
@@ -121,6 +123,23 @@ def test_unknown_topic_is_ignored_with_a_reason_and_nothing_else_changes() -> No
     assert "has no transition for topic 'dance'" in decision.events[0].data["reason"]
     assert decision.instance.state == "a" and decision.instance.context == {"k": 1}
     assert decision.instance.version == instance.version + 1
+
+
+def test_a_trigger_with_an_expected_version_applies_only_at_that_version() -> None:
+    definition = workflow({"a": {"transitions": [{"id": "t", "trigger": "go", "target": "a"}]}})
+    instance = create(definition, {"k": 1})
+    at = decide_trigger(instance, definition, Trigger("go", "t1", {}, expected_version=instance.version), now=NOW,
+                        services=Services())
+    assert at.outcome is Outcome.APPLIED
+    stale = decide_trigger(at.instance, definition, Trigger("go", "t2", {}, expected_version=instance.version),
+                           now=NOW, services=Services())
+    assert stale.outcome is Outcome.REJECTED
+    [event] = stale.events
+    assert event.type is EventType.TRIGGER_REJECTED and is_version_mismatch(stale.events)
+    assert event.data["reason"] == VERSION_MISMATCH == "version-mismatch"
+    assert (event.data["expectedVersion"], event.data["version"]) == (instance.version, at.instance.version)
+    assert "expected the instance at version 1; it is at version 2" in event.data["detail"]
+    assert stale.instance.state == "a" and stale.instance.version == at.instance.version + 1
 
 
 def test_false_exit_condition_ignores_the_trigger() -> None:
