@@ -52,7 +52,7 @@ from engine.service.processor import CommandProcessor, Result
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import TenantRoutedDefinitionStore, TenantRoutedEventStore, TenantStoreRouter
-from engine.tenants import sealer_of
+from engine.tenants import DEFINITION_SECRETS, sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
 __all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "AzureHost", "LazyAzureHost", "SweepOutcome",
@@ -189,7 +189,7 @@ class AzureHost:
             services = Services(http=http, expression_budget=ExpressionBudget(
                 max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds))
         self.engine = Engine(TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router),
-                             self.queue, services=services)
+                             self.queue, services=services, sealer=sealer_of(self.tenants, DEFINITION_SECRETS))
         identity = self.credential if key is None else None
         self.feed = ChangeFeed(
             self.engine.events, CosmosSubscriptionStore(self._subscriptions, auto_create=create_missing,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.domain import Services
 from engine.queues.base import CommandQueue
-from engine.service.definitions import DefinitionCatalog
+from engine.service.definitions import DefinitionCatalog, SecretSealer
 from engine.service.processor import CommandProcessor, CommitListener
 from engine.stores.base import DefinitionStore, EventStore
 
@@ -24,9 +24,10 @@ class Engine:
     processor: CommandProcessor = field(init=False)
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
+    sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
 
     def __post_init__(self) -> None:
-        self.catalog = DefinitionCatalog(self.definitions)
+        self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
                                           on_commit=self.on_commit)
 

@@ -35,12 +35,15 @@ from typing import Any, Protocol
 
 from engine.domain.errors import StoreUnavailable, TenantNotFound, WaymarkError
 from engine.domain.events import timestamp
+from engine.domain.secrets import REDACTED
 from engine.sealing import Sealer
 from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
 
 __all__ = [
-    "TENANT_ID_PATTERN", "InvalidTenantId", "KeyHasher", "MemoryTenantRegistry", "SqliteTenantRegistry",
-    "TenantAlreadyExists", "TenantRecord", "TenantRegistry", "check_tenant_id", "new_key", "read_or_create_secret",
+    "DEFINITION_SECRETS", "SECRET_CONFIG_KEYS", "TENANT_ID_PATTERN", "TENANT_SECRETS", "ConfigSealing",
+    "InvalidTenantId", "KeyHasher",
+    "MemoryTenantRegistry", "SqliteTenantRegistry", "TenantAlreadyExists", "TenantRecord", "TenantRegistry",
+    "check_tenant_id", "keep_config_secrets", "new_key", "read_or_create_secret", "replace_config_secrets",
 ]
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -78,8 +81,54 @@ class TenantRecord:
     config: Mapping[str, Any] = field(default_factory=dict)
 
     def to_public(self) -> dict[str, Any]:
-        """What the API may show about a tenant: never its key hash."""
-        return {"id": self.id, "createdAt": self.created_at, "config": dict(self.config)}
+        """What the API may show about a tenant: never its key hash, and its configuration's secrets as "***"."""
+        return {"id": self.id, "createdAt": self.created_at,
+                "config": replace_config_secrets(self.config, lambda _: REDACTED)}
+
+
+SECRET_CONFIG_KEYS: tuple[tuple[str, str], ...] = (("eventGrid", "key"),)
+"""Where a tenant's configuration holds secrets (the Event Grid topic's access key): sealed at rest by the SQLite
+and Cosmos registries (purpose TENANT_SECRETS), shown as "***"."""
+
+
+def replace_config_secrets(config: Mapping[str, Any], replace: Callable[[str], str]) -> dict[str, Any]:
+    """A deep copy of a tenant's configuration with each secret replaced by `replace(value)`."""
+    copied = copy.deepcopy(dict(config))
+    for parent, key in SECRET_CONFIG_KEYS:
+        holder = copied.get(parent)
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            holder[key] = replace(holder[key])
+    return copied
+
+
+def keep_config_secrets(config: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """A new configuration whose "***" secrets are the current configuration's (as a GET showed them); a "***" with
+    nothing to keep raises ValueError."""
+    copied = copy.deepcopy(dict(config))
+    for parent, key in SECRET_CONFIG_KEYS:
+        holder = copied.get(parent)
+        if isinstance(holder, dict) and holder.get(key) == REDACTED:
+            before = current.get(parent)
+            kept = before.get(key) if isinstance(before, Mapping) else None
+            if not isinstance(kept, str) or kept == REDACTED:
+                raise ValueError(f'{parent}.{key} is "{REDACTED}" but the tenant has no such secret to keep: send '
+                                 "the value")
+            holder[key] = kept
+    return copied
+
+
+class ConfigSealing:
+    """What the SQLite and Cosmos registries share: the configuration's secrets sealed at rest."""
+
+    hasher: KeyHasher
+
+    def _sealed_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        sealer = self.hasher.sealer(TENANT_SECRETS)
+        return replace_config_secrets(config, sealer.seal_text)
+
+    def _opened_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        sealer = self.hasher.sealer(TENANT_SECRETS)
+        return replace_config_secrets(config, sealer.open_text)
 
 
 class KeyHasher:
@@ -105,6 +154,10 @@ class KeyHasher:
     def sealer(self, purpose: str) -> Sealer:
         """Seals values for `purpose` under a key derived from the server secret (engine/sealing.py)."""
         return Sealer(self.derive(purpose), purpose)
+
+
+DEFINITION_SECRETS = "definition secrets"  # the sealing purpose of workflow definitions' secrets
+TENANT_SECRETS = "tenant secrets"  # and of the secrets in a tenant's configuration
 
 
 def sealer_of(registry: object, purpose: str) -> Sealer | None:
@@ -229,7 +282,8 @@ class MemoryTenantRegistry:
             record = self._tenants.get(tenant_id)
             if record is None:
                 raise TenantNotFound(tenant_id)
-            updated = TenantRecord(record.id, record.key_hash, record.created_at, copy.deepcopy(dict(config)))
+            updated = TenantRecord(record.id, record.key_hash, record.created_at,
+                                   keep_config_secrets(config, record.config))
             self._tenants[tenant_id] = updated
         return updated
 
@@ -250,8 +304,9 @@ _SCHEMA = (
 )
 
 
-class SqliteTenantRegistry:
-    """The registry in one SQLite file (`{data_dir}/tenants.db`, WAL). Safe to share between threads."""
+class SqliteTenantRegistry(ConfigSealing):
+    """The registry in one SQLite file (`{data_dir}/tenants.db`, WAL). Safe to share between threads. The secrets
+    of a tenant's configuration are sealed in the file (SECRET_CONFIG_KEYS)."""
 
     embedded = True  # see engine.stores.base.embedded
 
@@ -286,7 +341,8 @@ class SqliteTenantRegistry:
         with self._translated():
             try:
                 self._db().execute("INSERT INTO tenants (id, key_hash, created_at, config) VALUES (?, ?, ?, ?)",
-                                   (record.id, record.key_hash, record.created_at, json.dumps(record.config)))
+                                   (record.id, record.key_hash, record.created_at,
+                                    json.dumps(self._sealed_config(record.config))))
             except sqlite3.IntegrityError as e:
                 if "key_hash" in str(e):  # two tenants given the same key: refuse, as a key names one tenant
                     raise ValueError("this key is already the key of another tenant") from e
@@ -299,7 +355,7 @@ class SqliteTenantRegistry:
                                      (tenant_id,)).fetchone()
         if row is None:
             raise TenantNotFound(tenant_id)
-        return _record(row)
+        return self._record(row)
 
     def authenticate(self, key: str) -> TenantRecord | None:
         wanted = self.hasher.hash(key)
@@ -308,7 +364,7 @@ class SqliteTenantRegistry:
                                      (wanted,)).fetchone()
         if row is None or not hmac.compare_digest(row[1], wanted):
             return None
-        return _record(row)
+        return self._record(row)
 
     def rotate_key(self, tenant_id: str, *, key: str | None = None) -> str:
         key = key or new_key()
@@ -320,12 +376,12 @@ class SqliteTenantRegistry:
         return key
 
     def update_config(self, tenant_id: str, config: Mapping[str, Any]) -> TenantRecord:
+        stored = json.dumps(self._sealed_config(keep_config_secrets(config, self.get(tenant_id).config)))
         with self._translated():
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                updated = db.execute("UPDATE tenants SET config = ? WHERE id = ?",
-                                     (json.dumps(dict(config)), tenant_id)).rowcount
+                updated = db.execute("UPDATE tenants SET config = ? WHERE id = ?", (stored, tenant_id)).rowcount
                 row = db.execute("SELECT id, key_hash, created_at, config FROM tenants WHERE id = ?",
                                  (tenant_id,)).fetchone()
                 db.execute("COMMIT")
@@ -334,12 +390,12 @@ class SqliteTenantRegistry:
                 raise
         if updated != 1 or row is None:
             raise TenantNotFound(tenant_id)
-        return _record(row)
+        return self._record(row)
 
     def list(self) -> list[TenantRecord]:
         with self._translated():
             rows = self._db().execute("SELECT id, key_hash, created_at, config FROM tenants ORDER BY id").fetchall()
-        return [_record(row) for row in rows]
+        return [self._record(row) for row in rows]
 
     def ping(self) -> None:
         with self._translated():
@@ -372,6 +428,9 @@ class SqliteTenantRegistry:
         self._local.connection = connection
         return connection
 
+    def _record(self, row: tuple[Any, ...]) -> TenantRecord:
+        return TenantRecord(row[0], row[1], row[2], self._opened_config(json.loads(row[3])))
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         try:
@@ -382,6 +441,5 @@ class SqliteTenantRegistry:
             raise StoreUnavailable("tenant registry", f"{self.path}: {type(e).__name__}: {e}") from e
 
 
-def _record(row: tuple[Any, ...]) -> TenantRecord:
-    return TenantRecord(row[0], row[1], row[2], json.loads(row[3]))
+
 

@@ -38,11 +38,13 @@ from engine.domain.events import timestamp
 from engine.stores.cosmos import CosmosLocation, cosmos_client, ensure_tenant
 from engine.tenant_config import CONFIG_KEYS, InvalidTenantConfig, parse_tenant_config
 from engine.tenants import (
+    ConfigSealing,
     KeyHasher,
     TenantAlreadyExists,
     TenantRecord,
     TenantRegistry,
     check_tenant_id,
+    keep_config_secrets,
     new_key,
 )
 
@@ -52,7 +54,7 @@ __all__ = ["CosmosTenantRegistry", "config_from_outputs", "cosmos_tenant_config"
 STORE = "tenant registry (cosmos)"
 
 
-class CosmosTenantRegistry:
+class CosmosTenantRegistry(ConfigSealing):
     """The tenant registry in a Cosmos container. Thread-safe; the client is the caller's (one per account).
 
     `create=True` creates the database and container if missing (key auth, local servers); in Azure, main.bicep
@@ -81,7 +83,7 @@ class CosmosTenantRegistry:
             raise ValueError("this key is already the key of another tenant")
         with self._translated():
             try:
-                self._container.create_item(_document(record), no_response=True)
+                self._container.create_item(self._document(record), no_response=True)
             except exceptions.CosmosResourceExistsError as e:
                 raise TenantAlreadyExists(tenant_id) from e
         return record, key
@@ -91,7 +93,7 @@ class CosmosTenantRegistry:
         docs = self._query("SELECT * FROM c WHERE c.id = @id", partition=tenant_id, id=tenant_id)
         if not docs:
             raise TenantNotFound(tenant_id)
-        return _record(docs[0])
+        return self._record(docs[0])
 
     def authenticate(self, key: str) -> TenantRecord | None:
         wanted = self.hasher.hash(key)
@@ -107,11 +109,12 @@ class CosmosTenantRegistry:
 
     def update_config(self, tenant_id: str, config: Mapping[str, Any]) -> TenantRecord:
         """Replace the tenant's configuration (e.g. with the outputs of infra/tenant.bicep)."""
-        self._patch(tenant_id, [{"op": "set", "path": "/config", "value": copy.deepcopy(dict(config))}])
+        stored = self._sealed_config(keep_config_secrets(config, self.get(tenant_id).config))
+        self._patch(tenant_id, [{"op": "set", "path": "/config", "value": stored}])
         return self.get(tenant_id)
 
     def list(self) -> list[TenantRecord]:
-        return [_record(doc) for doc in self._query("SELECT * FROM c ORDER BY c.id")]
+        return [self._record(doc) for doc in self._query("SELECT * FROM c ORDER BY c.id")]
 
     def ping(self) -> None:
         with self._translated():
@@ -124,7 +127,7 @@ class CosmosTenantRegistry:
 
     def _by_hash(self, key_hash: str) -> TenantRecord | None:
         docs = self._query("SELECT * FROM c WHERE c.keyHash = @hash", hash=key_hash)
-        return _record(docs[0]) if docs else None
+        return self._record(docs[0]) if docs else None
 
     def _patch(self, tenant_id: str, operations: builtins.list[dict[str, Any]]) -> None:
         with self._translated():
@@ -141,6 +144,14 @@ class CosmosTenantRegistry:
                 return list(self._container.query_items(sql, parameters=params, enable_cross_partition_query=True))
             return list(self._container.query_items(sql, parameters=params, partition_key=partition))
 
+    def _document(self, record: TenantRecord) -> dict[str, Any]:
+        """The stored document: the configuration's secrets sealed (SECRET_CONFIG_KEYS in engine/tenants.py)."""
+        return {"id": record.id, "keyHash": record.key_hash, "createdAt": record.created_at,
+                "config": self._sealed_config(record.config)}
+
+    def _record(self, doc: Mapping[str, Any]) -> TenantRecord:
+        return TenantRecord(doc["id"], doc["keyHash"], doc["createdAt"], self._opened_config(doc.get("config") or {}))
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         """Every driver error of the registry leaves as StoreUnavailable (a missing container too: then the
@@ -153,15 +164,6 @@ class CosmosTenantRegistry:
             where = f"{self.database}/{self.container_name}"
             raise StoreUnavailable(STORE, f"{where}: {'HTTP ' + str(status) if status else type(e).__name__}"
                                           f": {first}") from e
-
-
-def _document(record: TenantRecord) -> dict[str, Any]:
-    return {"id": record.id, "keyHash": record.key_hash, "createdAt": record.created_at,
-            "config": dict(record.config)}
-
-
-def _record(doc: Mapping[str, Any]) -> TenantRecord:
-    return TenantRecord(doc["id"], doc["keyHash"], doc["createdAt"], doc.get("config") or {})
 
 
 # ---------------------------------------------------------------------------------------------- onboarding

@@ -36,6 +36,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 @dataclass
@@ -72,8 +73,9 @@ class Receiver:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
+                self.wfile.write(reply.body)
 
             def do_OPTIONS(self) -> None:
                 path, _, query = self.path.partition("?")

@@ -4,7 +4,8 @@ The auth middleware finds the route with Starlette's own matching (the path with
 the router sees it), so an app mounted under a prefix (`--root-path`, a reverse proxy, a Functions route
 prefix) is guarded exactly as it is served. A route's access:
 
-    PUBLIC    no key: liveness and the API's description (PUBLIC_PATHS)
+    PUBLIC    no key: liveness, the API's description and its pages (PUBLIC_PATHS, and their assets in
+              PUBLIC_MOUNTS), the front door `/` (a redirect to the dashboard)
     SESSION   a mounted app with its own sign-in (the dashboard under /ui: SESSION_MOUNTS)
     TENANT    a route with a `{tenant}` path parameter: that tenant's key, or the admin key
     ADMIN     every other route: the admin key only
@@ -22,7 +23,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
-__all__ = ["PUBLIC_PATHS", "SESSION_MOUNTS", "Access", "access_of", "routed"]
+__all__ = ["PUBLIC_MOUNTS", "PUBLIC_PATHS", "SESSION_MOUNTS", "Access", "access_of", "routed"]
 
 
 class Access(Enum):
@@ -32,7 +33,8 @@ class Access(Enum):
     ADMIN = "admin"
 
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_MOUNTS = frozenset({"/docs/assets"})  # the scripts and styles of /docs and /redoc (engine/api/front.py)
 SESSION_MOUNTS = frozenset({"/ui"})
 
 
@@ -41,6 +43,8 @@ def access_of(route: BaseRoute) -> Access:
     ADMIN: add routers' routes to the app itself (`create_app(routers=...)` does)."""
     path = str(getattr(route, "path", ""))
     if isinstance(route, Mount):
+        if path in PUBLIC_MOUNTS:
+            return Access.PUBLIC
         return Access.SESSION if path in SESSION_MOUNTS else Access.ADMIN
     if not isinstance(route, Route):
         return Access.ADMIN

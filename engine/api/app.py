@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from engine.api import health, instances, problems, recovery, workflows
+from engine import __version__
+from engine.api import front, health, instances, problems, recovery, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
@@ -35,7 +36,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     AuthMiddleware covers them like every route (engine/api/access.py), and their errors are problems too.
     Add routers here, not with `include_router` on the app: the auth cannot see into an included router, so it
     lets only the admin key through to one. `readiness`: more checks for `GET /readyz` (engine/api/health.py)."""
-    app = FastAPI(title="Waymark", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="Waymark", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
     auth = authenticator or Authenticator(tenants, admin_key=settings.admin_key, ttl=settings.auth_cache_seconds,
                                           negative_ttl=settings.auth_negative_cache_seconds)
     limits = RateLimits(RateLimiter(settings.rate_limit_per_key, settings.rate_limit_burst_per_key),
@@ -50,9 +51,11 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     tenant_routes.add_routes(app, ctx)
     health.add_routes(app, ctx, readiness=readiness)
     recovery.add_routes(app, ctx)
-    from engine.ui import add_routes as add_dashboard  # here: the dashboard itself uses parts of engine.api
+    from engine.ui import MOUNT as DASHBOARD  # here: the dashboard itself uses parts of engine.api
+    from engine.ui import add_routes as add_dashboard
 
     add_dashboard(app, ctx)  # the operator dashboard at /ui (engine/ui)
+    front.add_routes(app, dashboard=DASHBOARD)  # / → /ui/, and /docs and /redoc with their assets served from here
     for router in routers:  # their routes go on the app itself too (after the hot ones), where the auth sees them
         app.router.routes.extend(router.routes)
     # The last middleware added runs first: who is calling is settled before a byte of the body is read.

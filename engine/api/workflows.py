@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import WorkflowList, WorkflowVersion, json_safe
 from engine.api.problems import ApiProblem
-from engine.domain import InvalidDefinition, Problem, WorkflowDefinition, load_json, mermaid
+from engine.domain import InvalidDefinition, Problem, WorkflowDefinition, load_json, mermaid, redacted
 
 MAX_VERSION = 2**31
 _SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
@@ -54,7 +54,8 @@ def checked_document(document: Any, workflow_id: str) -> dict[str, Any]:
 
 
 def _stored(definition: WorkflowDefinition) -> dict[str, Any]:
-    return {**dict(definition.document), "id": definition.id, "version": definition.version}
+    """The stored version as it may be shown: every secret "***" (engine/domain/secrets.py)."""
+    return {**redacted(definition.document), "id": definition.id, "version": definition.version}
 
 
 def add_routes(api: FastAPI, ctx: ApiContext) -> None:
@@ -104,7 +105,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
             tenant: str, workflow_id: str,
             version: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="Default: latest")] = None,
     ) -> JSONResponse:
-        found_version, document = await ctx.run(ctx.engine.definitions.get, tenant, workflow_id, version)
+        found_version, document = await ctx.run(catalog.document, tenant, workflow_id, version)
         return JSONResponse({**document, "id": workflow_id, "version": found_version})
 
     def diagram(tenant: str, workflow_id: str, version: int | None, instance_id: str | None) -> tuple[

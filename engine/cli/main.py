@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
+from engine.cli.help import Cli
 from engine.domain import InvalidDefinition, default_registry, load_json, parse_definition
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
-workflows_app = typer.Typer(no_args_is_help=True, help="Validate, draw, upload and read workflow definitions.")
-instances_app = typer.Typer(no_args_is_help=True, help="Create, list and inspect workflow instances.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures beside their baselines.")
+app = Cli(add_completion=False, help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
+workflows_app = Cli(help="Validate, draw, upload and read workflow definitions.")
+instances_app = Cli(help="Create, list and inspect workflow instances.")
+bench_app = Cli(help="Benchmarks that print figures beside their baselines.")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(instances_app, name="instances")
 app.add_typer(bench_app, name="bench")
@@ -23,6 +23,20 @@ app.add_typer(bench_app, name="bench")
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="WAYMARK_DATA_DIR", help="Local data directory.")]
 Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="WAYMARK_TENANT", help="Tenant id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from engine import __version__
+
+        typer.echo(f"waymark {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def waymark(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                  help="Print the version and exit.")] = False) -> None:
+    """Waymark: an event-sourced workflow engine with a CloudEvents change feed."""
 
 
 def _read_definition(path: Path) -> Any:

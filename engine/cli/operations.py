@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
+from engine.cli.help import Cli
 from engine.cli.remote import DEFAULT_URL, AsJson, Key, LocalDir, Remote, Tenant, Url, _fail, _json_option
 from engine.queues.base import CommandQueue
 from engine.service.explain import explain
@@ -293,12 +294,14 @@ def subscriptions_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant =
 
 def subscriptions_get(name: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
                       as_json: AsJson = False) -> None:
+    """One subscription: its endpoint, types, mode, status, failures and last error (never its secret)."""
     with Remote(url, key, tenant) as remote:
         result = remote.call("GET", remote.path("subscriptions", name)).json()
     _show_subscriptions([result], as_json, single=True)
 
 
 def subscriptions_delete(name: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo") -> None:
+    """Delete a subscription: nothing more is delivered to it."""
     with Remote(url, key, tenant) as remote:
         remote.call("DELETE", remote.path("subscriptions", name), ok=(204,))
     render.console.print(f"deleted {name}", highlight=False)
@@ -314,6 +317,7 @@ def subscriptions_resume(name: str, url: Url = DEFAULT_URL, key: Key = None, ten
 
 def subscriptions_pause(name: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
                         as_json: AsJson = False) -> None:
+    """Pause a subscription: events are kept for it, and delivered when it is resumed."""
     with Remote(url, key, tenant) as remote:
         result = remote.call("POST", remote.path("subscriptions", name, "pause")).json()
     _show_subscriptions([result], as_json, single=True)
@@ -391,20 +395,20 @@ def register(app: typer.Typer, instances_app: typer.Typer, bench_app: typer.Type
     instances_app.command("terminate")(instances_terminate)
     instances_app.command("recover-batch")(instances_recover_batch)
     instances_app.command("terminate-batch")(instances_terminate_batch)
-    commands_app = typer.Typer(no_args_is_help=True, help="Commands on the queue.")
-    poison_app = typer.Typer(no_args_is_help=True, help="Commands that exhausted their retries.")
+    commands_app = Cli(help="Commands on the queue.")
+    poison_app = Cli(help="Commands that exhausted their retries.")
     poison_app.command("list")(poison_list)
     poison_app.command("requeue")(poison_requeue)
     poison_app.command("discard")(poison_discard)
     commands_app.add_typer(poison_app, name="poison")
     app.add_typer(commands_app, name="commands")
-    subscriptions_app = typer.Typer(no_args_is_help=True, help="Webhook subscriptions to the change feed.")
+    subscriptions_app = Cli(help="Webhook subscriptions to the change feed.")
     for name, command in (("put", subscriptions_put), ("list", subscriptions_list), ("get", subscriptions_get),
                           ("delete", subscriptions_delete), ("pause", subscriptions_pause),
                           ("resume", subscriptions_resume)):
         subscriptions_app.command(name)(command)
     app.add_typer(subscriptions_app, name="subscriptions")
-    feed_app = typer.Typer(no_args_is_help=True, help="The pull change feed.")
+    feed_app = Cli(help="The pull change feed.")
     feed_app.command("tail")(feed_tail)
     app.add_typer(feed_app, name="feed")
     app.command("worker")(worker)

@@ -30,6 +30,7 @@ import typer
 from rich.table import Table
 
 from engine.cli import render
+from engine.cli.help import Cli
 
 if TYPE_CHECKING:
     from engine.tenants import SqliteTenantRegistry, TenantRecord
@@ -195,7 +196,7 @@ def _local_registry(data_dir: Path) -> SqliteTenantRegistry:
 
 def _show_onboarded(record: TenantRecord, key: str | None, as_json: bool, what: str) -> None:
     if as_json:
-        render.print_json({"id": record.id, "key": key, "config": dict(record.config)})
+        render.print_json({"id": record.id, "key": key, "config": record.to_public()["config"]})  # secrets "***"
         return
     render.console.print(f"[green]✓[/] tenant [bold]{record.id}[/] {what}", highlight=False, soft_wrap=True)
     if key is not None:
@@ -670,7 +671,7 @@ def broadcast(topic: str, subject: Annotated[list[str], typer.Option(help="Subje
 
 def register(app: typer.Typer, workflows_app: typer.Typer, instances_app: typer.Typer) -> None:
     """Add the remote commands to the `waymark` app and its `workflows` and `instances` groups."""
-    tenants_app = typer.Typer(no_args_is_help=True, help="Onboard tenants (on a server, or into a data "
+    tenants_app = Cli(help="Onboard tenants (on a server, or into a data "
                                                          "directory with their storage) and rotate their keys.")
     tenants_app.command("create")(tenants_create)
     tenants_app.command("onboard")(tenants_onboard)

@@ -50,6 +50,7 @@ log = logging.getLogger("waymark.serve")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DEMO_TENANT = "demo"
+DASHBOARD = "/ui"  # engine.ui.MOUNT, not imported: `waymark --help` must not load the web stack
 
 
 @dataclass
@@ -152,6 +153,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     from engine.runtime import Engine
     from engine.service.http_port import HttpxPort
     from engine.stores.routing import routed_stores
+    from engine.tenants import DEFINITION_SECRETS, sealer_of
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     # `http` conditions and actions call out through httpx (redirects not followed).
     budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
     return Engine(events=events, definitions=definitions, queue=queue,
-                  services=Services(http=HttpxPort(), expression_budget=budget))
+                  services=Services(http=HttpxPort(), expression_budget=budget),
+                  sealer=sealer_of(tenants, DEFINITION_SECRETS))
 
 
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
@@ -309,7 +312,8 @@ def say(text: str) -> None:
 def banner(service: Service, url: str) -> None:
     settings = service.settings
     say(f"[bold green]Waymark[/] serving on [bold]{url}[/] (data in {settings.data_dir.resolve()}, "
-        f"{settings.workers} worker(s)); OpenAPI at {url}/docs")
+        f"{settings.workers} worker(s))")
+    say(f"  dashboard: [bold]{url}{DASHBOARD}/[/] · API docs: {url}/docs (Swagger UI), {url}/redoc")
     if settings.store == "cosmos":
         say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
             f"{settings.tenant_database_prefix}{{tenant}}; "

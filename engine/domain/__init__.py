@@ -54,8 +54,10 @@ from engine.domain.instance import (
     fold,
     is_version_mismatch,
 )
+from engine.domain.secrets import REDACTED, SecretSlot, redacted, replace_secrets, secret_slots
 
 __all__ = [
+    "REDACTED",
     "VERSION_MISMATCH",
     "CommandTooLarge",
     "Commit",
@@ -86,6 +88,7 @@ __all__ = [
     "RecoveryRefused",
     "Registry",
     "Scope",
+    "SecretSlot",
     "Services",
     "SpecProblems",
     "Status",
@@ -106,5 +109,8 @@ __all__ = [
     "load_json",
     "mermaid",
     "parse_definition",
+    "redacted",
+    "replace_secrets",
+    "secret_slots",
     "timestamp",
 ]

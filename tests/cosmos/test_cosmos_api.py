@@ -4,6 +4,7 @@ sweeper keeping the Cosmos instance index up to date."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 
 from engine.domain import StoreUnavailable
 from engine.feed import ChangeFeed, MemorySubscriptionStore
+from engine.sealing import SEALED_PREFIX
 from engine.service.commands import CreateInstance
 from engine.service.processor import CommandProcessor
 from engine.stores.memory import MemoryEventStore
@@ -153,6 +155,26 @@ def test_the_expense_claim_walk_through_the_api_on_cosmos(tmp_path: Path, cosmos
         with api.admin() as admin:
             ready = admin.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["registry"]["tenants"] == 1
+
+
+def test_definition_secrets_are_sealed_in_the_cosmos_document(tmp_path: Path, cosmos_silo: CosmosSilo) -> None:
+    token = "Bearer cosmos-token-0123456789"
+    document = {"id": "pay", "initialState": "due", "states": {
+        "due": {"transitions": [{"id": "pay", "trigger": "pay", "target": "paid", "actions": [
+            {"type": "http", "url": "https://payments.example/pay", "headers": {"Authorization": token}}]}]},
+        "paid": {}}}
+    with cosmos_api(tmp_path, cosmos_silo, workers=0) as api:
+        key = api.onboard("acme", samples=False)
+        with api.client(key) as http:
+            assert http.put("/tenants/acme/workflows/pay", json=document).status_code == 201
+            shown = http.get("/tenants/acme/workflows/pay").json()
+        assert shown["states"]["due"]["transitions"][0]["actions"][0]["headers"] == {"Authorization": "***"}
+        container = cosmos_silo.client.get_database_client(f"{cosmos_silo.prefix}-acme").get_container_client(
+            "definitions")
+        [stored] = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+        assert token not in json.dumps(stored) and SEALED_PREFIX in json.dumps(stored)
+        action = api.engine.catalog.get("acme", "pay").states["due"].transitions[0].actions[0]
+        assert action.spec["headers"] == {"Authorization": token}, "the engine runs with the real value"
 
 
 def test_the_sweeper_repairs_the_cosmos_index_of_commits_the_outbox_did_not_mark(tmp_path: Path,

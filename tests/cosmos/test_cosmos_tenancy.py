@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.domain import InstanceNotFound, StoreUnavailable, TenantNotFound, WorkflowNotFound
+from engine.sealing import SEALED_PREFIX
 from engine.stores.cosmos import CosmosLocation
 from engine.stores.routing import TenantRoutedDefinitionStore, TenantRoutedEventStore, routed_stores
 from engine.tenants import InvalidTenantId, MemoryTenantRegistry, TenantAlreadyExists
@@ -63,6 +64,20 @@ def test_the_cosmos_registry_implements_the_registry_port(registry: CosmosTenant
     docs = list(registry.client.get_database_client(registry.database).get_container_client("tenants")
                 .query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert all(new not in json.dumps(doc) and chosen not in json.dumps(doc) for doc in docs)  # keys never stored
+
+
+def test_the_cosmos_registry_seals_the_event_grid_key_in_its_document(registry: CosmosTenantRegistry) -> None:
+    grid_key = "grid-access-key-0123456789abcdef=="
+    config = {"eventGrid": {"endpoint": "https://acme.westeurope-1.eventgrid.azure.net/api/events", "key": grid_key}}
+    record, _ = registry.create("acme", config=config)
+    assert record.config == config and registry.get("acme").config == config, "the feed reads the real key"
+    assert record.to_public()["config"]["eventGrid"]["key"] == "***"
+    container = registry.client.get_database_client(registry.database).get_container_client("tenants")
+    [doc] = list(container.query_items("SELECT * FROM c WHERE c.id = 'acme'", enable_cross_partition_query=True))
+    assert grid_key not in json.dumps(doc) and doc["config"]["eventGrid"]["key"].startswith(SEALED_PREFIX)
+    registry.update_config("acme", {**record.to_public()["config"], "plan": "paid"})  # "***" sent back: kept
+    assert registry.get("acme").config["eventGrid"]["key"] == grid_key
+    assert [r.config["eventGrid"]["key"] for r in registry.list()] == [grid_key]
 
 
 def test_a_missing_registry_container_is_unavailable(cosmos_silo: CosmosSilo) -> None:

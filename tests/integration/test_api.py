@@ -159,6 +159,25 @@ def test_openapi_documents_every_route_with_examples(api_server: RunningServer) 
         "example"]["id"] == "expense-claim"
 
 
+def test_the_front_door_and_api_docs_need_nothing_from_elsewhere(api_server: RunningServer) -> None:
+    """`/` → `/ui/`; `/docs` and `/redoc` load their scripts and styles from this server (see also the browser
+    test, which renders them with every other address refused)."""
+    import re
+
+    with httpx.Client(base_url=api_server.url, follow_redirects=False) as http:
+        front = http.get("/")
+        assert front.status_code == 302 and front.headers["location"] == "/ui/"
+        for page in ("/docs", "/redoc"):
+            html = http.get(page)
+            assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+            assert assets and all(asset.startswith("/") for asset in assets), assets
+            for asset in assets:
+                served = http.get(asset)
+                assert served.status_code == 200 and len(served.content) > 100, asset
+        assert "'/openapi.json'" in http.get("/docs").text
+
+
 # ---------------------------------------------------------------------------------------------- auth, tenants
 
 def test_onboarding_returns_the_key_once_and_creates_storage(api_server: RunningServer) -> None:

@@ -25,7 +25,11 @@ pytestmark = pytest.mark.integration
 ROOT = "/api"
 # The routes that answer without a key: liveness and the API's description (engine/api/access.py PUBLIC_PATHS),
 # and the dashboard's sign-in and its static files. Adding one here is a decision: say why in its PR.
-ANONYMOUS = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# `/` only redirects to the dashboard (issue 15: a newcomer's browser lands somewhere useful); /docs/assets holds
+# the scripts and styles of /docs and /redoc, served here so they work offline.
+ANONYMOUS = {"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+ANONYMOUS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
+                    "/docs/assets/redoc.standalone.js"]
 DASHBOARD_ANONYMOUS = {"/login", "/static"}
 # Every family the issue names must be among the enumerated routes (a guard against enumerating nothing).
 FAMILIES = ["/tenants", "/tenants/{tenant}", "/tenants/{tenant}/keys", "/tenants/{tenant}/workflows/{workflow_id}",
@@ -121,9 +125,11 @@ def test_another_tenants_key_is_refused_on_every_tenant_route_and_admin_routes(s
 
 
 def test_the_anonymous_routes_answer_without_a_key(service: Service) -> None:
-    calls = [Call("GET", path, path) for path in sorted(ANONYMOUS)]
+    calls = [Call("GET", path, path) for path in [*sorted(ANONYMOUS - {"/"}), *ANONYMOUS_ASSETS]]
     answers = send_all(service, calls, None)
     assert {call: r.status_code for call, r in answers.items() if r.status_code != 200} == {}
+    front = send_all(service, [Call("GET", "/", "/")], None)
+    assert [(r.status_code, r.headers.get("location")) for r in front.values()] == [(302, f"{ROOT}/ui/")]
 
 
 def test_every_dashboard_page_needs_a_session_under_a_root_path(service: Service, keys: dict[str, str]) -> None:

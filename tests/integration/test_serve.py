@@ -108,6 +108,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def test_serve_walks_the_expense_claim_and_stops_cleanly_on_sigint(served: Served) -> None:
     banner = "".join(served.output)
     assert "created tenant demo" in banner and "expense-claim" in banner and "WAYMARK_URL=" in banner
+    assert f"dashboard: {served.url}/ui/" in banner and f"{served.url}/docs" in banner
+    front = httpx.get(f"{served.url}/", follow_redirects=False)
+    assert front.status_code == 302 and front.headers["location"] == "/ui/"
     with served.client() as http:
         assert {"id": "expense-claim", "version": 1} in http.get("/tenants/demo/workflows").json()["items"]
         response = http.post("/tenants/demo/instances", headers=WAIT,
