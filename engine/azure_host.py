@@ -48,10 +48,17 @@ from engine.observability import command_span, configure_host_logging, configure
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
 from engine.runtime import Engine
 from engine.service.commands import MalformedCommand, from_message
+from engine.service.failures import CommandFailures
+from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
-from engine.stores.routing import TenantRoutedDefinitionStore, TenantRoutedEventStore, TenantStoreRouter
+from engine.stores.routing import (
+    TenantRoutedDefinitionStore,
+    TenantRoutedEventStore,
+    TenantRoutedParkedStore,
+    TenantStoreRouter,
+)
 from engine.tenants import DEFINITION_SECRETS, sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
@@ -80,9 +87,10 @@ def _trigger_id(body: Mapping[str, Any]) -> Any:
 
 def process_message(processor: CommandProcessor, body: bytes | str | Mapping[str, Any], *,
                     message_id: str | None = None, dequeue_count: int | None = None,
-                    max_dequeue_count: int = MAX_DEQUEUE_COUNT) -> list[Result]:
+                    max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+                    failures: CommandFailures | None = None) -> list[Result]:
     """Process one command message as the queue function does: its results, or [] for a command completed without
-    effect. Raises when the message must stay on the queue (an engine failure, or a message that is not JSON)."""
+    effect (held, parked). Raises when the message must stay on the queue (the host delivers it again)."""
     parsed = dict(body) if isinstance(body, Mapping) else decode_body(body)
     known = parsed or {}
     fields = {"function": "process_command", "messageId": message_id, "dequeueCount": dequeue_count,
@@ -90,23 +98,26 @@ def process_message(processor: CommandProcessor, body: bytes | str | Mapping[str
     with log_context(**fields), command_span("waymark.command", kind=known.get("kind"), tenant=fields["tenant"],
                                              instance_id=fields["instanceId"], trigger_id=fields["triggerId"],
                                              message_id=message_id, dequeue_count=dequeue_count) as span:
+        if parsed is not None and failures is not None and failures.held_by_breaker(parsed, message_id=message_id):
+            span.set_attribute("waymark.outcome", "held")
+            return []
         try:
             if parsed is None:
                 raise UndecodableMessage("the message is not a JSON object (nor base64 of one)")
-            command = from_message(parsed)
-            results = processor.handle(command)
-        except (MalformedCommand, InstanceAlreadyExists) as e:
-            # It can never succeed: retrying changes nothing. Recorded in the log, then completed.
-            log.warning("command dropped as it cannot be processed: %s", e)
-            span.set_attribute("waymark.outcome", "dropped")
-            return []
+            results = processor.handle(from_message(parsed))
         except Exception as e:
+            taken = _taken_care_of(parsed, e, failures, dequeue_count, message_id)
+            if taken is not None:
+                span.set_attribute("waymark.outcome", taken)
+                return []
             last = dequeue_count is not None and dequeue_count >= max_dequeue_count
             then = ("this was the last delivery: the host moves it to the poison queue" if last
                     else "it is delivered again after its visibility timeout")
             log.error("processing failed, the message stays on the queue (%s): %s: %s", then, type(e).__name__, e,
                       exc_info=not isinstance(e, StoreUnavailable | UndecodableMessage))
             raise
+        if failures is not None:
+            failures.succeeded(parsed)
         for result in results:
             if result.duplicate:
                 log.info("trigger recorded already: nothing new written", extra={
@@ -116,6 +127,22 @@ def process_message(processor: CommandProcessor, body: bytes | str | Mapping[str
             span.set_attribute("waymark.sequence", results[-1].commit.last_sequence)
             span.set_attribute("waymark.outcome", str(results[-1].outcome))
         return results
+
+
+def _taken_care_of(parsed: Mapping[str, Any] | None, error: Exception, failures: CommandFailures | None,
+                   dequeue_count: int | None, message_id: str | None) -> str | None:
+    """"held" or "parked" when the failure policy took the command off the host's hands (the function returns and
+    the host completes the message); None when the host must deliver it again."""
+    if parsed is None:
+        return None
+    if failures is None:  # no parked store: what can never succeed is logged and completed, as before
+        if isinstance(error, MalformedCommand | InstanceAlreadyExists):
+            log.warning("command dropped as it cannot be processed: %s", error)
+            return "dropped"
+        return None
+    if failures.failed(parsed, error, dequeue_count=dequeue_count or 1, message_id=message_id):
+        return "held" if isinstance(error, StoreUnavailable) else "parked"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- the host
@@ -188,8 +215,16 @@ class AzureHost:
             self._closers.append(http.close)
             services = Services(http=http, expression_budget=ExpressionBudget(
                 max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds))
-        self.engine = Engine(TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router),
-                             self.queue, services=services, sealer=sealer_of(self.tenants, DEFINITION_SECRETS))
+        self.parked_store = TenantRoutedParkedStore(self.router)
+        self._closers.append(self.parked_store.close)
+        self.engine = Engine(
+            TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router), self.queue,
+            services=services, parked_store=self.parked_store,
+            sealer=sealer_of(self.tenants, DEFINITION_SECRETS),
+            hold=HoldPolicy(base_delay=settings.hold_base_delay_seconds, max_delay=settings.hold_max_delay_seconds,
+                            hold_seconds=settings.hold_seconds),
+            breakers=CircuitBreakers(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown_seconds,
+                                     max_cooldown=settings.hold_max_delay_seconds))
         identity = self.credential if key is None else None
         self.feed = ChangeFeed(
             self.engine.events, CosmosSubscriptionStore(self._subscriptions, auto_create=create_missing,
@@ -272,7 +307,7 @@ class AzureHost:
         message must stay queued (see `process_message`)."""
         try:
             return process_message(self.engine.processor, body, message_id=message_id, dequeue_count=dequeue_count,
-                                   max_dequeue_count=self.max_dequeue_count)
+                                   max_dequeue_count=self.max_dequeue_count, failures=self.engine.failures)
         finally:
             if not self.feed.dispatcher.drain(self.drain_seconds):
                 log.warning("deliveries still in flight after %gs: the outbox sweeper finishes what they leave",

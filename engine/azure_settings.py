@@ -113,6 +113,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_MAX_WAIT_SECONDS",
             "Upper bound of `Prefer: wait=N` (at most 230: the HTTP limit of a Function app).", default="30"),
     Setting("WAYMARK_LOG_LEVEL", "critical, error, warning, info or debug.", default="info"),
+    Setting("WAYMARK_HOLD_SECONDS",
+            "How long a command is held through an outage of its tenant's storage (re-sent with growing delays, "
+            "never poisoned) before it is parked `hold-expired`.", default="86400"),
+    Setting("WAYMARK_HOLD_BASE_DELAY_SECONDS",
+            "The first delay of a held command; each further attempt doubles it.", default="2"),
+    Setting("WAYMARK_HOLD_MAX_DELAY_SECONDS",
+            "The longest delay between two attempts of a held command.", default="300"),
+    Setting("WAYMARK_BREAKER_THRESHOLD",
+            "Consecutive storage failures of a tenant after which its circuit breaker opens (its commands are "
+            "then held without touching its storage).", default="3"),
+    Setting("WAYMARK_BREAKER_COOLDOWN_SECONDS",
+            "How long an open breaker waits before one command probes the storage (doubling while it stays "
+            "down, up to WAYMARK_HOLD_MAX_DELAY_SECONDS).", default="5"),
     Setting("WAYMARK_RATE_LIMIT_PER_KEY",
             "Requests a second each key (a tenant's, or the admin key) may send to one Functions instance, "
             "sustained (bursts of twice that); past it 429 with Retry-After. 0: no limit. Per instance: a scaled-out "
@@ -201,6 +214,11 @@ class AzureSettings:
     expression_max_steps: float = 20_000_000
     expression_max_seconds: float = 2.0
     feed_subscriptions: str | None = field(default=None, repr=False)
+    hold_seconds: float = 86400.0
+    hold_base_delay_seconds: float = 2.0
+    hold_max_delay_seconds: float = 300.0
+    breaker_threshold: int = 3
+    breaker_cooldown_seconds: float = 5.0
     rate_limit_per_key: float = 500.0
     rate_limit_per_address: float = 1.0
     client_address_hops: int = 1
@@ -322,6 +340,11 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         max_wait_seconds=number("WAYMARK_MAX_WAIT_SECONDS", 0, _MAX_FUNCTION_HTTP_SECONDS),
         log_level=log_level,
         feed_subscriptions=feed_subscriptions,
+        hold_seconds=number("WAYMARK_HOLD_SECONDS", 0, 7 * 24 * 3600),
+        hold_base_delay_seconds=number("WAYMARK_HOLD_BASE_DELAY_SECONDS", 0, 3600),
+        hold_max_delay_seconds=number("WAYMARK_HOLD_MAX_DELAY_SECONDS", 0, 7 * 24 * 3600),
+        breaker_threshold=int(number("WAYMARK_BREAKER_THRESHOLD", 1, 1000)),
+        breaker_cooldown_seconds=number("WAYMARK_BREAKER_COOLDOWN_SECONDS", 0, 3600),
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),

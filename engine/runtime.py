@@ -5,14 +5,20 @@ Hosts (`waymark serve`, the CLI, `function_app.py`) build one `Engine` per proce
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.domain import Services
 from engine.queues.base import CommandQueue
 from engine.service.definitions import DefinitionCatalog, SecretSealer
+from engine.service.failures import CommandFailures
+from engine.service.holding import CircuitBreakers, HoldPolicy
+from engine.service.parked import ParkedCommands
 from engine.service.processor import CommandProcessor, CommitListener
 from engine.stores.base import DefinitionStore, EventStore
+from engine.stores.parked import MemoryParkedStore, ParkedStore
 
 
 @dataclass
@@ -25,11 +31,24 @@ class Engine:
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
     sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
+    # Where each tenant's parked commands are kept (engine/stores/parked.py); hosts pass their durable one.
+    parked_store: ParkedStore = field(default_factory=MemoryParkedStore)
+    parked: ParkedCommands = field(init=False)
+    # How an outage is held (engine/service/holding.py), and the process's circuit breakers, one per tenant.
+    hold: HoldPolicy = field(default_factory=HoldPolicy)
+    breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
+    failures: CommandFailures = field(init=False)
 
     def __post_init__(self) -> None:
         self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
                                           on_commit=self.on_commit)
+        self.parked = ParkedCommands(self.parked_store, self.processor)
+        self.failures = CommandFailures(self.parked, self.breakers, self._resend, self.hold,
+                                        max_dequeue_count=getattr(self.queue, "max_dequeue_count", 5))
+
+    def _resend(self, body: Mapping[str, Any], delay: float) -> None:
+        self.queue.send(body, delay=delay)
 
 
 def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5,
@@ -41,6 +60,7 @@ def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_deque
     durable; or "normal": see WAYMARK_SQLITE_SYNCHRONOUS)."""
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.stores._sqlite import checked_synchronous
+    from engine.stores.parked import SqliteParkedStore
     from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
 
     sync = checked_synchronous(synchronous)
@@ -50,6 +70,7 @@ def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_deque
         definitions=SqliteDefinitionStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
         queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count, synchronous=sync),
         services=services or Services(),
+        parked_store=SqliteParkedStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
     )
 
 

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Deliveries of a command before it goes to the poison queue.")
     load_samples: bool = Field(
         default=True, description="On first start, create the `demo` tenant and load samples/*.json into it.")
+    hold_seconds: float = Field(
+        default=86400.0, ge=0,
+        description="How long a command is held through an outage of its tenant's storage (put back with growing "
+                    "delays, never poisoned) before it is parked `hold-expired`.")
+    hold_base_delay: float = Field(default=2.0, ge=0, description="The first delay of a held command (doubled on "
+                                                                   "each attempt).")
+    hold_max_delay: float = Field(default=300.0, ge=0, description="The longest delay between two attempts of a held "
+                                                                   "command.")
+    breaker_threshold: int = Field(
+        default=3, ge=1, description="Consecutive storage failures of a tenant after which its circuit breaker opens.")
+    breaker_cooldown: float = Field(
+        default=5.0, ge=0, description="Seconds an open circuit breaker waits before one command probes the storage "
+                                       "again (doubling while it stays down, up to `hold_max_delay`).")
     max_wait_seconds: float = Field(default=30.0, ge=0, le=30, description="Upper bound of `Prefer: wait=N`.")
     auth_cache_seconds: float = Field(
         default=5.0, ge=0,

@@ -84,6 +84,26 @@ param maxWaitSeconds int = 30
 ])
 param logLevel string = 'info'
 
+@description('Seconds a command is held through an outage of its tenant\'s storage before it is parked (WAYMARK_HOLD_SECONDS).')
+@minValue(0)
+param holdSeconds int = 86400
+
+@description('First delay, in seconds, of a command held through an outage; doubled on each attempt.')
+@minValue(0)
+param holdBaseDelaySeconds int = 2
+
+@description('Longest delay, in seconds, between two attempts of a held command.')
+@minValue(0)
+param holdMaxDelaySeconds int = 300
+
+@description('Consecutive storage failures of a tenant after which its circuit breaker opens.')
+@minValue(1)
+param breakerThreshold int = 3
+
+@description('Seconds an open circuit breaker waits before one command probes the storage again.')
+@minValue(0)
+param breakerCooldownSeconds int = 5
+
 @description('The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).')
 @minValue(1000)
 param expressionMaxSteps int = 20000000
@@ -447,6 +467,26 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_FEED_SUBSCRIPTIONS'
           value: feedSubscriptions
+        }
+        {
+          name: 'WAYMARK_HOLD_SECONDS'
+          value: string(holdSeconds)
+        }
+        {
+          name: 'WAYMARK_HOLD_BASE_DELAY_SECONDS'
+          value: string(holdBaseDelaySeconds)
+        }
+        {
+          name: 'WAYMARK_HOLD_MAX_DELAY_SECONDS'
+          value: string(holdMaxDelaySeconds)
+        }
+        {
+          name: 'WAYMARK_BREAKER_THRESHOLD'
+          value: string(breakerThreshold)
+        }
+        {
+          name: 'WAYMARK_BREAKER_COOLDOWN_SECONDS'
+          value: string(breakerCooldownSeconds)
         }
       ]
     }

@@ -79,7 +79,8 @@ class Service:
     def close(self) -> None:
         self.feed.close()  # first: deliveries in flight finish while the stores are still open
         self.app.state.waymark.close()
-        _close(self.engine.events, self.engine.definitions, self.engine.queue, self.tenants, self.engine.services.http)
+        _close(self.engine.parked_store, self.engine.events, self.engine.definitions, self.engine.queue, self.tenants,
+               self.engine.services.http)
 
 
 def _close(*parts: object) -> None:
@@ -108,7 +109,7 @@ def open_service(settings: Settings) -> Service:
         first_start = bootstrap(engine, tenants, settings)
         feed = open_feed(engine, tenants, settings)
     except BaseException:
-        _close(engine.events, engine.definitions, engine.queue, tenants)
+        _close(engine.parked_store, engine.events, engine.definitions, engine.queue, tenants)
         raise
     app = create_app(engine, tenants, settings, routers=[feed_router(feed)])
     return Service(settings, engine, tenants, app, source, first_start, feed)
@@ -151,8 +152,9 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     from engine.domain import ExpressionBudget, Services
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
+    from engine.service.holding import CircuitBreakers, HoldPolicy
     from engine.service.http_port import HttpxPort
-    from engine.stores.routing import routed_stores
+    from engine.stores.routing import TenantRoutedParkedStore, routed_stores
     from engine.tenants import DEFINITION_SECRETS, sealer_of
 
     data_dir = settings.data_dir
@@ -168,6 +170,11 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
     return Engine(events=events, definitions=definitions, queue=queue,
                   services=Services(http=HttpxPort(), expression_budget=budget),
+                  parked_store=TenantRoutedParkedStore(events.router),
+                  hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
+                                  hold_seconds=settings.hold_seconds),
+                  breakers=CircuitBreakers(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown,
+                                           max_cooldown=settings.hold_max_delay),
                   sealer=sealer_of(tenants, DEFINITION_SECRETS))
 
 
@@ -252,7 +259,8 @@ class WorkerPool:
         from engine.service.worker import Worker
 
         for number in range(self.count):
-            worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout)
+            worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
+                            failures=self.engine.failures)
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"waymark-worker-{number}",
                                       daemon=True)
             thread.start()

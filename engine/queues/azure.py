@@ -68,6 +68,9 @@ POISON_SUFFIX = "-poison"
 # Azure Storage refuses a message over 64 KiB; base64 makes 3 bytes 4. The rest is room for the poison envelope.
 _MAX_MESSAGE_CHARS = 64 * 1024
 MAX_BODY_BYTES = 47 * 1024
+# A command held through an outage comes back with a small `hold` object (engine/service/holding.py): it may use
+# some of the room kept for the poison envelope, so a command the API accepted can always be held.
+_HOLD_ROOM = 512
 _MAX_BATCH = 32  # Azure's limit for one receive or peek
 _MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 _NEVER_EXPIRES = -1
@@ -212,7 +215,7 @@ class AzureStorageCommandQueue:
     def send(self, body: Mapping[str, Any], *, delay: float = 0.0) -> str:
         text = dump_body(body)
         size = len(text.encode("utf-8"))
-        if size > MAX_BODY_BYTES:
+        if size > MAX_BODY_BYTES + (_HOLD_ROOM if "hold" in body else 0):
             raise MessageTooLarge(self.name, size)
         visibility = _whole_seconds(delay, minimum=0) if delay > 0 else None
         with self._translated(f"send to queue {self.name!r}"):

@@ -1,9 +1,13 @@
 """The queue worker: receive a batch of commands, process them, complete them — or leave one queued for a retry.
 
 A command is completed only after its commit is stored (or it is known to be recorded already): a batch's
-messages are deleted together, in one queue transaction after the last of its commits (see `process_batch`). When
-the engine itself fails (storage unreachable, a bug), the message is released with a backoff and its
-dequeue count grows, until the queue moves it to the poison queue: nothing is dropped silently.
+messages are deleted together, in one queue transaction after the last of its commits (see `process_batch`).
+
+A command that fails goes where `CommandFailures` (engine/service/failures.py) says, as under the Azure queue
+function: an outage holds it (a copy re-sent with a delay, the original completed), what can never succeed is
+parked in its tenant's store, and anything else is released with a backoff, its dequeue count growing, and parked
+on its last delivery. Without `failures` (tests of the queue alone), every failure is released with a backoff
+until the queue poisons the message: nothing is dropped silently either way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
+from engine.service.failures import CommandFailures
 from engine.service.processor import CommandProcessor, Result
 
 log = logging.getLogger("waymark.worker")
@@ -33,9 +38,10 @@ def retry_delay(dequeue_count: int) -> float:
 
 class Worker:
     def __init__(self, queue: CommandQueue, processor: CommandProcessor, *, visibility_timeout: float = 30.0,
-                 batch_size: int = 16, idle_wait: float = 0.05) -> None:
+                 batch_size: int = 16, idle_wait: float = 0.05, failures: CommandFailures | None = None) -> None:
         self.queue = queue
         self.processor = processor
+        self.failures = failures
         self.visibility_timeout = visibility_timeout
         self.batch_size = batch_size
         self.idle_wait = idle_wait
@@ -48,25 +54,37 @@ class Worker:
     def _handle(self, message: Message, fields: dict[str, Any]) -> bool:
         """Process one message: True when it is done with (its commits stored, or it can never succeed) and may
         be completed; False when it was released for a retry."""
+        failures = self.failures
+        if failures is not None and failures.held_by_breaker(message.body, message_id=message.id):
+            return True  # a copy is on the queue, delayed: this one is done with
         try:
             command = from_message(message.body)
             self.processor.handle(command)
-        except (MalformedCommand, InstanceAlreadyExists) as e:
-            # The command can never succeed: retrying changes nothing. Recorded in the log, then completed.
-            # (An unknown instance is retried instead: its create may still be on the queue.)
-            log.warning("command dropped as it cannot be processed: %s", e, extra=fields)
         except Exception as e:
-            log.error("processing failed; the command stays queued and is retried: %s", e, extra=fields,
-                      exc_info=not isinstance(e, OSError))
-            try:
-                self.queue.release(message, delay=retry_delay(message.dequeue_count))
-            except MessageLost:
-                pass
-            except Exception:
-                log.exception("could not release the message; it comes back after its visibility timeout",
-                              extra=fields)
-            return False
+            if failures is not None and failures.failed(message.body, e, dequeue_count=message.dequeue_count,
+                                                        message_id=message.id):
+                return True  # held (a delayed copy is queued) or parked
+            return self._unhandled(message, e, fields)
+        if failures is not None:
+            failures.succeeded(message.body)
         return True
+
+    def _unhandled(self, message: Message, error: Exception, fields: dict[str, Any]) -> bool:
+        """A failure nothing took care of: released for a retry (False; the queue poisons it after its last
+        delivery), or, without `failures`, a command that can never succeed dropped with a warning (True)."""
+        if self.failures is None and isinstance(error, MalformedCommand | InstanceAlreadyExists):
+            # (An unknown instance is retried instead: its create may still be on the queue.)
+            log.warning("command dropped as it cannot be processed: %s", error, extra=fields)
+            return True
+        log.error("processing failed; the command stays queued and is retried: %s", error, extra=fields,
+                  exc_info=not isinstance(error, OSError))
+        try:
+            self.queue.release(message, delay=retry_delay(message.dequeue_count))
+        except MessageLost:
+            pass
+        except Exception:
+            log.exception("could not release the message; it comes back after its visibility timeout", extra=fields)
+        return False
 
     def process_batch(self, messages: Sequence[Message], stop: threading.Event | None = None) -> None:
         """Handle a received batch. Consecutive triggers of one tenant are decided in order and stored in one
@@ -90,7 +108,7 @@ class Worker:
                 self._release_all(messages[index:])
                 return
             group = self._trigger_run(messages, index)
-            if len(group) < 2:
+            if len(group) < 2 or not self._goes_ahead(group[0][1].tenant):
                 if self._handle(messages[index], _fields(messages[index])):
                     done.append(messages[index])
                 index += 1
@@ -106,6 +124,10 @@ class Worker:
                 if isinstance(result, Result) or self._handle(message, _fields(message)):
                     done.append(message)
             index += len(group)
+
+    def _goes_ahead(self, tenant: str) -> bool:
+        """Whether a run of the tenant's triggers may be stored as a group: not while its breaker holds them."""
+        return self.failures is None or self.failures.breakers.is_closed(tenant)
 
     def _trigger_run(self, messages: Sequence[Message], start: int) -> list[tuple[Message, SendTrigger]]:
         group: list[tuple[Message, SendTrigger]] = []

@@ -33,7 +33,8 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     feed.start(sweep_interval=settings.feed_sweep_seconds)
     workers = [threading.Thread(target=Worker(engine.queue, engine.processor,
-                                              visibility_timeout=settings.visibility_timeout, batch_size=4).run,
+                                              visibility_timeout=settings.visibility_timeout, batch_size=4,
+                                              failures=engine.failures).run,
                                 args=(stop,), name=f"worker-{n}")
                for n in range(max(1, settings.workers))]
     for worker in workers:

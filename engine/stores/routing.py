@@ -36,11 +36,13 @@ from engine.stores.cosmos import (
     CosmosLocation,
     cosmos_client,
 )
+from engine.stores.parked import ParkedCommand, ParkedPage, ParkedQuery, ParkedStore, SqliteParkedStore
+from engine.stores.parked_cosmos import CosmosParkedStore, ParkedLocation
 from engine.tenant_config import InvalidTenantConfig, TenantConfig, parse_tenant_config
 from engine.tenants import TenantRegistry
 
-__all__ = ["STORE_KINDS", "TenantRoutedDefinitionStore", "TenantRoutedEventStore", "TenantStoreRouter",
-           "routed_stores"]
+__all__ = ["STORE_KINDS", "TenantRoutedDefinitionStore", "TenantRoutedEventStore", "TenantRoutedParkedStore",
+           "TenantStoreRouter", "routed_stores"]
 
 STORE_KINDS = ("sqlite", "cosmos")
 
@@ -141,6 +143,10 @@ class TenantStoreRouter:
             return self._account(tenant).definitions
         definitions: DefinitionStore = self._sqlite_stores()[1]
         return definitions
+
+    def cosmos_client(self, tenant: str) -> Any:
+        """The client of a Cosmos tenant's account (shared by every tenant of that account)."""
+        return self._account(tenant).client
 
     def forget(self, tenant: str) -> None:
         """Read the tenant's configuration again on its next call (after it changed)."""
@@ -293,6 +299,54 @@ class TenantRoutedDefinitionStore:
 
     def close(self) -> None:
         self.router.close()
+
+
+class TenantRoutedParkedStore:
+    """The `ParkedStore` port (engine/stores/parked.py), each tenant's parked commands in its own storage: a table of
+    its SQLite file, or the `parked` container (or its configuration's `parkedContainer`) of its Cosmos database."""
+
+    def __init__(self, router: TenantStoreRouter) -> None:
+        self.router = router
+        self._lock = threading.Lock()
+        self._sqlite: SqliteParkedStore | None = None
+        self._cosmos = CosmosParkedStore(self._locate, auto_create=router.auto_create)
+
+    def embedded(self, tenant: str) -> bool:
+        return embedded(self.router.registry, tenant) and self.router.store_kind(tenant) == "sqlite"
+
+    def park(self, tenant: str, command: ParkedCommand) -> None:
+        self._store(tenant).park(tenant, command)
+
+    def get(self, tenant: str, parked_id: str) -> ParkedCommand:
+        return self._store(tenant).get(tenant, parked_id)
+
+    def list(self, tenant: str, query: ParkedQuery = ParkedQuery(), *, limit: int = 100,
+             continuation: str | None = None) -> ParkedPage:
+        return self._store(tenant).list(tenant, query, limit=limit, continuation=continuation)
+
+    def remove(self, tenant: str, parked_id: str) -> bool:
+        return self._store(tenant).remove(tenant, parked_id)
+
+    def close(self) -> None:
+        with self._lock:
+            sqlite, self._sqlite = self._sqlite, None
+        if sqlite is not None:
+            sqlite.close()
+        self._cosmos.close()
+
+    def _store(self, tenant: str) -> ParkedStore:
+        if self.router.store_kind(tenant) == "cosmos":
+            return self._cosmos
+        if self.router.data_dir is None:
+            raise StoreUnavailable("sqlite", "this host has no data directory for SQLite tenants")
+        with self._lock:
+            if self._sqlite is None:
+                self._sqlite = SqliteParkedStore(self.router.data_dir, synchronous=self.router.sqlite_synchronous)
+            return self._sqlite
+
+    def _locate(self, tenant: str) -> ParkedLocation:
+        return ParkedLocation(self.router.cosmos_client(tenant), self.router.location(tenant).database,
+                              self.router.parsed(tenant).parked_container)
 
 
 def routed_stores(registry: TenantRegistry, **options: Any) -> tuple[TenantRoutedEventStore,

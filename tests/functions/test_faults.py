@@ -1,36 +1,47 @@
-"""Engine faults under the queue function: Cosmos DB goes away while commands are processed.
+"""Engine faults under the queue function: Cosmos DB goes away while commands arrive, and commands that can never
+succeed.
 
-- The queue function raises, so the message is not completed: Azurite hands it out again after its visibility
-  timeout with a higher dequeue count; once the server is back the commands are processed, every instance reaches
-  the state its triggers lead to, and no trigger is lost or applied twice.
-- A message delivered `maxDequeueCount` times (host.json: 5) without success goes to `{queue}-poison`. In Azure the
-  Functions host moves it there itself; here the queue is driven through `AzureStorageCommandQueue`'s receive and
-  release, whose receive moves a message past `max_dequeue_count` to the same poison queue — the host's own
-  poison handling is not what runs. From there an operator requeues it, and it applies once the store is back.
+- **An outage is held, not shed.** Cosmos (cosmosdb-server) stops while 200 triggers arrive; the host keeps
+  invoking the queue function; each failing command is held — a copy re-sent with a visibility delay and its attempt
+  count, the original completed — so its dequeue count never grows: nothing reaches `{queue}-poison` and nothing is
+  parked, however long the outage (time compressed by the hold settings: delays of 1 to 2 s instead of minutes, so
+  each command is held more times than host.json's maxDequeueCount of 5 in a 25 s outage). The tenant's circuit
+  breaker opens (the log says so, and `/readyz`), holds the tenant's commands without calling Cosmos, probes, and
+  closes once Cosmos is back; then every trigger is applied, exactly once.
+- **What fails on every delivery is parked** on its last delivery with the error — not poisoned — and replayed
+  from there once it can succeed.
 
 The outage is a cosmosdb-server whose listener is stopped and started with its data kept (tests/functions/
-cosmos_outage.py): cosmosdb-server keeps nothing across a process restart.
+cosmos_outage.py): cosmosdb-server keeps nothing across a process restart. The host's side of the queue is
+tests/functions/harness.py's (receive, invoke, complete on return, leave on raise).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage as HostQueueMessage
+from azure.storage.queue import QueueClient
 
 from engine.azure_host import MAX_DEQUEUE_COUNT
-from engine.domain import StoreUnavailable
+from engine.domain import Trigger
 from engine.queues.azure import AzureStorageCommandQueue
+from engine.service.commands import SendTrigger, to_message
 from tests.functions.conftest import ADMIN_KEY, AzureEnv
 from tests.functions.cosmos_outage import PausableCosmosServer
-from tests.functions.harness import HostQueue, http, run_queue_function
+from tests.functions.harness import HostQueue, host_message, http, run_queue_function
+from tests.webhook_receiver import wait_until
 
 TENANT = "acme"
+INSTANCES = 20
+TRIGGERS_EACH = 10
 
 
 @pytest.fixture
@@ -54,108 +65,136 @@ def _create(key: str, claim: str) -> None:
     assert sent.status == 202, sent.body
 
 
-def _update(key: str, claim: str, amount: float) -> None:
-    sent = http("POST", f"/tenants/{TENANT}/instances/{claim}/triggers", key=key,
-                body={"id": f"{claim}-update", "topic": "update", "content": {"amount": amount}})
-    assert sent.status == 202, sent.body
+class Host:
+    """The Functions host's queue loop in a thread: receive (visibility 10 s, host.json's), invoke, complete when
+    the function returns, leave the message when it raises. Records every delivery it made."""
+
+    def __init__(self, queue: HostQueue) -> None:
+        self.queue = queue
+        self.deliveries: list[tuple[str, int, dict[str, Any]]] = []  # (message id, dequeue count, body)
+        self.raised = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Host:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def trigger_ids(self) -> list[str]:
+        return [body["trigger"]["id"] for _, _, body in list(self.deliveries) if body.get("kind") == "trigger"]
+
+    def deliveries_of(self, trigger_id: str) -> int:
+        return self.trigger_ids().count(trigger_id)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            batch = self.queue.receive(max_messages=16)
+            if not batch:
+                time.sleep(0.05)
+            for raw in batch:
+                self.deliveries.append((str(raw.id), raw.dequeue_count or 0,
+                                        json.loads(host_message(raw).get_body())))
+                if not self.queue.deliver(raw):
+                    self.raised += 1
 
 
-def _receive(queue: HostQueue, count: int, timeout: float = 15.0) -> list[Any]:
-    """The next `count` messages Azurite hands out (waiting for hidden ones to come back)."""
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count:
-        assert time.monotonic() < deadline, f"only {len(got)} of {count} messages came back"
-        got += queue.receive(max_messages=count - len(got))
-        time.sleep(0.1)
-    return got
-
-
-def test_an_outage_keeps_the_commands_queued_until_cosmos_is_back(
+def test_cosmos_stopped_while_200_triggers_arrive_nothing_is_poisoned_and_each_applies_once(
         server: PausableCosmosServer, make_env: Callable[[str], AzureEnv], app_host: Any,
-        expense_claim: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+        expense_claim: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     env = make_env(server.endpoint)
+    for name, value in {"WAYMARK_HOLD_BASE_DELAY_SECONDS": "1", "WAYMARK_HOLD_MAX_DELAY_SECONDS": "2",
+                        "WAYMARK_BREAKER_THRESHOLD": "3", "WAYMARK_BREAKER_COOLDOWN_SECONDS": "1"}.items():
+        monkeypatch.setenv(name, value)
     app_host()
     key = _onboard(expense_claim)
-    queue = env.host_queue(visibility_timeout=2)  # how long a failed message stays hidden
-    for claim in ("claim-a", "claim-b"):
+    claims = [f"claim-{n:02d}" for n in range(INSTANCES)]
+    for claim in claims:
         _create(key, claim)
-    assert queue.deliver_all() == 2
-    # Accepted while the store is up: two triggers on two instances, and a third instance's creation.
-    _update(key, "claim-a", 5)
-    _update(key, "claim-b", 7)
-    _create(key, "claim-c")
+    host_queue = env.host_queue(visibility_timeout=10)
+    assert host_queue.deliver_all() == INSTANCES
+    # The triggers arrive on the queue as the API puts them there (with the registry in the same Cosmos account
+    # the API itself answers 503 during the outage, and its clients retry).
+    commands = AzureStorageCommandQueue.from_connection_string(env.azurite.connection_string, env.queue_name)
+    sent = [(claim, f"{claim}-t{n}") for n in range(TRIGGERS_EACH) for claim in claims]
 
-    server.stop()
-    with caplog.at_level(logging.INFO, logger="waymark"):
-        first = _receive(queue, 3)
-        assert [queue.deliver(raw) for raw in first] == [False, False, False]  # raised: not completed
-    assert all(isinstance(failure, StoreUnavailable) for failure in queue.failures)
-    failed = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "waymark.azure"]
-    assert len(failed) == 3
-    assert {(r.tenant, r.dequeueCount) for r in failed} == {(TENANT, 1)}  # type: ignore[attr-defined]
-    assert {r.messageId for r in failed} == {str(raw.id) for raw in first}  # type: ignore[attr-defined]
-    assert all("StoreUnavailable" in r.getMessage() and "delivered again" in r.getMessage() for r in failed)
+    with caplog.at_level(logging.INFO, logger="waymark"), Host(host_queue) as host:
+        server.stop()
+        outage_started = time.monotonic()
+        for index, (claim, trigger_id) in enumerate(sent):  # 200 triggers over the first ~10 s of the outage
+            commands.send(to_message(SendTrigger(TENANT, claim, Trigger("update", trigger_id, {"amount": index}))))
+            time.sleep(0.05)
+        ready = http("GET", "/readyz", key=ADMIN_KEY)  # the registry is in the stopped account too: 503
+        assert ready.status == 503
+        assert ready.json()["checks"]["breakers"]["open"][TENANT]["store"] == "cosmos"
+        # Cosmos stays away until every trigger has been delivered more often than maxDequeueCount allows: under
+        # the host's own retries each would be in the poison queue by now.
+        wait_until(lambda: min(host.deliveries_of(trigger_id) for _, trigger_id in sent) > MAX_DEQUEUE_COUNT,
+                   timeout=300, what="every trigger delivered more than maxDequeueCount times")
+        outage = time.monotonic() - outage_started
+        server.start()
+        store = env.event_store()
+        wait_until(lambda: sum(len(store.read(TENANT, claim)) - 1 for claim in claims) == len(sent), timeout=120,
+                   what="every trigger applied once Cosmos is back")
+        wait_until(lambda: host_queue.depth() == 0, timeout=60, what="the queue drained")
 
-    # After the visibility timeout Azurite shows each again, delivered once more.
-    second = _receive(queue, 3)
-    assert {str(raw.id) for raw in second} == {str(raw.id) for raw in first}
-    assert {raw.dequeue_count for raw in second} == {2}
-    assert [queue.deliver(raw) for raw in second] == [False, False, False]
-
-    server.start()
-    queue.visibility_timeout = 30  # from now on each is completed well within its timeout
-    third = _receive(queue, 3)
-    assert {raw.dequeue_count for raw in third} == {3}
-    assert [queue.deliver(raw) for raw in third] == [True, True, True]
-    assert queue.receive() == [] and queue.depth() == 0
-
-    store = env.event_store()
-    for claim, amount in (("claim-a", 5), ("claim-b", 7)):
-        instance = store.load(TENANT, claim)
-        assert (instance.state, instance.version, instance.context["amount"]) == ("draft", 2, amount)
-        assert [e.trigger_id for e in store.read(TENANT, claim)] == [f"{claim}-create", f"{claim}-update"]
-    assert [e.trigger_id for e in store.read(TENANT, "claim-c")] == ["claim-c-create"]
-    assert store.undispatched(TENANT) == []
+    # None was poisoned, none parked; no message was ever delivered twice (held copies are new messages).
+    poison = QueueClient.from_connection_string(env.azurite.connection_string, f"{env.queue_name}-poison")
+    assert int(poison.get_queue_properties().approximate_message_count or 0) == 0
+    poison.close()
+    assert http("GET", f"/tenants/{TENANT}/parked", key=key).json()["items"] == []
+    assert {count for _, count, _ in host.deliveries} == {1}
+    assert all(host.deliveries_of(trigger_id) > MAX_DEQUEUE_COUNT for _, trigger_id in sent)
+    print(f"outage of {outage:.0f} s; deliveries per trigger: {sorted(Counter(host.trigger_ids()).values())[::20]}")
+    # Each trigger applied exactly once, to its instance.
+    for claim in claims:
+        assert sorted(e.trigger_id for e in store.read(TENANT, claim)[1:]) == sorted(
+            trigger_id for c, trigger_id in sent if c == claim)
+    lines = [r.getMessage() for r in caplog.records if r.name == "waymark.holding"]
+    assert any(line.startswith("circuit breaker open for tenant 'acme'") for line in lines)
+    assert any(line.startswith("circuit breaker closed for tenant 'acme'") for line in lines)
+    assert host.raised == 0
+    commands.close()
 
 
-def test_a_command_past_max_dequeue_count_reaches_the_poison_queue(
-        server: PausableCosmosServer, make_env: Callable[[str], AzureEnv], app_host: Any,
-        expense_claim: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    env = make_env(server.endpoint)
+def test_a_command_failing_on_every_delivery_is_parked_on_the_last_and_replayed_from_there(
+        make_env: Callable[[str], AzureEnv], app_host: Any, expense_claim: dict[str, Any],
+        cosmos_account: Any, caplog: pytest.LogCaptureFixture) -> None:
+    env = make_env(cosmos_account.server.endpoint)
     app_host()
     key = _onboard(expense_claim)
-    _create(key, "claim-p")
-    assert env.host_queue().deliver_all() == 1
-    _update(key, "claim-p", 9)
-
-    server.stop()
+    # A trigger for an instance that does not exist (yet): retried on each delivery, as its creation may be late.
     commands = AzureStorageCommandQueue.from_connection_string(env.azurite.connection_string, env.queue_name,
                                                                max_dequeue_count=MAX_DEQUEUE_COUNT)
+    commands.send(to_message(SendTrigger(TENANT, "late", Trigger("update", "late-update", {"amount": 3}))))
     attempts = 0
     with caplog.at_level(logging.INFO, logger="waymark"):
         while batch := commands.receive(max_messages=1, visibility_timeout=30):
             [message] = batch
             attempts += 1
-            assert message.dequeue_count == attempts
             delivered = HostQueueMessage(id=message.id, body=json.dumps(message.body).encode(),
                                          dequeue_count=message.dequeue_count, pop_receipt=message.receipt)
-            with pytest.raises(StoreUnavailable):
+            try:
                 run_queue_function(delivered)
-            commands.release(message)  # visible again at once (the host waits host.json's visibilityTimeout)
-    assert attempts == MAX_DEQUEUE_COUNT == 5
-    last = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and r.name == "waymark.azure"][-1]
-    assert "last delivery: the host moves it to the poison queue" in last
-    [poisoned] = commands.poisoned()
-    assert poisoned.body["trigger"]["id"] == "claim-p-update" and poisoned.dequeue_count == MAX_DEQUEUE_COUNT
-    assert commands.depth() == 0
+            except Exception:
+                commands.release(message)  # the host: visible again (here at once)
+            else:
+                commands.complete(message)  # the host completes a message whose function returned
+    assert attempts == MAX_DEQUEUE_COUNT
+    assert commands.poisoned() == [] and commands.depth() == 0
+    [parked] = http("GET", f"/tenants/{TENANT}/parked", key=key).json()["items"]
+    assert (parked["reason"], parked["deliveryCount"], parked["errorType"]) == ("failed", 5, "InstanceNotFound")
+    assert parked["triggerId"] == "late-update" and parked["body"]["trigger"]["content"] == {"amount": 3}
 
-    # Nothing was lost: requeued once the store is back, the trigger applies (once).
-    server.start()
-    commands.requeue_poisoned(poisoned.id)
-    assert commands.poisoned() == []
+    # The instance is created; the parked trigger is replayed and applies.
+    _create(key, "late")
     assert env.host_queue().deliver_all() == 1
-    store = env.event_store()
-    assert [e.trigger_id for e in store.read(TENANT, "claim-p")] == ["claim-p-create", "claim-p-update"]
-    assert store.load(TENANT, "claim-p").context["amount"] == 9
+    replayed = http("POST", f"/tenants/{TENANT}/parked/{parked['id']}/requeue", key=key)
+    assert replayed.status == 200, replayed.body
+    assert replayed.json()["outcome"] == "applied"
+    assert [e.trigger_id for e in env.event_store().read(TENANT, "late")] == ["late-create", "late-update"]
+    assert http("GET", f"/tenants/{TENANT}/parked", key=key).json()["items"] == []
     commands.close()
