@@ -157,9 +157,10 @@ class AzureHost:
     """Everything one Functions process runs, built from `settings` (see the module docstring). Build it once per
     process (`LazyAzureHost`); `close()` releases it.
 
-    For local runs and tests only: `allow_private_destinations` lets webhooks go to loopback and private addresses
-    (a Function app refuses them); `create_missing` creates the queues, the registry container and each tenant's
-    database and containers when missing (with a key; in Azure, main.bicep and tenant.bicep provision them).
+    For local runs and tests only: `allow_private_destinations` lets outbound calls (webhooks, `http` actions and
+    conditions) go to loopback and private addresses (a Function app refuses them); `create_missing` creates the
+    queues, the registry container and each tenant's database and containers when missing (with a key; in Azure,
+    main.bicep and tenant.bicep provision them).
     `credential` replaces `DefaultAzureCredential`; `webhook` the webhook publisher.
     """
 
@@ -191,6 +192,7 @@ class AzureHost:
                services: Services | None) -> None:
         from engine.api import create_app
         from engine.api.feed_routes import feed_router
+        from engine.outbound import DestinationPolicy, OutboundClient
         from engine.service.http_port import HttpxPort
 
         settings = self.settings
@@ -211,7 +213,9 @@ class AzureHost:
         self.queue = self._queue(create_missing)
         self._closers.append(self.queue.close)
         if services is None:
-            http = HttpxPort()
+            http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=allow_private_destinations)),
+                             max_seconds=settings.outbound_max_seconds,
+                             max_body_bytes=settings.outbound_max_response_bytes)
             self._closers.append(http.close)
             services = Services(http=http, expression_budget=ExpressionBudget(
                 max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds))
@@ -232,6 +236,7 @@ class AzureHost:
             definitions=self.engine.catalog, static=parse_static_subscriptions(settings.feed_subscriptions),
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
+            webhook_timeout=settings.feed_timeout_seconds,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds)
         self._closers.append(self.feed.close)

@@ -146,6 +146,16 @@ SETTINGS: tuple[Setting, ...] = (
             "listed tenants') go to each. May hold webhook secrets: deploy it from a secure parameter or a Key Vault "
             "reference.",
             secret=True),
+    Setting("WAYMARK_OUTBOUND_MAX_SECONDS",
+            "The longest total deadline (connect, send and every read) of one `http` action or condition call; an "
+            "action's `timeoutSeconds` is capped by it.",
+            default="30"),
+    Setting("WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES",
+            "The largest answer body an `http` action or condition reads; a larger one faults it.",
+            default="262144"),
+    Setting("WAYMARK_FEED_TIMEOUT_SECONDS",
+            "The total deadline of one webhook request (connect, send and every read).",
+            default="10"),
     Setting("WAYMARK_EXPRESSION_MAX_STEPS",
             "The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).",
             default="20000000"),
@@ -212,6 +222,9 @@ class AzureSettings:
     max_wait_seconds: float
     log_level: LogLevel
     expression_max_steps: float = 20_000_000
+    outbound_max_seconds: float = 30.0
+    outbound_max_response_bytes: int = 262_144
+    feed_timeout_seconds: float = 10.0
     expression_max_seconds: float = 2.0
     feed_subscriptions: str | None = field(default=None, repr=False)
     hold_seconds: float = 86400.0
@@ -348,6 +361,9 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
+        outbound_max_seconds=number("WAYMARK_OUTBOUND_MAX_SECONDS", 0.1, 300),
+        outbound_max_response_bytes=int(number("WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES", 1024, 1 << 30)),
+        feed_timeout_seconds=number("WAYMARK_FEED_TIMEOUT_SECONDS", 0.1, 300),
         expression_max_steps=number("WAYMARK_EXPRESSION_MAX_STEPS", 1_000, 1e12),
         expression_max_seconds=number("WAYMARK_EXPRESSION_MAX_SECONDS", 0.001, 600),
     )

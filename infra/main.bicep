@@ -104,6 +104,20 @@ param breakerThreshold int = 3
 @minValue(0)
 param breakerCooldownSeconds int = 5
 
+@description('The longest total deadline, in seconds, of one http action or condition call (connect, send and every read).')
+@minValue(1)
+@maxValue(300)
+param outboundMaxSeconds int = 30
+
+@description('The largest answer body, in bytes, an http action or condition reads.')
+@minValue(1024)
+param outboundMaxResponseBytes int = 262144
+
+@description('The total deadline, in seconds, of one webhook request.')
+@minValue(1)
+@maxValue(300)
+param feedTimeoutSeconds int = 10
+
 @description('The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).')
 @minValue(1000)
 param expressionMaxSteps int = 20000000
@@ -455,6 +469,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_MAX_SECONDS'
+          value: string(outboundMaxSeconds)
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES'
+          value: string(outboundMaxResponseBytes)
+        }
+        {
+          name: 'WAYMARK_FEED_TIMEOUT_SECONDS'
+          value: string(feedTimeoutSeconds)
         }
         {
           name: 'WAYMARK_EXPRESSION_MAX_STEPS'

@@ -15,6 +15,8 @@ from engine.domain.extensions import (
     Registry,
     Scope,
     SpecProblems,
+    destination_of,
+    status_class,
 )
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -129,13 +131,18 @@ class _HttpCall:
             try:
                 response = scope.services.http.send(request)
             except HttpTransportError as e:
-                if attempt >= self.retries:
-                    raise ExecutionError(where, "HttpTransportError", f"{self.method} {self.url}: {e}") from e
+                if not e.retryable or attempt >= self.retries:
+                    raise ExecutionError(where, "HttpTransportError", f"{self.method} {e}") from e
             else:
                 if response.status not in RETRYABLE_STATUSES or attempt >= self.retries:
                     return response
             scope.services.sleep(self.backoff * (2**attempt))
             attempt += 1
+
+
+    def answered(self, status: int) -> str:
+        assert isinstance(self.url, str)
+        return f"{self.method} {destination_of(self.url)} answered with {status_class(status)}"
 
 
 def _number(spec: Mapping[str, Any], key: str, default: float, problems: list[tuple[str, str]], *,
@@ -159,7 +166,7 @@ class HttpCondition(_HttpCall):
             return response.body is True
         if 400 <= response.status < 500:
             return False
-        raise ExecutionError(where, "HttpError", f"{self.method} {self.url} answered {response.status}")
+        raise ExecutionError(where, "HttpError", self.answered(response.status))
 
 
 class HttpAction(_HttpCall):
@@ -171,7 +178,7 @@ class HttpAction(_HttpCall):
     def run(self, scope: Scope, where: str) -> ContextChange:
         response = self.call(scope, where)
         if not 200 <= response.status < 300:
-            raise ExecutionError(where, "HttpError", f"{self.method} {self.url} answered {response.status}")
+            raise ExecutionError(where, "HttpError", self.answered(response.status))
         body = response.body
         if not isinstance(body, dict):
             return ContextChange()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from engine.domain.expressions import DEFAULT_BUDGET, Expression, ExpressionBudget, Prepared, pruned
 
@@ -31,7 +32,31 @@ class HttpResponse:
 
 
 class HttpTransportError(Exception):
-    """The request did not get a response (connection refused, timeout, …)."""
+    """The request got no usable answer. The message names the destination and the class of failure (could not
+    connect, no complete answer in time …), never the socket's own words; `retryable` says whether trying again
+    may help (not for a refused destination or an answer too large)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+def destination_of(url: str) -> str:
+    """How a fault names a URL: scheme, host, port and path; never its query or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def status_class(status: int) -> str:
+    """How a fault names an HTTP status: its class, not the code (which would help probe what answers where)."""
+    classes = {3: "a redirect (3xx), which is not followed", 4: "a client error (4xx)", 5: "a server error (5xx)"}
+    return classes.get(status // 100, "an unexpected status")
 
 
 class HttpPort(Protocol):

@@ -629,14 +629,15 @@ class ChangeFeed:
                  tenant_config: Callable[[str], Mapping[str, Any]] | None = None,
                  tenants: Callable[[], Iterable[str]] = tuple, origin: str = "waymark",
                  allow_private_destinations: bool = False, webhook: WebhookPublisher | None = None,
-                 eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
+                 webhook_timeout: float = 10.0, eventgrid: Publisher | None = None, grace_seconds: float = 30.0,
+                 pause_after: int = 5,
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None) -> None:
         self.events = events
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
-        self.webhook = webhook or WebhookPublisher(origin=origin,
+        self.webhook = webhook or WebhookPublisher(origin=origin, timeout=webhook_timeout,
                                                    allow_private_destinations=allow_private_destinations)
         self.mapper = CloudEventMapper(events)
         self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,

@@ -38,6 +38,8 @@ def test_identity_based_settings_with_defaults() -> None:
     assert settings.applicationinsights_connection_string is None
     assert (settings.outbox_grace_seconds, settings.max_wait_seconds, settings.log_level) == (60.0, 30.0, "info")
     assert (settings.expression_max_steps, settings.expression_max_seconds) == (20_000_000, 2.0)
+    assert (settings.outbound_max_seconds, settings.outbound_max_response_bytes, settings.feed_timeout_seconds) == (
+        30.0, 262_144, 10.0)
 
 
 def test_secret_based_settings() -> None:

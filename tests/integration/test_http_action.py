@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.domain import Outcome, Services, Trigger
+from engine.outbound import DestinationPolicy, OutboundClient
 from engine.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.http_port import HttpxPort
@@ -53,7 +54,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_http_action_calls_the_service_and_applies_its_answer(receiver: Receiver) -> None:
-    port = HttpxPort()
+    port = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
     engine = memory_engine(services=Services(http=port, sleep=lambda s: None))
     engine.catalog.put("t", {"id": "pay", "initialState": "due", "states": {
         "due": {"transitions": [{"id": "pay", "trigger": "pay", "target": "paid", "actions": [
@@ -77,7 +78,7 @@ def test_an_unreachable_service_faults_the_instance(receiver: Receiver) -> None:
     url = receiver.url
     receiver.server.shutdown()
     receiver.server.server_close()
-    port = HttpxPort()
+    port = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
     engine = memory_engine(services=Services(http=port, sleep=lambda s: None))
     engine.catalog.put("t", {"id": "check", "initialState": "a", "states": {"a": {"transitions": [
         {"id": "go", "trigger": "go", "target": "a", "conditions": [{"type": "http", "url": f"{url}/rules", "retries": 0}]}]}}})

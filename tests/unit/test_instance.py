@@ -301,7 +301,7 @@ def test_http_action_that_keeps_failing_faults() -> None:
     assert decision.outcome is Outcome.FAULTED
     assert decision.instance.fault is not None
     assert decision.instance.fault.error_type == "HttpError"
-    assert "answered 500" in decision.instance.fault.message
+    assert "answered with a server error (5xx)" in decision.instance.fault.message
     assert len(http.requests) == 3
 
 

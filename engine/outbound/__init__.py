@@ -1,0 +1,15 @@
+"""Outbound HTTP calls (webhooks, `http` actions, `http` conditions): one destination guard, one total deadline per
+call, a capped answer, and errors that name the destination and the class of failure.
+
+    DestinationPolicy, DestinationRefused   which hosts may be reached (guard.py)
+    OutboundClient, OutboundError           the one way out (client.py)
+"""
+
+from engine.domain.extensions import destination_of, status_class
+from engine.outbound.client import OutboundClient, OutboundError, OutboundResponse
+from engine.outbound.guard import DestinationPolicy, DestinationRefused, Resolver, refusal
+
+__all__ = [
+    "DestinationPolicy", "DestinationRefused", "OutboundClient", "OutboundError", "OutboundResponse", "Resolver",
+    "destination_of", "refusal", "status_class",
+]
