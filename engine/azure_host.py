@@ -41,7 +41,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from engine.azure_settings import AzureSettings, load_azure_settings
-from engine.domain import ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
+from engine.domain import ActionRetries, ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
 from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
@@ -51,6 +51,7 @@ from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
+from engine.service.retrying import RetryLater
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import (
@@ -141,6 +142,8 @@ def _taken_care_of(parsed: Mapping[str, Any] | None, error: Exception, failures:
             return "dropped"
         return None
     if failures.failed(parsed, error, dequeue_count=dequeue_count or 1, message_id=message_id):
+        if isinstance(error, RetryLater):
+            return "retried"
         return "held" if isinstance(error, StoreUnavailable) else "parked"
     return None
 
@@ -218,7 +221,8 @@ class AzureHost:
                              max_body_bytes=settings.outbound_max_response_bytes)
             self._closers.append(http.close)
             services = Services(http=http, expression_budget=ExpressionBudget(
-                max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds))
+                max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds),
+                retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds))
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
         self.engine = Engine(

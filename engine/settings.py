@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=300,
         description="The longest total deadline (connect, send and every read) of one `http` action or condition "
                     "call: an action's `timeoutSeconds` is capped by it.")
+    outbound_action_max_seconds: float = Field(
+        default=600.0, gt=0,
+        description="How long an `http` action or condition may keep retrying, from its first attempt: a retry that "
+                    "would start later is not made, and the instance faults.")
     outbound_max_response_bytes: int = Field(
         default=262_144, ge=1024,
         description="The largest answer body an `http` action or condition reads; a larger one faults it.")

@@ -109,6 +109,10 @@ param breakerCooldownSeconds int = 5
 @maxValue(300)
 param outboundMaxSeconds int = 30
 
+@description('How long, in seconds, an http action or condition may keep retrying from its first attempt.')
+@minValue(1)
+param outboundActionMaxSeconds int = 600
+
 @description('The largest answer body, in bytes, an http action or condition reads.')
 @minValue(1024)
 param outboundMaxResponseBytes int = 262144
@@ -473,6 +477,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_OUTBOUND_MAX_SECONDS'
           value: string(outboundMaxSeconds)
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_ACTION_MAX_SECONDS'
+          value: string(outboundActionMaxSeconds)
         }
         {
           name: 'WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES'

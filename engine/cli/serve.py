@@ -149,7 +149,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     under the data directory, or Cosmos; `settings.store` for a tenant that names none; a Cosmos tenant's
     database and containers created on its first use if missing, which takes a key or an identity allowed to),
     and the SQLite command queue."""
-    from engine.domain import ExpressionBudget, Services
+    from engine.domain import ActionRetries, ExpressionBudget, Services
     from engine.outbound import DestinationPolicy, OutboundClient
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
@@ -172,7 +172,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=settings.allow_private_destinations)),
                      max_seconds=settings.outbound_max_seconds, max_body_bytes=settings.outbound_max_response_bytes)
     return Engine(events=events, definitions=definitions, queue=queue,
-                  services=Services(http=http, expression_budget=budget),
+                  services=Services(http=http, expression_budget=budget,
+                                    retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds)),
                   parked_store=TenantRoutedParkedStore(events.router),
                   hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
                                   hold_seconds=settings.hold_seconds),

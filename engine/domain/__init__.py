@@ -30,12 +30,15 @@ from engine.domain.errors import (
 from engine.domain.events import Commit, Event, EventType, timestamp
 from engine.domain.expressions import ExpressionBudget
 from engine.domain.extensions import (
+    ActionAttempt,
+    ActionRetries,
     ContextChange,
     HttpPort,
     HttpRequest,
     HttpResponse,
     HttpTransportError,
     Registry,
+    RetryAction,
     Scope,
     Services,
     SpecProblems,
@@ -73,6 +76,8 @@ __all__ = [
     "MAX_SCHEDULED",
     "REDACTED",
     "VERSION_MISMATCH",
+    "ActionAttempt",
+    "ActionRetries",
     "CommandTooLarge",
     "Commit",
     "ConcurrencyConflict",
@@ -103,6 +108,7 @@ __all__ = [
     "RecoveryMode",
     "RecoveryRefused",
     "Registry",
+    "RetryAction",
     "SchedulingRefused",
     "Scope",
     "SecretSlot",

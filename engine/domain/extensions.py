@@ -69,7 +69,42 @@ class NoHttp:
     """The HTTP port of an engine that has none configured: every call fails (and faults)."""
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        raise HttpTransportError("no HTTP client is configured for this engine")
+        raise HttpTransportError("no HTTP client is configured for this engine", retryable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionAttempt:
+    """What earlier deliveries of a command did for one `http` step: attempts `made`, the first `since` (epoch s)."""
+
+    made: int
+    since: float
+
+
+@dataclass(frozen=True)
+class ActionRetries:
+    """How an `http` step that failed in a way a retry may cure (no answer, 408, 425, 429, 5xx) is retried: never by
+    sleeping in a worker. With `requeue` (a command the queue delivers), the step raises `RetryAction` and the
+    command goes back on the queue with the backoff as its delay, freeing the worker; `attempts` (per step path)
+    are what earlier deliveries of the command made, `now` the time of this one (epoch seconds). A step whose
+    attempts have run out, or whose next one would start more than `max_seconds` after its first, faults the
+    instance. Without `requeue` (a recovery made through the API) each step makes one attempt."""
+
+    requeue: bool = False
+    attempts: Mapping[str, ActionAttempt] = field(default_factory=dict)
+    now: float = 0.0
+    max_seconds: float = 600.0
+
+
+class RetryAction(Exception):
+    """An `http` step asks for its command to be delivered again in `delay` seconds (see `ActionRetries`)."""
+
+    def __init__(self, where: str, *, made: int, since: float, delay: float, reason: str) -> None:
+        self.where = where
+        self.made = made
+        self.since = since
+        self.delay = delay
+        self.reason = reason
+        super().__init__(f"{where}: attempt {made} failed ({reason}); retried in {delay:g} s")
 
 
 @dataclass(frozen=True)
@@ -77,7 +112,7 @@ class Services:
     """What conditions and actions may use from outside the domain."""
 
     http: HttpPort = field(default_factory=NoHttp)
-    sleep: Callable[[float], None] = time.sleep
+    retries: ActionRetries = field(default_factory=ActionRetries)
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
     expression_budget: ExpressionBudget = DEFAULT_BUDGET
     clock: Callable[[], float] = time.monotonic  # monotonic seconds: how long an evaluation took
@@ -93,14 +128,16 @@ class Scope:
     (assign a new dict; never mutate one in place).
     """
 
-    __slots__ = ("_context", "_instance", "_prepared", "sequence", "services", "trigger")
+    __slots__ = ("_context", "_instance", "_prepared", "sequence", "services", "step", "trigger")
 
     def __init__(self, instance: dict[str, Any], context: dict[str, Any], trigger: dict[str, Any] | None,
-                 sequence: int, services: Services) -> None:
+                 sequence: int, services: Services, *, step: int | None = None) -> None:
         self._instance = instance
         self._context = context
         self.trigger = trigger if trigger is not None else _NO_TRIGGER
         self.sequence = sequence  # the sequence the commit being decided will start at
+        # The step being decided, for idempotency keys: its first sequence, kept when a recovery retries it.
+        self.step = step if step is not None else sequence
         self.services = services
         self._prepared: dict[Expression, Prepared] = {}
 

@@ -74,7 +74,7 @@ def test_public_addresses_pass(address: str) -> None:
 
 def _action_engine(url: str, client: OutboundClient, kind: str = "action", **spec: Any) -> Result:
     port = HttpxPort(client)
-    engine = memory_engine(services=Services(http=port, sleep=lambda s: None))
+    engine = memory_engine(services=Services(http=port))
     call = {"type": "http", "url": url, "retries": 0, **spec}
     transition: dict[str, Any] = {"id": "go", "trigger": "go", "target": "b"}
     transition["actions" if kind == "action" else "conditions"] = [call]
