@@ -195,7 +195,7 @@ class AzureHost:
                services: Services | None) -> None:
         from engine.api import create_app
         from engine.api.feed_routes import feed_router
-        from engine.outbound import DestinationPolicy, OutboundClient
+        from engine.outbound import DestinationPolicy, ManagedIdentityTokens, OutboundClient
         from engine.service.http_port import HttpxPort
 
         settings = self.settings
@@ -215,10 +215,13 @@ class AzureHost:
         self._closers.append(self.router.close)
         self.queue = self._queue(create_missing)
         self._closers.append(self.queue.close)
+        # `auth: {"type": "managedIdentity"}` of actions and webhooks: tokens of the app's own identity.
+        self.tokens = ManagedIdentityTokens(factory=lambda: self.credential)
         if services is None:
             http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=allow_private_destinations)),
                              max_seconds=settings.outbound_max_seconds,
-                             max_body_bytes=settings.outbound_max_response_bytes)
+                             max_body_bytes=settings.outbound_max_response_bytes,
+                             tokens=self.tokens)
             self._closers.append(http.close)
             services = Services(http=http, expression_budget=ExpressionBudget(
                 max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds),
@@ -240,7 +243,7 @@ class AzureHost:
             definitions=self.engine.catalog, static=parse_static_subscriptions(settings.feed_subscriptions),
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
-            webhook_timeout=settings.feed_timeout_seconds,
+            webhook_timeout=settings.feed_timeout_seconds, tokens=self.tokens,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds)
         self._closers.append(self.feed.close)

@@ -150,7 +150,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     database and containers created on its first use if missing, which takes a key or an identity allowed to),
     and the SQLite command queue."""
     from engine.domain import ActionRetries, ExpressionBudget, Services
-    from engine.outbound import DestinationPolicy, OutboundClient
+    from engine.outbound import DestinationPolicy, ManagedIdentityTokens, OutboundClient
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
     from engine.service.holding import CircuitBreakers, HoldPolicy
@@ -170,7 +170,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     # `http` conditions and actions call out through the outbound client (engine/outbound) webhooks use too.
     budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
     http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=settings.allow_private_destinations)),
-                     max_seconds=settings.outbound_max_seconds, max_body_bytes=settings.outbound_max_response_bytes)
+                     max_seconds=settings.outbound_max_seconds, max_body_bytes=settings.outbound_max_response_bytes,
+                     tokens=ManagedIdentityTokens())  # DefaultAzureCredential, built when first asked
     return Engine(events=events, definitions=definitions, queue=queue,
                   services=Services(http=http, expression_budget=budget,
                                     retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds)),
@@ -185,6 +186,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.outbound import ManagedIdentityTokens
     from engine.tenants import sealer_of
 
     subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
@@ -194,7 +196,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       tenant_config=lambda tenant: tenants.get(tenant).config,
                       tenants=lambda: [record.id for record in tenants.list()],
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
-                      webhook_timeout=settings.feed_timeout_seconds, grace_seconds=settings.feed_grace_seconds,
+                      webhook_timeout=settings.feed_timeout_seconds, tokens=ManagedIdentityTokens(),
+                      grace_seconds=settings.feed_grace_seconds,
                       pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency)

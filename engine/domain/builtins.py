@@ -117,6 +117,7 @@ class _HttpCall:
             problems.append(("headers", "must be an object of header name to string value, without line breaks"))
             headers = {}
         self.headers: dict[str, str] = dict(headers)
+        self.audience = _audience(spec.get("auth"), self.headers, problems)
         self.timeout = _number(spec, "timeoutSeconds", 10.0, problems, low=0.1, high=300.0)
         self.retries = int(_number(spec, "retries", 2, problems, low=0, high=10))
         self.backoff = _number(spec, "backoffSeconds", 0.5, problems, low=0.0, high=60.0)
@@ -130,7 +131,7 @@ class _HttpCall:
         body = scope.evaluate(self.body, f"{where}.body") if self.body is not None else None
         headers = {**self.headers, "Idempotency-Key": f"{scope.instance['id']}:{scope.step}:{where}"}
         assert isinstance(self.url, str)
-        request = HttpRequest(self.method, self.url, headers, body, self.timeout)
+        request = HttpRequest(self.method, self.url, headers, body, self.timeout, self.audience)
         retries = scope.services.retries
         earlier = retries.attempts.get(where)
         made = (earlier.made if earlier is not None else 0) + 1
@@ -163,6 +164,25 @@ class _HttpCall:
 
 def _after(made: int) -> str:
     return f" (after {made} attempts)" if made > 1 else ""
+
+
+AUTH_SHAPE = '{"type": "managedIdentity", "audience": "<the Entra resource or application ID URI>"}'
+
+
+def _audience(auth: Any, headers: Mapping[str, str], problems: list[tuple[str, str]]) -> str | None:
+    """The audience of `auth` (the app's managed identity), or None without `auth`."""
+    if auth is None:
+        return None
+    audience = auth.get("audience") if isinstance(auth, dict) else None
+    if (not isinstance(auth, dict) or set(auth) != {"type", "audience"} or auth.get("type") != "managedIdentity"
+            or not isinstance(audience, str) or not audience.strip() or len(audience) > 512
+            or any(c.isspace() for c in audience.strip())):
+        problems.append(("auth", f"must be {AUTH_SHAPE}"))
+        return None
+    if any(name.lower() == "authorization" for name in headers):
+        problems.append(("headers", "an Authorization header cannot be given with `auth`: the token is its value"))
+        return None
+    return audience.strip()
 
 
 def _number(spec: Mapping[str, Any], key: str, default: float, problems: list[tuple[str, str]], *,

@@ -22,6 +22,7 @@ class HttpRequest:
     headers: Mapping[str, str]
     json_body: Any
     timeout: float
+    audience: str | None = None  # with the app's managed identity: a token for this audience is sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,10 +50,13 @@ from engine.feed.subscriptions import Mode, Subscription
 from engine.outbound import (
     DestinationPolicy,
     DestinationRefused,
+    ManagedIdentityTokens,
     OutboundClient,
     OutboundError,
     OutboundResponse,
     Resolver,
+    TokenUnavailable,
+    destination_of,
     status_class,
 )
 
@@ -151,13 +154,14 @@ class WebhookPublisher:
     def __init__(self, *, origin: str = "waymark", allow_private_destinations: bool = False, timeout: float = 10.0,
                  retry: RetryPolicy | None = None, rng: random.Random | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC), max_connections: int = 64,
-                 resolve: Resolver = socket.getaddrinfo) -> None:
+                 resolve: Resolver = socket.getaddrinfo, tokens: ManagedIdentityTokens | None = None) -> None:
         self.origin = origin
         self.policy = DestinationPolicy(allow_private=allow_private_destinations, resolve=resolve)
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self.now = now
         self.timeout = timeout
+        self.tokens = tokens  # for subscriptions with `auth` (the app's managed identity)
         self.client = OutboundClient(self.policy, max_connections=max_connections, user_agent=USER_AGENT)
 
     def close(self) -> None:
@@ -172,10 +176,11 @@ class WebhookPublisher:
 
     # -------------------------------------------------------------------------------------- handshake
 
-    def handshake(self, endpoint: str) -> Handshake:
+    def handshake(self, endpoint: str, *, audience: str | None = None) -> Handshake:
         try:
-            response = self._call("OPTIONS", endpoint, headers={ORIGIN_REQUEST_HEADER: self.origin})
-        except OutboundError as e:
+            headers = {ORIGIN_REQUEST_HEADER: self.origin, **self.authorization(endpoint, audience)}
+            response = self._call("OPTIONS", endpoint, headers=headers)
+        except (OutboundError, TokenUnavailable) as e:
             return Handshake(False, f"the validation request (OPTIONS) failed: {e}")
         allowed = (response.headers.get(ORIGIN_ALLOWED_HEADER) or "").strip()
         success = 200 <= response.status < 300
@@ -199,12 +204,27 @@ class WebhookPublisher:
             headers[SIGNATURE_HEADER] = sign(subscription.secret, built.body)
         return headers, built.body
 
+    def authorization(self, endpoint: str, audience: str | None) -> dict[str, str]:
+        """`Authorization: Bearer <token>` of the app's managed identity when the subscription has `auth`."""
+        if audience is None:
+            return {}
+        if self.tokens is None:
+            raise TokenUnavailable(audience, "this host has no managed identity to authenticate with",
+                                   retryable=False)
+        return {"Authorization": f"Bearer {self.tokens.token(audience)}"}
+
     def publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
         """One attempt: deliver `events` in order, stopping at the first that fails. Never raises, never waits
         to retry: the result says how many were delivered and whether (and when) the rest may be tried again —
         the outbox schedules that retry without holding a thread (engine/feed/lanes.py)."""
+        try:
+            authorization = self.authorization(subscription.endpoint, subscription.auth_audience)
+        except TokenUnavailable as e:
+            return DeliveryResult(False, error=f"{destination_of(subscription.endpoint)}: {e}", attempts=0,
+                                  retryable=e.retryable)
         for index, event in enumerate(events):
             headers, body = self.message(subscription, event)
+            headers.update(authorization)
             attempt = self._send(subscription.endpoint, headers, body)
             if attempt.ok:
                 continue
