@@ -47,6 +47,7 @@ from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, Subscripti
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
 from engine.runtime import Engine
+from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
@@ -225,7 +226,8 @@ class AzureHost:
             self._closers.append(http.close)
             services = Services(http=http, expression_budget=ExpressionBudget(
                 max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds),
-                retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds))
+                retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds),
+                audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
         self.engine = Engine(
@@ -245,7 +247,8 @@ class AzureHost:
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             webhook_timeout=settings.feed_timeout_seconds, tokens=self.tokens,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
-            grace_seconds=settings.outbox_grace_seconds)
+            grace_seconds=settings.outbox_grace_seconds,
+            schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
         # The API's settings: what create_app reads, from the app settings (no environment of its own is read).

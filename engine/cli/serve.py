@@ -174,6 +174,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
                      tokens=ManagedIdentityTokens())  # DefaultAzureCredential, built when first asked
     return Engine(events=events, definitions=definitions, queue=queue,
                   services=Services(http=http, expression_budget=budget,
+                                    audit_content_limit=settings.audit_content_bytes,
                                     retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds)),
                   parked_store=TenantRoutedParkedStore(events.router),
                   hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
@@ -200,7 +201,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       grace_seconds=settings.feed_grace_seconds,
                       pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
-                      lane_concurrency=settings.feed_subscription_concurrency)
+                      lane_concurrency=settings.feed_subscription_concurrency,
+                      schema_base=settings.schema_base)
     engine.processor.on_commit = feed.on_commit
     return feed
 
