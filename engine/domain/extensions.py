@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from engine.domain.expressions import DEFAULT_BUDGET, Expression, ExpressionBudget, Prepared, pruned
+from engine.domain.expressions import DEFAULT_BUDGET, UNANSWERED, Expression, ExpressionBudget, Prepared, pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +166,11 @@ class Scope:
         return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
+        walk = expression.walk
+        if walk is not None:  # a member path or presence test, answered from the maps: no evaluation to bound
+            answer = walk.answer(self._instance, self._context, self.trigger)
+            if answer is not UNANSWERED:
+                return answer
         prepared = self._prepared.get(expression)
         if prepared is None:
             full = self.activation()
