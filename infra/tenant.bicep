@@ -39,6 +39,9 @@ param definitionsContainerName string = 'definitions'
 @description('Container of the change feed\'s subscriptions and delivery records, partitioned by /pk.')
 param subscriptionsContainerName string = 'subscriptions'
 
+@description('Container of the timers due later than the command queue can hold a message (7 days), partitioned by /instanceId.')
+param timersContainerName string = 'timers'
+
 @description('Create an Event Grid topic for this tenant\'s change feed.')
 param createEventGridTopic bool = false
 
@@ -162,6 +165,25 @@ resource subscriptionsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDataba
   }
 }
 
+// engine/stores/timers_cosmos.py: timers due past the queue's 7-day visibility limit, brought onto the queue by the
+// bring_timers_forward function (one query by dueAt per tenant).
+resource timersContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: timersContainerName
+  properties: {
+    resource: {
+      id: timersContainerName
+      partitionKey: {
+        paths: [
+          '/instanceId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+    }
+  }
+}
+
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' = if (createEventGridTopic) {
   name: eventGridTopicName
   location: location
@@ -192,6 +214,7 @@ output database string = database.name
 output eventsContainer string = eventsContainer.name
 output definitionsContainer string = definitionsContainer.name
 output subscriptionsContainer string = subscriptionsContainer.name
+output timersContainer string = timersContainer.name
 output eventGridTopicEndpoint string = topicEndpoint
 @description('Resource id of the tenant\'s Event Grid topic (empty without one): the scope of event subscriptions.')
 output eventGridTopicId string = topicId
@@ -207,6 +230,7 @@ output tenantConfiguration object = {
   eventsContainer: eventsContainer.name
   definitionsContainer: definitionsContainer.name
   subscriptionsContainer: subscriptionsContainer.name
+  timersContainer: timersContainer.name
   eventGridTopicEndpoint: topicEndpoint
   eventGridTopicId: topicId
 }

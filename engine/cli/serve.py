@@ -202,7 +202,7 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency,
-                      schema_base=settings.schema_base)
+                      max_subscriptions=settings.max_subscriptions_per_tenant, schema_base=settings.schema_base)
     engine.processor.on_commit = feed.on_commit
     return feed
 
