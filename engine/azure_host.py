@@ -20,7 +20,11 @@ What the three functions call:
   the engine fails (the store unreachable…) so the Functions host does not complete the message: it comes back
   after the visibility timeout and, after `maxDequeueCount` deliveries, goes to `{queue}-poison`. A command that
   can never succeed (malformed, or creating an instance that exists) is logged and completed, as the local worker
-  does. Then the feed's deliveries are drained: the host may freeze the process between invocations;
+  does. At most `WAYMARK_TENANT_CONCURRENCY` commands of one tenant are processed at once in the process: one of a
+  tenant at its limit is re-sent with a short delay (engine/service/fairness.py) and the original completed. Then
+  the invocation waits (at most `WAYMARK_DELIVERY_WAIT_SECONDS`) for the deliveries of *its own* commits, not for
+  those of other invocations or tenants: the host may freeze the process between invocations, and the outbox
+  sweeper delivers whatever is left;
 - timer: `AzureHost.sweep()` — repairs the Cosmos instance index and republishes undispatched commits.
 
 Nothing connects at import: `LazyAzureHost` builds the host on first use, so `function_app.py` imports (and the
@@ -50,6 +54,7 @@ from engine.runtime import Engine
 from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
+from engine.service.fairness import TenantGate, deferred_body, tenant_of
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
 from engine.service.retrying import RetryLater
@@ -74,7 +79,6 @@ log = logging.getLogger("waymark.azure")
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test keeps the two equal)
 SWEEP_WAIT_SECONDS = 50.0  # how long the timer waits for what it republished (the timer fires every minute)
 TIMERS_SCHEDULE = "0 */10 * * * *"  # bring_timers_forward: timers due within 7 days go on the queue ten minutes early
-DRAIN_SECONDS = 20.0  # how long the queue function waits for the deliveries of its commits
 ORIGIN = "waymark"
 
 
@@ -174,10 +178,10 @@ class AzureHost:
     def __init__(self, settings: AzureSettings, *, allow_private_destinations: bool = False,
                  create_missing: bool = False, credential: Any = None, webhook: WebhookPublisher | None = None,
                  services: Services | None = None, max_dequeue_count: int = MAX_DEQUEUE_COUNT,
-                 drain_seconds: float = DRAIN_SECONDS, configure_observability: bool = True) -> None:
+                 configure_observability: bool = True) -> None:
         self.settings = settings
         self.max_dequeue_count = max_dequeue_count
-        self.drain_seconds = drain_seconds
+        self.gate = TenantGate(settings.tenant_concurrency)
         self._credential = credential
         self._closers: list[Callable[[], None]] = []
         try:
@@ -257,6 +261,8 @@ class AzureHost:
             webhook_timeout=settings.feed_timeout_seconds, tokens=self.tokens,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds, max_subscriptions=settings.max_subscriptions_per_tenant,
+            max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
+            lane_concurrency=settings.feed_subscription_concurrency,
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
@@ -332,15 +338,28 @@ class AzureHost:
 
     def process(self, body: bytes | str | Mapping[str, Any], *, message_id: str | None = None,
                 dequeue_count: int | None = None) -> list[Result]:
-        """The queue function: process the command, then wait for the deliveries of its commits. Raises when the
-        message must stay queued (see `process_message`)."""
-        try:
-            return process_message(self.engine.processor, body, message_id=message_id, dequeue_count=dequeue_count,
-                                   max_dequeue_count=self.max_dequeue_count, failures=self.engine.failures)
-        finally:
-            if not self.feed.dispatcher.drain(self.drain_seconds):
-                log.warning("deliveries still in flight after %gs: the outbox sweeper finishes what they leave",
-                            self.drain_seconds)
+        """The queue function: process the command in a slot of its tenant (or send it back when the tenant is at
+        its limit), then wait for the deliveries of its own commits. Raises when the message must stay queued (see
+        `process_message`)."""
+        parsed = dict(body) if isinstance(body, Mapping) else decode_body(body)
+        tenant = tenant_of(parsed) if parsed is not None else None
+        with self.gate.slot(tenant) as entered:
+            if not entered:
+                assert parsed is not None
+                copy, delay = deferred_body(parsed)
+                self.queue.send(copy, delay=delay)  # if this raises, the host retries the original
+                log.info("tenant %s is at its limit of %d command(s) at once: command sent back for %g s", tenant,
+                         self.gate.limit, delay, extra={"messageId": message_id, "tenant": tenant})
+                return []
+            results = process_message(self.engine.processor, parsed if parsed is not None else body,
+                                      message_id=message_id, dequeue_count=dequeue_count,
+                                      max_dequeue_count=self.max_dequeue_count, failures=self.engine.failures)
+            wait = self.settings.delivery_wait_seconds
+            commits = [(result.tenant, result.commit.position) for result in results if not result.duplicate]
+            if commits and not self.feed.dispatcher.wait_for(commits, wait):
+                log.warning("the deliveries of this command's commits are still in flight after %gs: the outbox "
+                            "sweeper finishes them", wait, extra={"messageId": message_id, "tenant": tenant})
+            return results
 
     def sweep(self, *, wait: float = SWEEP_WAIT_SECONDS, past_due: bool = False) -> SweepOutcome:
         """The timer function: bring the Cosmos instance index up to every commit, then republish every commit still

@@ -148,6 +148,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Proxies in front of the app that append to X-Forwarded-For: the client address is the entry this many "
             "from the right. 1: the App Service front end; 2 behind Front Door or Application Gateway as well.",
             default="1", deployed=False),
+    Setting("WAYMARK_TENANT_CONCURRENCY",
+            "Commands of one tenant that one Functions instance processes at once (host.json lets an instance run "
+            "batchSize + newBatchThreshold = 24); a command of a tenant at its limit is re-sent with a delay (1 s, "
+            "doubling each time, at most 30 s), never counted as a failed delivery. Per instance.",
+            default="8", deployed=False),
+    Setting("WAYMARK_DELIVERY_WAIT_SECONDS",
+            "How long the queue function waits for the change-feed deliveries of its own command's commits before "
+            "it returns (the outbox sweeper delivers what is left); other commands' deliveries are not waited for.",
+            default="10", deployed=False),
+    Setting("WAYMARK_FEED_THREADS", "Threads delivering the change feed in one instance.", default="64",
+            deployed=False),
+    Setting("WAYMARK_FEED_TENANT_CONCURRENCY",
+            "Deliveries of one tenant in flight at once in one instance, over all its subscriptions.", default="24",
+            deployed=False),
+    Setting("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY",
+            "Deliveries to one subscription in flight at once in one instance (one while it keeps failing).",
+            default="16", deployed=False),
     Setting("WEBSITE_HOSTNAME",
             "The app's default host name (`<app>.azurewebsites.net`), set by the platform itself: the default of "
             "WAYMARK_PUBLIC_URL.", deployed=False),
@@ -258,6 +275,11 @@ class AzureSettings:
     rate_limit_per_key: float = 500.0
     rate_limit_per_address: float = 1.0
     client_address_hops: int = 1
+    tenant_concurrency: int = 8
+    delivery_wait_seconds: float = 10.0
+    feed_threads: int = 64
+    feed_tenant_concurrency: int = 24
+    feed_subscription_concurrency: int = 16
     max_subscriptions_per_tenant: int = 25
     public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
     audit_content_bytes: int = 32_768
@@ -391,6 +413,11 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
+        tenant_concurrency=int(number("WAYMARK_TENANT_CONCURRENCY", 1, 1000)),
+        delivery_wait_seconds=number("WAYMARK_DELIVERY_WAIT_SECONDS", 0, 600),
+        feed_threads=int(number("WAYMARK_FEED_THREADS", 1, 1024)),
+        feed_tenant_concurrency=int(number("WAYMARK_FEED_TENANT_CONCURRENCY", 1, 1024)),
+        feed_subscription_concurrency=int(number("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY", 1, 1024)),
         max_subscriptions_per_tenant=int(number("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT", 1, 10_000)),
         public_url=public_url,
         audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),

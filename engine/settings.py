@@ -54,6 +54,11 @@ class Settings(BaseSettings):
                     "commits of each file, and the files independently: a command answered 202 may vanish, or "
                     "leave the queue while the commit it made is lost.")
     workers: int = Field(default=2, ge=0, le=64, description="Queue worker threads in the serve process.")
+    tenant_workers: int | None = Field(
+        default=None, ge=1,
+        description="Workers one tenant's commands may occupy at once (default: half the workers, at least one); a "
+                    "command of a tenant at its limit is sent back to the queue with a delay (1 s, doubling each "
+                    "time, at most 30 s).")
     visibility_timeout: float = Field(
         default=30.0, gt=0,
         description="Seconds a received command stays hidden from other workers before it is handed out again.")

@@ -117,6 +117,7 @@ def bench_cosmos(as_json: AsJson = False,
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.
 from engine.cli.bench_http import bench_http  # noqa: E402
+from engine.cli.bench_isolation import bench_isolation  # noqa: E402
 from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
 from engine.cli.remote import register as register_remote  # noqa: E402
@@ -129,6 +130,7 @@ register_remote(app, workflows_app, instances_app)
 register_operations(app, instances_app, bench_app)
 register_time_commands(instances_app)
 bench_app.command("http")(bench_http)
+bench_app.command("isolation")(bench_isolation)
 
 
 def main() -> None:  # pragma: no cover - console script entry

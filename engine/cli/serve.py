@@ -258,25 +258,46 @@ def _has_tenant(tenants: TenantRegistry, tenant: str) -> bool:
 
 
 class WorkerPool:
-    """N queue worker threads sharing one engine; `stop` lets each finish the command at hand."""
+    """N queue worker threads sharing one engine; `stop` lets each finish the command at hand.
 
-    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0) -> None:
+    Fairness (engine/service/fairness.py): one tenant's commands occupy at most `tenant_workers` of them (default:
+    half, at least one); a watchdog thread hands back the rest of a batch a slow command holds up."""
+
+    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0,
+                 tenant_workers: int | None = None, batch_size: int = 16, daemon: bool = True) -> None:
+        from engine.service.fairness import TenantGate, default_tenant_workers
+
         self.engine = engine
         self.count = count
         self.visibility_timeout = visibility_timeout
+        self.batch_size = batch_size
+        self.daemon = daemon
+        self.gate = TenantGate(tenant_workers or default_tenant_workers(count))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        from engine.service.fairness import HandBack
         from engine.service.worker import Worker
 
-        for number in range(self.count):
-            worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
-                            failures=self.engine.failures)
+        workers = [Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
+                          batch_size=self.batch_size, failures=self.engine.failures, gate=self.gate)
+                   for _ in range(self.count)]
+        for number, worker in enumerate(workers):
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), name=f"waymark-worker-{number}",
+                                      daemon=self.daemon)
+            thread.start()
+            self.threads.append(thread)
+        if workers:
+            watchdog = HandBack(self.engine.queue, lambda: [worker.batch for worker in workers])
+            thread = threading.Thread(target=watchdog.run, args=(self.stop_event,), name="waymark-hand-back",
                                       daemon=True)
             thread.start()
             self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop and join every worker; False if one is still busy after `timeout` seconds."""
@@ -448,7 +469,8 @@ def run(settings: Settings) -> None:
                 say(f"[red]cannot start: {escape(str(e))}[/]")
                 raise typer.Exit(2) from e
             raise
-        pool = WorkerPool(service.engine, settings.workers, visibility_timeout=settings.visibility_timeout)
+        pool = WorkerPool(service.engine, settings.workers, visibility_timeout=settings.visibility_timeout,
+                          tenant_workers=settings.tenant_workers)
         try:
             pool.start()
             service.feed.start(sweep_interval=settings.feed_sweep_seconds)

@@ -1,8 +1,9 @@
 """The outbox: every commit reaches every subscriber at least once, and a subscriber never holds back the others.
 
 A commit is stored undispatched (the event store does that). After the append the processor calls the
-`Dispatcher` (its `on_commit`), which only queues the commit and returns: the worker thread is never held up by
-a subscriber. In the background:
+`Dispatcher` (its `on_commit`, or `many` with a group commit's commits), which only queues the commits and returns:
+the worker thread is never held up by a subscriber. A commit that the subscription catalog's cache says nobody
+wants goes straight to be marked (step 3), without waking the router. In the background:
 
 1. a router thread maps the commit's events to CloudEvents once and picks the subscriptions that want them
    (types filter; a definition's subscriptions only see its workflow);
@@ -15,8 +16,9 @@ a subscriber. In the background:
    a delivery is one attempt: one that fails and may be retried goes back to its lane after its backoff
    (`RetryPolicy`) without holding a thread, so the commits behind it are not held back;
 3. when every lane has finished with the commit, it is marked dispatched — in batches, by a marker thread, so
-   marking costs one write per batch and not one per commit. If a delivery failed, the commit stays
-   undispatched and the subscriptions it did reach are recorded, so the sweeper's retry skips them.
+   marking costs one write per batch and not one per commit (on SQLite, riding along the next group commit). If a
+   delivery failed, the commit stays undispatched and the subscriptions it did reach are recorded, so the sweeper's
+   retry skips them.
 
 Subscription states (see subscriptions.py): an *active* subscription is delivered to; a failing delivery counts
 against it and after `pause_after` consecutive failures it is *paused*. A commit that a paused subscription
@@ -157,6 +159,9 @@ class Dispatcher:
             tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
         self._marks: dict[str, list[_Mark]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
+        # Set while someone drains: the marker then marks at once rather than letting a batch build up.
+        self._hurry = threading.Event()
+        self._draining = 0
         self._closed = False
         self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
         self._marker = threading.Thread(target=self._mark_loop, name="waymark-feed-marker", daemon=True)
@@ -250,15 +255,38 @@ class Dispatcher:
             return False
         return True
 
+    def wait_for(self, commits: Iterable[tuple[str, int | None]], timeout: float) -> bool:
+        """Wait until these commits (tenant, feed position) are done with — dispatched, or left for the sweeper —
+        and for no others; False if one is not after `timeout` seconds."""
+        deadline = self.monotonic() + timeout
+        pending: list[threading.Event] = []
+        with self._lock:
+            for tenant, position in commits:
+                key = (tenant, position or 0)
+                if position is None or key not in self._inflight:
+                    continue  # done with already
+                done = self._inflight[key]
+                if done is None:  # the live path's commits get their event when someone waits for them
+                    done = self._inflight[key] = threading.Event()
+                pending.append(done)
+        return all(done.wait(max(0.0, deadline - self.monotonic())) for done in pending)
+
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is in flight (every queued commit done with, every catch-up over)."""
         deadline = self.monotonic() + timeout
         with self._idle:
-            while self._inflight or self._catching_up:
-                left = deadline - self.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(min(left, 0.1))
+            self._draining += 1
+            self._hurry.set()
+            try:
+                while self._inflight or self._catching_up:
+                    left = deadline - self.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(min(left, 0.1))
+            finally:
+                self._draining -= 1
+                if not self._draining:
+                    self._hurry.clear()
         return True
 
     def close(self, timeout: float = 5.0) -> None:
@@ -488,9 +516,10 @@ class Dispatcher:
                 while not self._marks and not self._closed:
                     self._mark_ready.wait(0.5)
             # Let a batch build up: marking is one write transaction on the tenant's event file, competing with
-            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer).
+            # appends for its lock, and nothing waits for it (the sweeper's grace period is far longer) — unless
+            # someone drains (a shutdown, a test): then at once.
             if not self._closed:
-                time.sleep(self.mark_delay)
+                self._hurry.wait(self.mark_delay)
             with self._mark_ready:
                 batch, self._marks = self._marks, {}
             if not batch and self._closed:

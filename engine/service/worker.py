@@ -8,6 +8,10 @@ function: an outage holds it (a copy re-sent with a delay, the original complete
 parked in its tenant's store, and anything else is released with a backoff, its dequeue count growing, and parked
 on its last delivery. Without `failures` (tests of the queue alone), every failure is released with a backoff
 until the queue poisons the message: nothing is dropped silently either way.
+
+With a `gate` (engine/service/fairness.py), a tenant's commands occupy at most its limit of the pool's workers: one
+whose tenant is at its limit is deferred (sent back with a short delay). The batch in progress (`batch`) is what the
+pool's watchdog hands back when a slow command holds it up.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
+from engine.service.fairness import BatchInProgress, TenantGate, send_back, tenant_of
 from engine.service.processor import CommandProcessor, Result
 from engine.service.retrying import RetryLater
 
@@ -40,10 +46,12 @@ def retry_delay(dequeue_count: int) -> float:
 class Worker:
     def __init__(self, queue: CommandQueue, processor: CommandProcessor, *, visibility_timeout: float = 30.0,
                  batch_size: int = 16, idle_wait: float = 0.05, failures: CommandFailures | None = None,
-                 max_idle: float = 1.0) -> None:
+                 gate: TenantGate | None = None, max_idle: float = 1.0) -> None:
         self.queue = queue
         self.processor = processor
         self.failures = failures
+        self.gate = gate
+        self.batch: BatchInProgress | None = None  # what this worker has received and not started yet
         self.visibility_timeout = visibility_timeout
         self.batch_size = batch_size
         self.idle_wait = idle_wait
@@ -99,23 +107,44 @@ class Worker:
         synchronous=FULL, is on the disk. A crash at any moment leaves each command stored or still queued (or
         both: redelivered, it finds its trigger recorded), never neither."""
         done: list[Message] = []
+        batch = self.batch = BatchInProgress(messages)
         try:
-            self._process_runs(messages, done, stop)
+            self._process_runs(batch, done, stop)
         finally:
+            self.batch = None
             self._complete_all(done)
 
-    def _process_runs(self, messages: Sequence[Message], done: list[Message], stop: threading.Event | None) -> None:
-        index = 0
-        while index < len(messages):
+    def _process_runs(self, batch: BatchInProgress, done: list[Message], stop: threading.Event | None) -> None:
+        while rest := batch.unstarted():
             if stop is not None and stop.is_set():
-                self._release_all(messages[index:])
+                if batch.begin(len(rest)):
+                    self._release_all(rest)
                 return
-            group = self._trigger_run(messages, index)
-            if len(group) < 2 or not self._goes_ahead(group[0][1].tenant):
-                if self._handle(messages[index], _fields(messages[index])):
-                    done.append(messages[index])
-                index += 1
-                continue
+            group = self._trigger_run(rest, 0)
+            grouped = len(group) >= 2 and self._goes_ahead(group[0][1].tenant)
+            chosen = [message for message, _ in group] if grouped else rest[:1]
+            if not batch.begin(len(chosen)):
+                return  # handed back meanwhile: another worker has them
+            try:
+                self._run(chosen, group if grouped else None, done)
+            finally:
+                batch.end()
+
+    def _run(self, messages: list[Message], group: list[tuple[Message, SendTrigger]] | None,
+             done: list[Message]) -> None:
+        """One message, or a group of one tenant's triggers, in a slot of its tenant (deferred if none is free)."""
+        tenant = tenant_of(messages[0].body)
+        gate = self.gate
+        with gate.slot(tenant) if gate is not None else nullcontext(True) as entered:
+            if not entered:
+                assert gate is not None
+                done.extend(send_back(self.queue, messages,
+                                      why=f"tenant {tenant} is at its limit of {gate.limit} worker(s)"))
+                return
+            if group is None:
+                if self._handle(messages[0], _fields(messages[0])):
+                    done.append(messages[0])
+                return
             commands = [command for _, command in group]
             try:
                 results = self.processor.trigger_many(commands[0].tenant,
@@ -128,7 +157,6 @@ class Worker:
                 if isinstance(result, Result) or self._retried(message, result) or self._handle(message,
                                                                                               _fields(message)):
                     done.append(message)
-            index += len(group)
 
     def _retried(self, message: Message, result: object) -> bool:
         return isinstance(result, RetryLater) and self.failures is not None and self.failures.failed(

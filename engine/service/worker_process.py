@@ -14,12 +14,11 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from engine.service.worker import Worker
 from engine.settings import Settings
 
 
 def run(settings: Settings) -> None:
-    from engine.cli.serve import open_engine, open_feed, open_tenants
+    from engine.cli.serve import WorkerPool, open_engine, open_feed, open_tenants
 
     tenants = open_tenants(settings)
     engine = open_engine(settings, tenants)  # the store each tenant's configuration names (SQLite or Cosmos)
@@ -32,15 +31,11 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     feed.start(sweep_interval=settings.feed_sweep_seconds)
-    workers = [threading.Thread(target=Worker(engine.queue, engine.processor,
-                                              visibility_timeout=settings.visibility_timeout, batch_size=4,
-                                              failures=engine.failures).run,
-                                args=(stop,), name=f"worker-{n}")
-               for n in range(max(1, settings.workers))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    pool = WorkerPool(engine, max(1, settings.workers), visibility_timeout=settings.visibility_timeout,
+                      tenant_workers=settings.tenant_workers, batch_size=4, daemon=False)
+    pool.stop_event = stop
+    pool.start()
+    pool.join()
     feed.close()
 
 

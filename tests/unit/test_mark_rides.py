@@ -69,7 +69,7 @@ def test_marks_no_append_took_are_withdrawn_and_written_alone(tmp_path: Path) ->
     store.rides.take(T)  # as if an append had just been made
     store.mark_dispatched(T, positions)
     assert (store.rides.ridden, store.rides.alone) == (0, 1)
-    assert store.rides._waiting.get(T) == []
+    assert not store.rides._waiting.get(T)  # withdrawn (or, on a slow machine, never offered)
     assert _undispatched(store) == []
 
 
