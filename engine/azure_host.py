@@ -41,7 +41,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from engine.azure_settings import AzureSettings, load_azure_settings
-from engine.domain import InstanceAlreadyExists, Services, StoreUnavailable
+from engine.domain import ActionRetries, ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
 from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
@@ -52,6 +52,7 @@ from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
+from engine.service.retrying import RetryLater
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import (
@@ -142,6 +143,8 @@ def _taken_care_of(parsed: Mapping[str, Any] | None, error: Exception, failures:
             return "dropped"
         return None
     if failures.failed(parsed, error, dequeue_count=dequeue_count or 1, message_id=message_id):
+        if isinstance(error, RetryLater):
+            return "retried"
         return "held" if isinstance(error, StoreUnavailable) else "parked"
     return None
 
@@ -158,9 +161,10 @@ class AzureHost:
     """Everything one Functions process runs, built from `settings` (see the module docstring). Build it once per
     process (`LazyAzureHost`); `close()` releases it.
 
-    For local runs and tests only: `allow_private_destinations` lets webhooks go to loopback and private addresses
-    (a Function app refuses them); `create_missing` creates the queues, the registry container and each tenant's
-    database and containers when missing (with a key; in Azure, main.bicep and tenant.bicep provision them).
+    For local runs and tests only: `allow_private_destinations` lets outbound calls (webhooks, `http` actions and
+    conditions) go to loopback and private addresses (a Function app refuses them); `create_missing` creates the
+    queues, the registry container and each tenant's database and containers when missing (with a key; in Azure,
+    main.bicep and tenant.bicep provision them).
     `credential` replaces `DefaultAzureCredential`; `webhook` the webhook publisher.
     """
 
@@ -192,6 +196,7 @@ class AzureHost:
                services: Services | None) -> None:
         from engine.api import create_app
         from engine.api.feed_routes import feed_router
+        from engine.outbound import DestinationPolicy, ManagedIdentityTokens, OutboundClient
         from engine.service.http_port import HttpxPort
 
         settings = self.settings
@@ -211,10 +216,18 @@ class AzureHost:
         self._closers.append(self.router.close)
         self.queue = self._queue(create_missing)
         self._closers.append(self.queue.close)
+        # `auth: {"type": "managedIdentity"}` of actions and webhooks: tokens of the app's own identity.
+        self.tokens = ManagedIdentityTokens(factory=lambda: self.credential)
         if services is None:
-            http = HttpxPort()
+            http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=allow_private_destinations)),
+                             max_seconds=settings.outbound_max_seconds,
+                             max_body_bytes=settings.outbound_max_response_bytes,
+                             tokens=self.tokens)
             self._closers.append(http.close)
-            services = Services(http=http, audit_content_limit=settings.audit_content_bytes)
+            services = Services(http=http, expression_budget=ExpressionBudget(
+                max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds),
+                retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds),
+                audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
         self.engine = Engine(
@@ -232,6 +245,7 @@ class AzureHost:
             definitions=self.engine.catalog, static=parse_static_subscriptions(settings.feed_subscriptions),
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
+            webhook_timeout=settings.feed_timeout_seconds, tokens=self.tokens,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds,
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)

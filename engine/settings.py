@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         default=5.0, gt=0,
         description="Seconds in-flight requests (a `Prefer: wait` among them) may take to finish on shutdown.")
+    expression_max_steps: int = Field(
+        default=20_000_000, ge=1_000,
+        description="The most steps (about one element copied each) a CEL evaluation may take, bounded before it "
+                    "runs; past it the instance faults with `ExpressionBudgetExceeded`.")
+    expression_max_seconds: float = Field(
+        default=2.0, gt=0,
+        description="Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.")
     log_level: LogLevel = Field(default="warning", description="Log level of uvicorn and the engine (to stderr).")
     access_log: bool = Field(default=False, description="Log every request (uvicorn's access log).")
     feed_origin: str = Field(
@@ -110,8 +117,23 @@ class Settings(BaseSettings):
         description="What the webhook handshake announces as `WebHook-Request-Origin` (and the CloudEvents origin).")
     allow_private_destinations: bool = Field(
         default=True,
-        description="Let webhooks go to loopback and private addresses. On by default here, in local mode only; "
-                    "the Azure host refuses them.")
+        description="Let outbound calls (webhooks, `http` actions and conditions) reach loopback, private and "
+                    "link-local addresses. On by default here (local mode: local services are called), and said so "
+                    "at start-up; the Azure host always refuses them.")
+    outbound_max_seconds: float = Field(
+        default=30.0, gt=0, le=300,
+        description="The longest total deadline (connect, send and every read) of one `http` action or condition "
+                    "call: an action's `timeoutSeconds` is capped by it.")
+    outbound_action_max_seconds: float = Field(
+        default=600.0, gt=0,
+        description="How long an `http` action or condition may keep retrying, from its first attempt: a retry that "
+                    "would start later is not made, and the instance faults.")
+    outbound_max_response_bytes: int = Field(
+        default=262_144, ge=1024,
+        description="The largest answer body an `http` action or condition reads; a larger one faults it.")
+    feed_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300,
+        description="The total deadline of one webhook request (connect, send and every read).")
     feed_subscriptions: str | None = Field(
         default=None,
         description='Static subscriptions, as JSON: `[{"name": "audit", "endpoint": "https://…", "types": [...], '

@@ -104,6 +104,31 @@ param breakerThreshold int = 3
 @minValue(0)
 param breakerCooldownSeconds int = 5
 
+@description('The longest total deadline, in seconds, of one http action or condition call (connect, send and every read).')
+@minValue(1)
+@maxValue(300)
+param outboundMaxSeconds int = 30
+
+@description('How long, in seconds, an http action or condition may keep retrying from its first attempt.')
+@minValue(1)
+param outboundActionMaxSeconds int = 600
+
+@description('The largest answer body, in bytes, an http action or condition reads.')
+@minValue(1024)
+param outboundMaxResponseBytes int = 262144
+
+@description('The total deadline, in seconds, of one webhook request.')
+@minValue(1)
+@maxValue(300)
+param feedTimeoutSeconds int = 10
+
+@description('The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).')
+@minValue(1000)
+param expressionMaxSteps int = 20000000
+
+@description('Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.')
+param expressionMaxSeconds string = '2'
+
 @description('Static change-feed subscriptions (WAYMARK_FEED_SUBSCRIPTIONS): a JSON list of {"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}; empty for none. Secure: it may hold webhook secrets.')
 @secure()
 param feedSubscriptions string = ''
@@ -448,6 +473,30 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'WAYMARK_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_MAX_SECONDS'
+          value: string(outboundMaxSeconds)
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_ACTION_MAX_SECONDS'
+          value: string(outboundActionMaxSeconds)
+        }
+        {
+          name: 'WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES'
+          value: string(outboundMaxResponseBytes)
+        }
+        {
+          name: 'WAYMARK_FEED_TIMEOUT_SECONDS'
+          value: string(feedTimeoutSeconds)
+        }
+        {
+          name: 'WAYMARK_EXPRESSION_MAX_STEPS'
+          value: string(expressionMaxSteps)
+        }
+        {
+          name: 'WAYMARK_EXPRESSION_MAX_SECONDS'
+          value: expressionMaxSeconds
         }
         {
           name: 'WAYMARK_FEED_SUBSCRIPTIONS'

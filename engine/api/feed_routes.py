@@ -37,6 +37,14 @@ NEXT_POSITION_HEADER = "Waymark-Next-Position"
 MAX_FEED_LIMIT = 1000
 
 
+class ManagedIdentityAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["managedIdentity"] = Field(description="The app's managed identity (the only kind).")
+    audience: str = Field(min_length=1, max_length=512, pattern=r"^\S+$",
+                          description="The Entra resource or application ID URI the token is for.")
+
+
 class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"endpoint": "https://dashboard.example/hooks/waymark", "types": ["io.waymark.workflow.instance.faulted"],
@@ -49,6 +57,9 @@ class SubscriptionRequest(BaseModel):
     secret: str | None = Field(None, min_length=16, max_length=512,
                                description="HMAC-SHA256 key of the `X-Waymark-Signature` header; never shown again.")
     mode: Literal["structured", "binary"] = Field("structured", description="CloudEvents HTTP content mode.")
+    auth: ManagedIdentityAuth | None = Field(None, description="Send each event (and the handshake) with "
+                                                               "`Authorization: Bearer` and an Entra token of the "
+                                                               "app's managed identity for `audience`.")
 
 
 class SubscriptionView(BaseModel):
@@ -67,6 +78,7 @@ class SubscriptionView(BaseModel):
     kind: str = Field(description="webhook or eventgrid")
     workflowId: str | None
     hasSecret: bool
+    auth: ManagedIdentityAuth | None = None
     status: str = Field(description="pending (no consent yet), active, paused (resume to receive the backlog) or "
                                     "gone (the endpoint answered 410)")
     consecutiveFailures: int
@@ -125,7 +137,8 @@ def feed_router(feed: ChangeFeed, *, dependencies: Sequence[Depends] = ()) -> AP
     def put_subscription(tenant: str, name: str, body: SubscriptionRequest) -> JSONResponse:
         try:
             subscription, created = feed.subscribe(tenant, name, endpoint=body.endpoint, types=body.types,
-                                                   secret=body.secret, mode=body.mode)
+                                                   secret=body.secret, mode=body.mode,
+                                                   auth_audience=body.auth.audience if body.auth else None)
         except InvalidSubscription as e:
             raise ApiProblem(422, "Invalid subscription", str(e), slug="invalid-subscription",
                              errors=[{"path": "body", "message": problem} for problem in e.problems]) from None

@@ -149,7 +149,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     under the data directory, or Cosmos; `settings.store` for a tenant that names none; a Cosmos tenant's
     database and containers created on its first use if missing, which takes a key or an identity allowed to),
     and the SQLite command queue."""
-    from engine.domain import Services
+    from engine.domain import ActionRetries, ExpressionBudget, Services
+    from engine.outbound import DestinationPolicy, ManagedIdentityTokens, OutboundClient
     from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
     from engine.service.holding import CircuitBreakers, HoldPolicy
@@ -166,9 +167,15 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
                                         sqlite_synchronous=settings.sqlite_synchronous)
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
                                synchronous=settings.sqlite_synchronous)
-    # `http` conditions and actions call out through httpx (redirects not followed).
+    # `http` conditions and actions call out through the outbound client (engine/outbound) webhooks use too.
+    budget = ExpressionBudget(max_steps=settings.expression_max_steps, max_seconds=settings.expression_max_seconds)
+    http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=settings.allow_private_destinations)),
+                     max_seconds=settings.outbound_max_seconds, max_body_bytes=settings.outbound_max_response_bytes,
+                     tokens=ManagedIdentityTokens())  # DefaultAzureCredential, built when first asked
     return Engine(events=events, definitions=definitions, queue=queue,
-                  services=Services(http=HttpxPort(), audit_content_limit=settings.audit_content_bytes),
+                  services=Services(http=http, expression_budget=budget,
+                                    audit_content_limit=settings.audit_content_bytes,
+                                    retries=ActionRetries(max_seconds=settings.outbound_action_max_seconds)),
                   parked_store=TenantRoutedParkedStore(events.router),
                   hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
                                   hold_seconds=settings.hold_seconds),
@@ -180,6 +187,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.outbound import ManagedIdentityTokens
     from engine.tenants import sealer_of
 
     subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
@@ -189,7 +197,9 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       tenant_config=lambda tenant: tenants.get(tenant).config,
                       tenants=lambda: [record.id for record in tenants.list()],
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
-                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
+                      webhook_timeout=settings.feed_timeout_seconds, tokens=ManagedIdentityTokens(),
+                      grace_seconds=settings.feed_grace_seconds,
+                      pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency,
                       schema_base=settings.schema_base)
@@ -328,6 +338,9 @@ def banner(service: Service, url: str) -> None:
         say(f"  store: cosmos at {settings.cosmos_endpoint} (a database per tenant, "
             f"{settings.tenant_database_prefix}{{tenant}}; "
             f"{'key auth' if settings.cosmos_key else 'DefaultAzureCredential'})")
+    if settings.allow_private_destinations:
+        say("  [yellow]local mode[/]: outbound calls (webhooks, http actions and conditions) may reach loopback and "
+            "private addresses; WAYMARK_ALLOW_PRIVATE_DESTINATIONS=false refuses them, as the Azure host always does")
     key_file = settings.data_dir / "admin-key"
     if service.admin_key_source == "generated":
         say(f"  admin key: [bold]{service.admin_key}[/] (kept in {key_file}, mode 0600)")

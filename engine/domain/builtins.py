@@ -13,8 +13,11 @@ from engine.domain.extensions import (
     HttpResponse,
     HttpTransportError,
     Registry,
+    RetryAction,
     Scope,
     SpecProblems,
+    destination_of,
+    status_class,
 )
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -95,7 +98,7 @@ class LogAction:
 
 
 class _HttpCall:
-    """What the `http` condition and action share: building the request, retries with backoff."""
+    """What the `http` condition and action share: building the request, one attempt, asking for a retry."""
 
     def __init__(self, spec: Mapping[str, Any], *, default_method: str) -> None:
         problems: list[tuple[str, str]] = []
@@ -114,28 +117,72 @@ class _HttpCall:
             problems.append(("headers", "must be an object of header name to string value, without line breaks"))
             headers = {}
         self.headers: dict[str, str] = dict(headers)
+        self.audience = _audience(spec.get("auth"), self.headers, problems)
         self.timeout = _number(spec, "timeoutSeconds", 10.0, problems, low=0.1, high=300.0)
         self.retries = int(_number(spec, "retries", 2, problems, low=0, high=10, integer=True))
         self.backoff = _number(spec, "backoffSeconds", 0.5, problems, low=0.0, high=60.0)
         _raise_if(problems)
 
-    def call(self, scope: Scope, where: str) -> HttpResponse:
+    def call(self, scope: Scope, where: str) -> tuple[HttpResponse, int]:
+        """One attempt. A failure a retry may cure raises `RetryAction` while attempts and time remain (the
+        command is put back on the queue: nothing sleeps here); after the last, a transport error faults and a
+        retryable status is returned for the caller to judge. The idempotency key names the instance, the step
+        and this call's path, the same on every attempt and on a recovery's retry of the step."""
         body = scope.evaluate(self.body, f"{where}.body") if self.body is not None else None
-        headers = {**self.headers, "Idempotency-Key": f"{scope.instance['id']}:{scope.sequence}"}
+        headers = {**self.headers, "Idempotency-Key": f"{scope.instance['id']}:{scope.step}:{where}"}
         assert isinstance(self.url, str)
-        request = HttpRequest(self.method, self.url, headers, body, self.timeout)
-        attempt = 0
-        while True:
-            try:
-                response = scope.services.http.send(request)
-            except HttpTransportError as e:
-                if attempt >= self.retries:
-                    raise ExecutionError(where, "HttpTransportError", f"{self.method} {self.url}: {e}") from e
-            else:
-                if response.status not in RETRYABLE_STATUSES or attempt >= self.retries:
-                    return response
-            scope.services.sleep(self.backoff * (2**attempt))
-            attempt += 1
+        request = HttpRequest(self.method, self.url, headers, body, self.timeout, self.audience)
+        retries = scope.services.retries
+        earlier = retries.attempts.get(where)
+        made = (earlier.made if earlier is not None else 0) + 1
+        since = earlier.since if earlier is not None else retries.now
+        try:
+            response = scope.services.http.send(request)
+        except HttpTransportError as e:
+            reason = f"{self.method} {e}"
+            if e.retryable:
+                self._retry(scope, where, made, since, reason)
+            raise ExecutionError(where, "HttpTransportError", reason + _after(made)) from e
+        if response.status in RETRYABLE_STATUSES:
+            self._retry(scope, where, made, since, self.answered(response.status))
+        return response, made
+
+    def _retry(self, scope: Scope, where: str, made: int, since: float, reason: str) -> None:
+        """Raise RetryAction when another attempt may be made (else return: the caller faults)."""
+        retries = scope.services.retries
+        if not retries.requeue or made > self.retries:
+            return
+        delay = self.backoff * 2 ** (made - 1)
+        if retries.now + delay - since > retries.max_seconds:
+            return
+        raise RetryAction(where, made=made, since=since, delay=delay, reason=reason)
+
+    def answered(self, status: int, made: int = 1) -> str:
+        assert isinstance(self.url, str)
+        return f"{self.method} {destination_of(self.url)} answered with {status_class(status)}{_after(made)}"
+
+
+def _after(made: int) -> str:
+    return f" (after {made} attempts)" if made > 1 else ""
+
+
+AUTH_SHAPE = '{"type": "managedIdentity", "audience": "<the Entra resource or application ID URI>"}'
+
+
+def _audience(auth: Any, headers: Mapping[str, str], problems: list[tuple[str, str]]) -> str | None:
+    """The audience of `auth` (the app's managed identity), or None without `auth`."""
+    if auth is None:
+        return None
+    audience = auth.get("audience") if isinstance(auth, dict) else None
+    if (not isinstance(auth, dict) or set(auth) != {"type", "audience"} or auth.get("type") != "managedIdentity"
+            or not isinstance(audience, str) or not audience.strip() or len(audience) > 512
+            or any(c.isspace() for c in audience.strip())):
+        problems.append(("auth", f"must be {AUTH_SHAPE}"))
+        return None
+    if any(name.lower() == "authorization" for name in headers):
+        problems.append(("headers", "an Authorization header cannot be given with `auth`: the token is its value"))
+        return None
+    return audience.strip()
 
 
 def _number(spec: Mapping[str, Any], key: str, default: float, problems: list[tuple[str, str]], *,
@@ -156,12 +203,12 @@ class HttpCondition(_HttpCall):
         super().__init__(spec, default_method="POST")
 
     def holds(self, scope: Scope, where: str) -> bool:
-        response = self.call(scope, where)
+        response, made = self.call(scope, where)
         if 200 <= response.status < 300:
             return response.body is True
         if 400 <= response.status < 500:
             return False
-        raise ExecutionError(where, "HttpError", f"{self.method} {self.url} answered {response.status}")
+        raise ExecutionError(where, "HttpError", self.answered(response.status, made))
 
 
 class HttpAction(_HttpCall):
@@ -173,9 +220,9 @@ class HttpAction(_HttpCall):
         super().__init__(spec, default_method="POST")
 
     def run(self, scope: Scope, where: str) -> ContextChange:
-        response = self.call(scope, where)
+        response, made = self.call(scope, where)
         if not 200 <= response.status < 300:
-            raise ExecutionError(where, "HttpError", f"{self.method} {self.url} answered {response.status}")
+            raise ExecutionError(where, "HttpError", self.answered(response.status, made))
         body = response.body
         if not isinstance(body, dict):
             return ContextChange()

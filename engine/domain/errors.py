@@ -19,6 +19,7 @@
     ├── InvalidCommand           a command with a wrong field (unknown reset state, sequence out of range)
     └── ExecutionError           a condition or action failed while running (faults the instance)
         └── ExpressionError      a CEL expression failed at run time
+            └── ExpressionBudgetExceeded   it could cost (or did cost) more than an evaluation may
 
 The API maps each type to one problem+json status in one place (engine/api/problems.py).
 """
@@ -161,6 +162,13 @@ class ExecutionError(WaymarkError):
 
 class ExpressionError(ExecutionError):
     pass
+
+
+class ExpressionBudgetExceeded(ExpressionError):
+    """An evaluation whose bounded cost is over the budget (it is not run), or that ran longer than allowed."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(where, "ExpressionBudgetExceeded", message)
 
 
 class RecoveryRefused(WaymarkError):

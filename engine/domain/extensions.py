@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-import cel
-
-from engine.domain.expressions import Expression, pruned
+from engine.domain.expressions import DEFAULT_BUDGET, Expression, ExpressionBudget, Prepared, pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +22,7 @@ class HttpRequest:
     headers: Mapping[str, str]
     json_body: Any
     timeout: float
+    audience: str | None = None  # with the app's managed identity: a token for this audience is sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,31 @@ class HttpResponse:
 
 
 class HttpTransportError(Exception):
-    """The request did not get a response (connection refused, timeout, …)."""
+    """The request got no usable answer. The message names the destination and the class of failure (could not
+    connect, no complete answer in time …), never the socket's own words; `retryable` says whether trying again
+    may help (not for a refused destination or an answer too large)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+def destination_of(url: str) -> str:
+    """How a fault names a URL: scheme, host, port and path; never its query or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def status_class(status: int) -> str:
+    """How a fault names an HTTP status: its class, not the code (which would help probe what answers where)."""
+    classes = {3: "a redirect (3xx), which is not followed", 4: "a client error (4xx)", 5: "a server error (5xx)"}
+    return classes.get(status // 100, "an unexpected status")
 
 
 class HttpPort(Protocol):
@@ -46,7 +70,42 @@ class NoHttp:
     """The HTTP port of an engine that has none configured: every call fails (and faults)."""
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        raise HttpTransportError("no HTTP client is configured for this engine")
+        raise HttpTransportError("no HTTP client is configured for this engine", retryable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionAttempt:
+    """What earlier deliveries of a command did for one `http` step: attempts `made`, the first `since` (epoch s)."""
+
+    made: int
+    since: float
+
+
+@dataclass(frozen=True)
+class ActionRetries:
+    """How an `http` step that failed in a way a retry may cure (no answer, 408, 425, 429, 5xx) is retried: never by
+    sleeping in a worker. With `requeue` (a command the queue delivers), the step raises `RetryAction` and the
+    command goes back on the queue with the backoff as its delay, freeing the worker; `attempts` (per step path)
+    are what earlier deliveries of the command made, `now` the time of this one (epoch seconds). A step whose
+    attempts have run out, or whose next one would start more than `max_seconds` after its first, faults the
+    instance. Without `requeue` (a recovery made through the API) each step makes one attempt."""
+
+    requeue: bool = False
+    attempts: Mapping[str, ActionAttempt] = field(default_factory=dict)
+    now: float = 0.0
+    max_seconds: float = 600.0
+
+
+class RetryAction(Exception):
+    """An `http` step asks for its command to be delivered again in `delay` seconds (see `ActionRetries`)."""
+
+    def __init__(self, where: str, *, made: int, since: float, delay: float, reason: str) -> None:
+        self.where = where
+        self.made = made
+        self.since = since
+        self.delay = delay
+        self.reason = reason
+        super().__init__(f"{where}: attempt {made} failed ({reason}); retried in {delay:g} s")
 
 
 @dataclass(frozen=True)
@@ -54,8 +113,10 @@ class Services:
     """What conditions and actions may use from outside the domain."""
 
     http: HttpPort = field(default_factory=NoHttp)
-    sleep: Callable[[float], None] = time.sleep
+    retries: ActionRetries = field(default_factory=ActionRetries)
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
+    expression_budget: ExpressionBudget = DEFAULT_BUDGET
+    clock: Callable[[], float] = time.monotonic  # monotonic seconds: how long an evaluation took
     # The most bytes of JSON of a trigger's content an ignored or rejected trigger's event keeps whole (audit.py).
     audit_content_limit: int = 32_768
 
@@ -70,16 +131,18 @@ class Scope:
     (assign a new dict; never mutate one in place).
     """
 
-    __slots__ = ("_context", "_instance", "_prepared", "sequence", "services", "trigger")
+    __slots__ = ("_context", "_instance", "_prepared", "sequence", "services", "step", "trigger")
 
     def __init__(self, instance: dict[str, Any], context: dict[str, Any], trigger: dict[str, Any] | None,
-                 sequence: int, services: Services) -> None:
+                 sequence: int, services: Services, *, step: int | None = None) -> None:
         self._instance = instance
         self._context = context
         self.trigger = trigger if trigger is not None else _NO_TRIGGER
         self.sequence = sequence  # the sequence the commit being decided will start at
+        # The step being decided, for idempotency keys: its first sequence, kept when a recovery retries it.
+        self.step = step if step is not None else sequence
         self.services = services
-        self._prepared: dict[Expression, cel.Context] = {}
+        self._prepared: dict[Expression, Prepared] = {}
 
     @property
     def instance(self) -> dict[str, Any]:
@@ -103,14 +166,13 @@ class Scope:
         return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
-        if expression.depth:
-            expression.check_budget(self.activation(), where=where)
         prepared = self._prepared.get(expression)
         if prepared is None:
             full = self.activation()
             prepared = self._prepared[expression] = expression.prepare(
                 {name: pruned(full[name], tree) for name, tree in expression.paths.items()})
-        return expression.evaluate(prepared, where=where)
+        return expression.evaluate(prepared, where=where, budget=self.services.expression_budget,
+                                   clock=self.services.clock)
 
 
 @dataclass(frozen=True, slots=True)

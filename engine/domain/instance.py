@@ -18,7 +18,7 @@ from engine.domain.audit import audited_content
 from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowDefinition
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
-from engine.domain.extensions import ContextChange, Scope, Services
+from engine.domain.extensions import ContextChange, RetryAction, Scope, Services
 from engine.domain.interests import interests_of
 from engine.domain.timers import PendingTimer
 from engine.domain.visits import ALL, cancel_timers, schedule_visit
@@ -247,7 +247,7 @@ def _check(conditions: tuple[ConditionStep, ...], scope: Scope) -> ConditionStep
     for step in conditions:
         try:
             holds = step.impl.holds(scope, step.where)
-        except ExecutionError:
+        except (ExecutionError, RetryAction):
             raise
         except Exception as e:  # a registered condition's own bug must fault, not crash the worker
             raise ExecutionError(step.where, type(e).__name__, str(e) or repr(e)) from e
@@ -260,7 +260,7 @@ def _run(actions: tuple[ActionStep, ...], scope: Scope, changes: dict[str, Any],
     for step in actions:
         try:
             change: ContextChange = step.impl.run(scope, step.where)
-        except ExecutionError:
+        except (ExecutionError, RetryAction):
             raise
         except Exception as e:
             raise ExecutionError(step.where, type(e).__name__, str(e) or repr(e)) from e
@@ -291,10 +291,13 @@ def _context_changes(changes: dict[str, Any], removed: set[str]) -> dict[str, An
     return {"set": changes, "removed": sorted(removed)}
 
 
-def _fault(recorder: _Recorder, error: ExecutionError, trigger: Trigger | None, transition: str | None) -> None:
+def _fault(recorder: _Recorder, error: ExecutionError, trigger: Trigger | None, transition: str | None, *,
+           step: int) -> None:
+    """`step`: the first sequence of the step that faulted (what its `http` calls' idempotency keys name), which a
+    recovery's retry of it keeps."""
     recorder.record(EventType.FAULTED, {
         "where": error.where, "errorType": error.error_type, "message": error.message,
-        "trigger": trigger.to_dict() if trigger else None, "transition": transition,
+        "trigger": trigger.to_dict() if trigger else None, "transition": transition, "step": step,
     })
 
 
@@ -317,7 +320,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     except ExecutionError as error:
         recorder.record(EventType.CREATED, {**created, "context": dict(context),
                                             "interests": list(interests_of(instance_id, given, (), scope))})
-        _fault(recorder, error, None, None)
+        _fault(recorder, error, None, None, step=1)
         outcome = Outcome.FAULTED
     else:
         recorder.record(EventType.CREATED, {**created, "interests": list(listening), "context": scope.context,
@@ -340,8 +343,9 @@ def is_version_mismatch(events: Sequence[Event]) -> bool:
 
 
 def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Trigger, *, now: datetime,
-                   services: Services) -> Decision:
-    """What one trigger does to the instance: applied, ignored (with why), rejected or faulted."""
+                   services: Services, step: int | None = None) -> Decision:
+    """What one trigger does to the instance: applied, ignored (with why), rejected or faulted. `step`: the first
+    sequence of the step (by default the commit's own; a recovery's retry passes the faulted step's)."""
     at = timestamp(now)
     recorder = _Recorder(instance.id, instance.version, trigger.id, at)
 
@@ -367,7 +371,7 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
 
     source = workflow.state(instance.state)
     scope = Scope(_view(instance.id, workflow, source.id, instance.status, instance.version), dict(instance.context),
-                  trigger.to_dict(), instance.version + 1, services)
+                  trigger.to_dict(), instance.version + 1, services, step=step)
     transition_id: str | None = None
     try:
         failed = _check(source.exit_conditions, scope)
@@ -405,7 +409,7 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         timers = schedule_visit(target, instance_id=instance.id, entry_sequence=recorder.next, base=now,
                                 evaluate=scope.evaluate) if leaving else []
     except ExecutionError as error:
-        _fault(recorder, error, trigger, transition_id)
+        _fault(recorder, error, trigger, transition_id, step=scope.step)
         return done(Outcome.FAULTED, error.message)
     applied = {"transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
                "content": trigger.content, "contextChanges": _context_changes(changes, removed)}
@@ -446,11 +450,13 @@ class RecoveryMode(StrEnum):
 def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: RecoveryMode, by: str, reason: str,
                    recovery_id: str, now: datetime, services: Services, state: str | None = None,
                    as_of: Instance | None = None, context_patch: Mapping[str, Any] | None = None,
-                   force: bool = False, retry_trigger: Trigger | None = None) -> Decision:
+                   force: bool = False, retry_trigger: Trigger | None = None,
+                   retry_step: int | None = None) -> Decision:
     """Recover an instance by appending events, never by editing it.
 
     `retry` re-runs the trigger that faulted it (`retry_trigger`, read from the Faulted event) against the
-    pinned definition; a fault at creation re-runs the state's entry conditions and actions. `reset` moves
+    pinned definition (as the step `retry_step`, the Faulted event's, so that its `http` calls carry the same
+    idempotency keys); a fault at creation re-runs the state's entry conditions and actions (as step 1). `reset` moves
     it to `state`, or to its state and context as of an earlier event (`as_of`), with `context_patch`
     merged in (a null value removes the key). One commit: `Recovered`, then the retry's own events.
     Raises `RecoveryRefused` for an instance that is not faulted (unless `force`) or is terminated, and
@@ -483,7 +489,7 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
             listening = _listening(instance, workflow, target_state, context, recorder.next, services)
         except ExecutionError as error:  # the reset happens; the state's interests cannot be computed: a fault
             recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
-            _fault(recorder, error, None, None)
+            _fault(recorder, error, None, None, step=entry)
             after = fold(instance, recorder.events)
             assert after is not None
             return Decision(Outcome.FAULTED, tuple(recorder.events), after, error.message)
@@ -505,7 +511,7 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     recovered = fold(instance, recorder.events)
     assert recovered is not None
     if retry_trigger is not None:
-        retried = decide_trigger(recovered, workflow, retry_trigger, now=now, services=services)
+        retried = decide_trigger(recovered, workflow, retry_trigger, now=now, services=services, step=retry_step)
         # The retried trigger's events keep its own id; the commit is known by the recovery's id.
         events = (*recorder.events, *(_renumber(e, recorder.next + n) for n, e in enumerate(retried.events)))
         after = fold(instance, events)
@@ -514,14 +520,14 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     # A fault at creation: run the current state's entry conditions and actions again.
     current = workflow.state(recovered.state)
     scope = Scope(_view(instance.id, workflow, current.id, Status.WAITING, recovered.version), dict(recovered.context),
-                  None, recorder.next, services)
+                  None, recorder.next, services, step=1)
     changes: dict[str, Any] = {}
     removed: set[str] = set()
     try:
         _enter(current, scope, changes, removed)
         listening = interests_of(instance.id, instance.given_interests, current.interests, scope)
     except ExecutionError as error:
-        _fault(recorder, error, None, None)
+        _fault(recorder, error, None, None, step=1)
         outcome = Outcome.FAULTED
     else:
         replaced = {**details, "state": current.id, "context": scope.context, "interests": list(listening)}
@@ -534,7 +540,7 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
                 timers = schedule_visit(current, instance_id=instance.id, entry_sequence=recovered.entry_sequence,
                                         base=now, evaluate=scope.evaluate)
             except ExecutionError as error:
-                _fault(recorder, error, None, None)
+                _fault(recorder, error, None, None, step=1)
                 after = fold(instance, recorder.events)
                 assert after is not None
                 return Decision(Outcome.FAULTED, tuple(recorder.events), after)
@@ -573,7 +579,7 @@ def _revisit(recorder: _Recorder, instance: Instance, target: State, context: di
         timers = schedule_visit(target, instance_id=instance.id, entry_sequence=entry, base=now,
                                 evaluate=scope.evaluate)
     except ExecutionError as error:
-        _fault(recorder, error, None, None)
+        _fault(recorder, error, None, None, step=scope.step)
         return Outcome.FAULTED
     _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
     return Outcome.RECOVERED

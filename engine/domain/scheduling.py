@@ -65,7 +65,7 @@ def decide_fire(instance: Instance, workflow: WorkflowDefinition, timer: Pending
         try:
             following = next_firing(timer, timeout, instance_id=instance.id, now=now, evaluate=scope.evaluate)
         except ExecutionError as error:
-            _fault(recorder, error, trigger, None)
+            _fault(recorder, error, trigger, None, step=scope.step)
             return _done(instance, recorder, Outcome.FAULTED, error.message)
         if following is not None:
             recorder.record(EventType.TIMER_SCHEDULED, following)

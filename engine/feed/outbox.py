@@ -69,6 +69,7 @@ from engine.feed.subscriptions import (
     check_types,
 )
 from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
+from engine.outbound import ManagedIdentityTokens
 from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.stores.base import EventStore
 
@@ -507,7 +508,7 @@ def _owe(subscription: Subscription, position: int) -> Subscription:
 def shake_hands(catalog: SubscriptionCatalog, webhook: WebhookPublisher, tenant: str,
                 subscription: Subscription) -> Subscription:
     """Run the abuse-protection handshake; store the outcome (active, or pending with why)."""
-    handshake = webhook.handshake(subscription.endpoint)
+    handshake = webhook.handshake(subscription.endpoint, audience=subscription.auth_audience)
     at = catalog.timestamp()
     if handshake.consented:
         log.info("subscription %s is active: %s", subscription.name, handshake.detail, extra={"tenant": tenant})
@@ -630,7 +631,9 @@ class ChangeFeed:
                  tenant_config: Callable[[str], Mapping[str, Any]] | None = None,
                  tenants: Callable[[], Iterable[str]] = tuple, origin: str = "waymark",
                  allow_private_destinations: bool = False, webhook: WebhookPublisher | None = None,
-                 eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
+                 webhook_timeout: float = 10.0, tokens: ManagedIdentityTokens | None = None,
+                 eventgrid: Publisher | None = None, grace_seconds: float = 30.0,
+                 pause_after: int = 5,
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
@@ -638,7 +641,7 @@ class ChangeFeed:
         self.events = events
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
-        self.webhook = webhook or WebhookPublisher(origin=origin,
+        self.webhook = webhook or WebhookPublisher(origin=origin, timeout=webhook_timeout, tokens=tokens,
                                                    allow_private_destinations=allow_private_destinations)
         self.mapper = CloudEventMapper(events, schema_base=schema_base)
         self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,
@@ -685,7 +688,8 @@ class ChangeFeed:
         return self.catalog.get(tenant, name, fresh=True)
 
     def subscribe(self, tenant: str, name: str, *, endpoint: str, types: Iterable[str] | None = None,
-                  secret: str | None = None, mode: str = "structured") -> tuple[Subscription, bool]:
+                  secret: str | None = None, mode: str = "structured",
+                  auth_audience: str | None = None) -> tuple[Subscription, bool]:
         """Create or replace the API subscription `name`; (subscription, created). A new or changed endpoint, or
         one still pending, goes through the handshake: it is active only if it consents. Raises
         InvalidSubscription or DestinationRefused (nothing stored)."""
@@ -701,7 +705,8 @@ class ChangeFeed:
             raise InvalidSubscription(name, [f"mode must be 'structured' or 'binary', not {mode!r}"]) from None
         self.webhook.check_destination(endpoint)
         existing = self.catalog.store.get(tenant, name)
-        spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode)
+        spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode,
+                            auth_audience=auth_audience)
         if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
             return self.catalog.save(tenant, existing.with_spec_of(spec)), False
         base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,

@@ -133,6 +133,7 @@ class Subscription:
     last_error: str | None = None
     last_error_at: str | None = None
     backlog_from: int | None = None  # the lowest feed position owed (while paused, and until caught up)
+    auth_audience: str | None = None  # sent with a token of the app's managed identity for this audience
     created_at: str = ""
     updated_at: str = ""
 
@@ -143,13 +144,15 @@ class Subscription:
         return self.workflow_id is None or self.workflow_id == workflow_id
 
     def same_spec(self, other: Subscription) -> bool:
-        return (self.endpoint, self.types, self.secret, self.mode, self.kind, self.workflow_id) == (
-            other.endpoint, other.types, other.secret, other.mode, other.kind, other.workflow_id)
+        return (self.endpoint, self.types, self.secret, self.mode, self.kind, self.workflow_id,
+                self.auth_audience) == (other.endpoint, other.types, other.secret, other.mode, other.kind,
+                                        other.workflow_id, other.auth_audience)
 
     def with_spec_of(self, spec: Subscription) -> Subscription:
         """This state with `spec`'s endpoint, filter, secret and mode (a definition or config that changed)."""
         return dataclasses.replace(self, endpoint=spec.endpoint, types=spec.types, secret=spec.secret,
-                                   mode=spec.mode, source=spec.source, kind=spec.kind, workflow_id=spec.workflow_id)
+                                   mode=spec.mode, source=spec.source, kind=spec.kind, workflow_id=spec.workflow_id,
+                                   auth_audience=spec.auth_audience)
 
     def to_public(self) -> dict[str, Any]:
         """What the API shows: never the secret."""
@@ -158,6 +161,7 @@ class Subscription:
             "types": sorted(self.types) if self.types is not None else None,
             "mode": str(self.mode), "source": str(self.source), "kind": str(self.kind),
             "workflowId": self.workflow_id, "hasSecret": self.secret is not None,
+            "auth": {"type": "managedIdentity", "audience": self.auth_audience} if self.auth_audience else None,
             "status": str(self.status), "consecutiveFailures": self.consecutive_failures,
             "lastError": self.last_error, "lastErrorAt": self.last_error_at, "backlogFrom": self.backlog_from,
             "createdAt": self.created_at, "updatedAt": self.updated_at,
@@ -185,6 +189,7 @@ class Subscription:
             consecutive_failures=int(doc.get("consecutiveFailures", 0)), last_error=doc.get("lastError"),
             last_error_at=doc.get("lastErrorAt"), backlog_from=doc.get("backlogFrom"),
             created_at=doc.get("createdAt", ""), updated_at=doc.get("updatedAt", ""),
+            auth_audience=(doc.get("auth") or {}).get("audience"),
         )
 
 

@@ -21,11 +21,14 @@
   longer than `max_retry_after` and the delivery gives up at once (the commit stays undispatched and the sweeper
   tries later). No thread waits meanwhile, and the events behind a failed one are not held back. 410 stops at
   once: the subscription is `gone`. Other 4xx and any 3xx fail at once: redirects are never followed.
-- **Destinations**: unless `allow_private_destinations`, an endpoint whose host resolves to any address that is
-  not globally routable (loopback, private, link-local, CGNAT, multicast, reserved, unspecified, and IPv4-mapped
-  forms of those) is refused. The check is made when connecting, on the very addresses the socket then connects
-  to (a custom httpcore network backend), so DNS rebinding between a check and the connection cannot slip
-  through. Environment proxies are ignored for the same reason.
+- **Destinations, deadline, answer**: every request goes through the outbound client shared with `http` actions and
+  conditions (engine/outbound): the destination guard on the connected address (unless private destinations are
+  allowed, local mode), no redirects, no environment proxies, one total deadline per request (`timeout`: connect,
+  send and every read, so a subscriber dripping its answer cannot hold a delivery thread), and at most
+  `MAX_ANSWER_BYTES` of an answer read (the rest is left unread: a webhook's answer body means nothing).
+- **Errors** name the endpoint and the class of failure (refused, could not connect, no answer in time, a server
+  error (5xx) …), never the socket's own words nor the exact status, so a subscription's error cannot be used to
+  probe a network.
 """
 
 from __future__ import annotations
@@ -33,23 +36,29 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import ipaddress
 import random
 import socket
-import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import certifi
-import httpcore
-import httpx
 from cloudevents.core.base import BaseCloudEvent
 
-from engine.domain import WaymarkError
 from engine.feed.cloudevents import binary_message, structured_message
 from engine.feed.subscriptions import Mode, Subscription
+from engine.outbound import (
+    DestinationPolicy,
+    DestinationRefused,
+    ManagedIdentityTokens,
+    OutboundClient,
+    OutboundError,
+    OutboundResponse,
+    Resolver,
+    TokenUnavailable,
+    destination_of,
+    status_class,
+)
 
 __all__ = [
     "SIGNATURE_HEADER", "DeliveryResult", "DestinationPolicy", "DestinationRefused", "Handshake", "RetryPolicy",
@@ -60,6 +69,7 @@ SIGNATURE_HEADER = "X-Waymark-Signature"
 ORIGIN_REQUEST_HEADER = "WebHook-Request-Origin"
 ORIGIN_ALLOWED_HEADER = "WebHook-Allowed-Origin"
 USER_AGENT = "waymark-feed/0.1"
+MAX_ANSWER_BYTES = 65_536  # of a subscriber's answer, read and ignored
 
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -90,100 +100,6 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - now).total_seconds())
-
-
-# ---------------------------------------------------------------------------------------------- destinations
-
-class DestinationRefused(WaymarkError):
-    def __init__(self, endpoint: str, reason: str) -> None:
-        self.endpoint = endpoint
-        self.reason = reason
-        super().__init__(f"destination {endpoint!r} is refused: {reason}")
-
-
-def _refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast or address.is_unspecified
-
-
-Resolver = Callable[..., Sequence[tuple[Any, ...]]]
-
-
-class DestinationPolicy:
-    """Which hosts webhooks may be sent to. Every address a host resolves to must be allowed, not just one."""
-
-    def __init__(self, *, allow_private: bool = False, resolve: Resolver = socket.getaddrinfo) -> None:
-        self.allow_private = allow_private
-        self.resolve = resolve
-
-    def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to for `host`, all checked; raises DestinationRefused."""
-        host = host.strip("[]")
-        try:
-            infos = self.resolve(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as e:
-            raise DestinationRefused(host, f"the host cannot be resolved ({e})") from e
-        addresses: list[str] = []
-        for info in infos:
-            address = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone index
-            if address not in addresses:
-                addresses.append(address)
-        if not addresses:
-            raise DestinationRefused(host, "the host resolves to no address")
-        if not self.allow_private:
-            for address in addresses:
-                if _refused_address(ipaddress.ip_address(address)):
-                    raise DestinationRefused(host, f"it resolves to {address}, which is not a public address "
-                                                   "(private, loopback and link-local destinations are not allowed)")
-        return addresses
-
-    def check_url(self, endpoint: str) -> None:
-        """Refuse an endpoint that is not an absolute http(s) URL or whose host is not allowed."""
-        try:
-            url = httpx.URL(endpoint)
-        except httpx.InvalidURL as e:
-            raise DestinationRefused(endpoint, f"it is not a valid URL ({e})") from e
-        if url.scheme not in ("http", "https") or not url.host:
-            raise DestinationRefused(endpoint, "it is not an absolute http(s) URL")
-        if url.userinfo:
-            raise DestinationRefused(endpoint, "credentials in the URL are not allowed; use the secret")
-        try:
-            self.addresses(url.host, url.port or (443 if url.scheme == "https" else 80))
-        except DestinationRefused as e:
-            raise DestinationRefused(endpoint, e.reason) from None
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves and checks the host itself, then connects to one of the checked addresses. TLS is started by
-    httpcore afterwards with the original host name, so certificates are verified against the name as usual."""
-
-    def __init__(self, policy: DestinationPolicy) -> None:
-        self.policy = policy
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        last: Exception | None = None
-        for address in self.policy.addresses(host, port):
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
-                last = e
-        assert last is not None
-        raise last
-
-
-class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, policy: DestinationPolicy, *, limits: httpx.Limits) -> None:
-        super().__init__(trust_env=False, limits=limits)
-        # httpx has no public hook for the network backend: replace the pool it built with one that uses ours
-        # (same settings). tests/feed/test_webhook.py proves the guard is in force, so an upgrade breaking this
-        # fails loudly rather than silently allowing private destinations.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(cafile=certifi.where()),
-            max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry, network_backend=_GuardedBackend(policy),
-        )
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -238,39 +154,40 @@ class WebhookPublisher:
     def __init__(self, *, origin: str = "waymark", allow_private_destinations: bool = False, timeout: float = 10.0,
                  retry: RetryPolicy | None = None, rng: random.Random | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC), max_connections: int = 64,
-                 resolve: Resolver = socket.getaddrinfo) -> None:
+                 resolve: Resolver = socket.getaddrinfo, tokens: ManagedIdentityTokens | None = None) -> None:
         self.origin = origin
         self.policy = DestinationPolicy(allow_private=allow_private_destinations, resolve=resolve)
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self.now = now
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        transport: httpx.BaseTransport = (httpx.HTTPTransport(trust_env=False, limits=limits)
-                                          if allow_private_destinations else _GuardedTransport(self.policy,
-                                                                                               limits=limits))
-        self.client = httpx.Client(transport=transport, follow_redirects=False, timeout=timeout, trust_env=False,
-                                   headers={"User-Agent": USER_AGENT})
+        self.timeout = timeout
+        self.tokens = tokens  # for subscriptions with `auth` (the app's managed identity)
+        self.client = OutboundClient(self.policy, max_connections=max_connections, user_agent=USER_AGENT)
 
     def close(self) -> None:
         self.client.close()
+
+    def _call(self, method: str, endpoint: str, **request: Any) -> OutboundResponse:
+        return self.client.send(method, endpoint, deadline=self.timeout, max_body_bytes=MAX_ANSWER_BYTES,
+                                body_required=False, **request)
 
     def check_destination(self, endpoint: str) -> None:
         self.policy.check_url(endpoint)
 
     # -------------------------------------------------------------------------------------- handshake
 
-    def handshake(self, endpoint: str) -> Handshake:
+    def handshake(self, endpoint: str, *, audience: str | None = None) -> Handshake:
         try:
-            response = self.client.options(endpoint, headers={ORIGIN_REQUEST_HEADER: self.origin})
-        except DestinationRefused as e:
-            return Handshake(False, str(e))
-        except httpx.HTTPError as e:
-            return Handshake(False, f"the validation request (OPTIONS {endpoint}) failed: {type(e).__name__}: {e}")
+            headers = {ORIGIN_REQUEST_HEADER: self.origin, **self.authorization(endpoint, audience)}
+            response = self._call("OPTIONS", endpoint, headers=headers)
+        except (OutboundError, TokenUnavailable) as e:
+            return Handshake(False, f"the validation request (OPTIONS) failed: {e}")
         allowed = (response.headers.get(ORIGIN_ALLOWED_HEADER) or "").strip()
-        if response.is_success and allowed in (self.origin, "*"):
+        success = 200 <= response.status < 300
+        if success and allowed in (self.origin, "*"):
             return Handshake(True, f"consent given by {endpoint} ({ORIGIN_ALLOWED_HEADER}: {allowed})")
-        if not response.is_success:
-            why = f"it answered {response.status_code}"
+        if not success:
+            why = f"it answered with {status_class(response.status)}"
         elif not allowed:
             why = f"its answer has no {ORIGIN_ALLOWED_HEADER} header"
         else:
@@ -287,12 +204,27 @@ class WebhookPublisher:
             headers[SIGNATURE_HEADER] = sign(subscription.secret, built.body)
         return headers, built.body
 
+    def authorization(self, endpoint: str, audience: str | None) -> dict[str, str]:
+        """`Authorization: Bearer <token>` of the app's managed identity when the subscription has `auth`."""
+        if audience is None:
+            return {}
+        if self.tokens is None:
+            raise TokenUnavailable(audience, "this host has no managed identity to authenticate with",
+                                   retryable=False)
+        return {"Authorization": f"Bearer {self.tokens.token(audience)}"}
+
     def publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
         """One attempt: deliver `events` in order, stopping at the first that fails. Never raises, never waits
         to retry: the result says how many were delivered and whether (and when) the rest may be tried again —
         the outbox schedules that retry without holding a thread (engine/feed/lanes.py)."""
+        try:
+            authorization = self.authorization(subscription.endpoint, subscription.auth_audience)
+        except TokenUnavailable as e:
+            return DeliveryResult(False, error=f"{destination_of(subscription.endpoint)}: {e}", attempts=0,
+                                  retryable=e.retryable)
         for index, event in enumerate(events):
             headers, body = self.message(subscription, event)
+            headers.update(authorization)
             attempt = self._send(subscription.endpoint, headers, body)
             if attempt.ok:
                 continue
@@ -304,22 +236,15 @@ class WebhookPublisher:
 
     def _send(self, endpoint: str, headers: dict[str, str], body: bytes) -> _Attempt:
         try:
-            response = self.client.post(endpoint, content=body, headers=headers)
-        except DestinationRefused as e:
-            return _Attempt(error=str(e))
-        except httpx.TransportError as e:
-            return _Attempt(retry=True, error=f"{type(e).__name__} sending to {endpoint}: {e}")
-        except httpx.HTTPError as e:
-            return _Attempt(error=f"{type(e).__name__} sending to {endpoint}: {e}")
-        status = response.status_code
-        if response.is_success:
+            response = self._call("POST", endpoint, content=body, headers=headers)
+        except OutboundError as e:
+            return _Attempt(retry=e.retryable, error=str(e))
+        status = response.status
+        if 200 <= status < 300:
             return _Attempt(ok=True)
         if status == 410:
             return _Attempt(gone=True, error=f"{endpoint} answered 410 Gone: it wants no more events")
-        if response.is_redirect or 300 <= status < 400:
-            location = response.headers.get("Location", "?")
-            return _Attempt(error=f"{endpoint} answered {status} (to {location}); redirects are not followed")
-        error = f"{endpoint} answered {status}"
+        error = f"{endpoint} answered with {status_class(status)}"
         if status in _RETRY_STATUSES:
             wait = retry_after_seconds(response.headers.get("Retry-After"), self.now()) if status in (429, 503) \
                 else None

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.domain import Trigger
+from engine.domain import ActionAttempt, Trigger
 
 CommandKind = Literal["create", "trigger", "broadcast", "timer"]
 
@@ -20,6 +20,7 @@ class CreateInstance:
     context: Mapping[str, Any] = field(default_factory=dict)
     interests: tuple[str, ...] = ()
     workflow_version: int | None = None  # None: the latest at processing time
+    action_retries: Mapping[str, ActionAttempt] = field(default_factory=dict)  # what earlier deliveries' steps did
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SendTrigger:
     tenant: str
     instance_id: str
     trigger: Trigger
+    action_retries: Mapping[str, ActionAttempt] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class FireTimer:
     n: int
     trigger_id: str
     due_at: str
+    action_retries: Mapping[str, ActionAttempt] = field(default_factory=dict)
 
 
 Command = CreateInstance | SendTrigger | Broadcast | FireTimer
@@ -69,6 +72,19 @@ def _trigger(doc: Mapping[str, Any]) -> Trigger:
 
 
 def to_message(command: Command) -> dict[str, Any]:
+    body = _body(command)
+    retries = getattr(command, "action_retries", None)
+    if retries:
+        body[RETRIES_KEY] = {where: {"made": attempt.made, "since": attempt.since}
+                             for where, attempt in retries.items()}
+    return body
+
+
+# Where a command re-sent for an `http` step's retry records what its steps' attempts were (engine/service/retrying.py).
+RETRIES_KEY = "actionRetries"
+
+
+def _body(command: Command) -> dict[str, Any]:
     match command:
         case CreateInstance():
             return {"kind": "create", "tenant": command.tenant, "instanceId": command.instance_id,
@@ -86,6 +102,12 @@ def to_message(command: Command) -> dict[str, Any]:
                     "triggerId": command.trigger_id, "dueAt": command.due_at}
 
 
+def _attempts(body: Mapping[str, Any]) -> dict[str, ActionAttempt]:
+    recorded = body.get(RETRIES_KEY) or {}
+    return {str(where): ActionAttempt(int(attempt["made"]), float(attempt["since"]))
+            for where, attempt in recorded.items()}
+
+
 class MalformedCommand(ValueError):
     pass
 
@@ -97,20 +119,20 @@ def from_message(body: Mapping[str, Any]) -> Command:
                 return CreateInstance(tenant=body["tenant"], instance_id=body["instanceId"],
                                       workflow_id=body["workflowId"], trigger_id=body["triggerId"],
                                       context=body.get("context") or {}, interests=tuple(body.get("interests") or ()),
-                                      workflow_version=body.get("workflowVersion"))
+                                      workflow_version=body.get("workflowVersion"), action_retries=_attempts(body))
             case "trigger":
                 return SendTrigger(tenant=body["tenant"], instance_id=body["instanceId"],
-                                   trigger=_trigger(body["trigger"]))
+                                   trigger=_trigger(body["trigger"]), action_retries=_attempts(body))
             case "broadcast":
                 return Broadcast(tenant=body["tenant"], trigger=_trigger(body["trigger"]))
             case "timer":
                 entry = body.get("entrySequence")
                 return FireTimer(tenant=body["tenant"], instance_id=body["instanceId"], timer_id=body["timerId"],
                                  entry_sequence=int(entry) if entry is not None else None, n=int(body["n"]),
-                                 trigger_id=body["triggerId"], due_at=body["dueAt"])
+                                 trigger_id=body["triggerId"], due_at=body["dueAt"], action_retries=_attempts(body))
             case other:
                 raise MalformedCommand(f"unknown command kind {other!r}")
     except MalformedCommand:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise MalformedCommand(f"command message is missing or has a wrong field: {e}") from e

@@ -7,6 +7,8 @@
     MalformedCommand (unknown kind, a         parked `malformed` at once: retrying changes nothing
     missing field: version skew)
     InstanceAlreadyExists                     parked `instance-exists` at once
+    RetryLater (an `http` step asks for a      re-sent with the step's backoff as its delay (a fresh message: its
+    retry: engine/service/retrying.py)        dequeue count starts again), the original completed
     anything else (a bug, an instance that    retried by the queue (its dequeue count grows); on the last delivery
     does not exist yet)                       the queue allows, parked `failed` with the error
     a command naming no tenant, or an         left to the queue, which poisons it after its last delivery (the
@@ -29,6 +31,7 @@ from engine.domain import InstanceAlreadyExists, NotFound, StoreUnavailable
 from engine.service.commands import MalformedCommand
 from engine.service.holding import CircuitBreakers, HoldPolicy, held_body, hold_of
 from engine.service.parked import ParkedCommands, Unparkable
+from engine.service.retrying import RetryLater
 
 __all__ = ["CommandFailures"]
 
@@ -70,6 +73,8 @@ class CommandFailures:
         """After a failure: True when the command is taken care of (held or parked: complete the original); False
         to let the queue retry it (release it, or raise from the queue function)."""
         tenant = body.get("tenant")
+        if isinstance(error, RetryLater):
+            return self._retry(body, error, message_id)
         if isinstance(error, StoreUnavailable):
             if isinstance(tenant, str):
                 self.breakers.failure(tenant, error)
@@ -85,6 +90,18 @@ class CommandFailures:
         if dequeue_count >= self.max_dequeue_count:
             return self._park(body, "failed", error, dequeue_count, message_id)
         return False
+
+    def _retry(self, body: Mapping[str, Any], retry: RetryLater, message_id: str | None) -> bool:
+        try:
+            for copy, delay in retry.resends:
+                self.resend(copy, delay)
+        except Exception as e:  # the queue itself is away: the original stays and the queue retries it
+            log.error("could not put the command back for its retry (%s); the queue retries it", e,
+                      extra={"messageId": message_id, "tenant": body.get("tenant")})
+            return False
+        log.info("an http step is retried later, its command back on the queue: %s", retry.reason,
+                 extra={"messageId": message_id, "tenant": body.get("tenant"), "instanceId": body.get("instanceId")})
+        return True
 
     def _hold(self, body: Mapping[str, Any], error: StoreUnavailable, delay: float, *, why: str,
               message_id: str | None) -> bool:

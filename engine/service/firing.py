@@ -20,6 +20,7 @@ from engine.domain import (
     Decision,
     EventType,
     Instance,
+    RetryAction,
     decide_fire,
     decide_stale_firing,
     firing_id,
@@ -27,6 +28,7 @@ from engine.domain import (
     scheduling_id,
 )
 from engine.service.commands import FireTimer, to_message
+from engine.service.retrying import retried
 
 if TYPE_CHECKING:
     from engine.service.processor import CommandProcessor, Result
@@ -54,7 +56,8 @@ def fire(processor: CommandProcessor, command: FireTimer) -> list[Result]:
             if parse_time(timer.due_at) > processor.clock():
                 raise _NotDue(timer.due_at)
             workflow = processor.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
-            return decide_fire(instance, workflow, timer, now=processor.clock(), services=processor.services)
+            return decide_fire(instance, workflow, timer, now=processor.clock(),
+                               services=processor.services_for(command.action_retries))
         if not _was_scheduled(processor, tenant, instance, command):
             raise _NeverScheduled
         return decide_stale_firing(instance, timer_id=command.timer_id, entry_sequence=command.entry_sequence,
@@ -73,6 +76,8 @@ def fire(processor: CommandProcessor, command: FireTimer) -> list[Result]:
     except _NeverScheduled:
         log.info("dropped the firing of a timer that was never scheduled (its commit lost a race)", extra=fields)
         return []
+    except RetryAction as retry:
+        raise retried(command, retry) from None
 
 
 def _why_stale(instance: Instance, command: FireTimer) -> str:

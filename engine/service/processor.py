@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.domain import (
+    ActionAttempt,
     Commit,
     ConcurrencyConflict,
     Decision,
@@ -26,6 +27,7 @@ from engine.domain import (
     Outcome,
     RecoveryMode,
     RecoveryRefused,
+    RetryAction,
     SchedulingRefused,
     Services,
     StoreUnavailable,
@@ -46,6 +48,7 @@ from engine.domain import (
 from engine.domain.errors import InvalidCommand
 from engine.service.commands import Broadcast, Command, CreateInstance, FireTimer, SendTrigger, to_message
 from engine.service.definitions import DefinitionCatalog
+from engine.service.retrying import RetryLater, retried
 from engine.stores.base import EventStore, PendingCommit, append_many, load_follows
 
 if TYPE_CHECKING:
@@ -110,12 +113,20 @@ class CommandProcessor:
         self.on_commit = on_commit
         self.scheduler = scheduler  # puts timers' firings on the queue (engine/service/timers.py)
 
+    def services_for(self, attempts: Mapping[str, ActionAttempt] | None = None) -> Services:
+        """The services of a queued command's decision: an `http` step that fails in a way a retry may cure asks
+        for one (`RetryAction`, turned into `RetryLater` here: engine/service/retrying.py), knowing the attempts
+        earlier deliveries made. A recovery made through the API uses `self.services`: one attempt per step."""
+        retries = replace(self.services.retries, requeue=True, attempts=attempts or {}, now=self.clock().timestamp())
+        return replace(self.services, retries=retries)
+
     def handle(self, command: Command) -> list[Result]:
         match command:
             case CreateInstance():
                 return [self.create(command)]
             case SendTrigger():
-                return [self.trigger(command.tenant, command.instance_id, command.trigger)]
+                return [self.trigger(command.tenant, command.instance_id, command.trigger,
+                                     attempts=command.action_retries)]
             case Broadcast():
                 return self.broadcast(command.tenant, command.trigger)
             case FireTimer():
@@ -129,8 +140,12 @@ class CommandProcessor:
         if existing is not None:
             return Result(tenant, instance_id, command.trigger_id, outcome_of(existing), existing, duplicate=True)
         workflow = self.definitions.get(tenant, command.workflow_id, command.workflow_version)
-        decision = decide_create(workflow, instance_id, context=command.context, interests=command.interests,
-                                 trigger_id=command.trigger_id, now=self.clock(), services=self.services)
+        try:
+            decision = decide_create(workflow, instance_id, context=command.context, interests=command.interests,
+                                     trigger_id=command.trigger_id, now=self.clock(),
+                                     services=self.services_for(command.action_retries))
+        except RetryAction as retry:
+            raise retried(command, retry) from None
         self.schedule_firings(tenant, decision.events)
         try:
             commit = self.events.append(tenant, instance_id, 0, decision.events, state=decision.instance)
@@ -146,12 +161,19 @@ class CommandProcessor:
             raise InstanceAlreadyExists(tenant, instance_id) from e
         return self._committed(tenant, instance_id, command.trigger_id, decision.outcome, commit)
 
-    def trigger(self, tenant: str, instance_id: str, trigger: Trigger) -> Result:
+    def trigger(self, tenant: str, instance_id: str, trigger: Trigger, *,
+                attempts: Mapping[str, ActionAttempt] | None = None) -> Result:
+        """Decide and store one trigger; raises RetryLater when an `http` step asks to be retried."""
+        services = self.services_for(attempts)
+
         def decide(instance: Instance) -> Decision:
             workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
-            return decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
+            return decide_trigger(instance, workflow, trigger, now=self.clock(), services=services)
 
-        return self._decide_and_append(tenant, instance_id, trigger.id, decide)
+        try:
+            return self._decide_and_append(tenant, instance_id, trigger.id, decide)
+        except RetryAction as retry:
+            raise retried(SendTrigger(tenant, instance_id, trigger, action_retries=attempts or {}), retry) from None
 
     def trigger_many(self, tenant: str, items: Sequence[tuple[str, Trigger]]) -> list[Result | Exception]:
         """Triggers of one tenant decided one after the other and stored in one group commit (the worker hands
@@ -159,6 +181,7 @@ class CommandProcessor:
         state another writer changed meanwhile is decided again on its own, so is one whose instance had an
         earlier trigger of the batch refused. Answers each trigger's result, or the error that stops it."""
         results: list[Result | Exception | None] = [None] * len(items)
+        services = self.services_for()
         pending: list[PendingCommit] = []
         owners: list[tuple[int, Outcome]] = []
         latest: dict[str, Instance] = {}  # each instance as the batch's decisions leave it
@@ -172,7 +195,10 @@ class CommandProcessor:
                         continue
                     instance = latest.get(instance_id) or self.events.load(tenant, instance_id)
                 workflow = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
-                decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=self.services)
+                decision = decide_trigger(instance, workflow, trigger, now=self.clock(), services=services)
+            except RetryAction as retry:
+                results[index] = retried(SendTrigger(tenant, instance_id, trigger), retry)
+                continue
             except Exception as e:
                 results[index] = e
                 continue
@@ -201,11 +227,17 @@ class CommandProcessor:
         """The trigger goes to every instance interested in one of its subjects. Each instance records the
         trigger id once, so a broadcast redelivered after a crash half way through applies nowhere twice."""
         results = []
+        retries: list[RetryLater] = []
         for instance_id in self.events.interested(tenant, trigger.subjects):
             try:
                 results.append(self.trigger(tenant, instance_id, trigger))
             except InstanceNotFound:
                 continue
+            except RetryLater as retry:  # that instance's step goes back as a trigger of its own
+                retries.append(retry)
+        if retries:
+            raise RetryLater([resend for retry in retries for resend in retry.resends],
+                             "; ".join(retry.reason for retry in retries))
         return results
 
     def recover(self, tenant: str, instance_id: str, *, mode: RecoveryMode, by: str, reason: str,
@@ -220,10 +252,12 @@ class CommandProcessor:
                 if not 1 <= to_sequence <= instance.version:
                     raise InvalidCommand("toSequence", f"must be from 1 to {instance.version}, the instance's version")
                 as_of = fold(None, self.events.read(tenant, instance_id, limit=to_sequence))
-            retry_trigger = self._faulting_trigger(tenant, instance) if mode is RecoveryMode.RETRY else None
+            retry_trigger, retry_step = (self._faulting_trigger(tenant, instance) if mode is RecoveryMode.RETRY
+                                         else (None, None))
             return decide_recover(instance, workflow, mode=mode, by=by, reason=reason, recovery_id=recovery_id,
                                   now=self.clock(), services=self.services, state=state, as_of=as_of,
-                                  context_patch=context_patch, force=force, retry_trigger=retry_trigger)
+                                  context_patch=context_patch, force=force, retry_trigger=retry_trigger,
+                                  retry_step=retry_step)
 
         return self._decide_and_append(tenant, instance_id, recovery_id, decide)
 
@@ -328,15 +362,19 @@ class CommandProcessor:
             self.scheduler.schedule(tenant, to_message(firing), due=parse_time(firing.due_at), key=firing.trigger_id,
                                     instance_id=firing.instance_id)
 
-    def _faulting_trigger(self, tenant: str, instance: Instance) -> Trigger | None:
-        """The trigger recorded on the instance's Faulted event (None for a fault at creation)."""
+    def _faulting_trigger(self, tenant: str, instance: Instance) -> tuple[Trigger | None, int | None]:
+        """The trigger recorded on the instance's Faulted event (None for a fault at creation), and the step it
+        faulted in (the Faulted event's own sequence when it does not say: recorded before steps were)."""
         if instance.fault is None:
-            return None
+            return None, None
         events = self.events.read(tenant, instance.id, after=instance.fault.sequence - 1, limit=1)
-        recorded = events[0].data.get("trigger") if events else None
+        data = events[0].data if events else {}
+        recorded = data.get("trigger")
+        step = data.get("step")
+        step = step if isinstance(step, int) and not isinstance(step, bool) else instance.fault.sequence
         if not recorded:
-            return None
-        return Trigger(topic=recorded["topic"], id=recorded["id"], content=recorded.get("content"))
+            return None, step
+        return Trigger(topic=recorded["topic"], id=recorded["id"], content=recorded.get("content")), step
 
     def _recorded(self, tenant: str, instance_id: str, trigger_id: str) -> Result:
         commit = self.events.find_trigger(tenant, instance_id, trigger_id)

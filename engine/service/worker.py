@@ -22,6 +22,7 @@ from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
 from engine.service.processor import CommandProcessor, Result
+from engine.service.retrying import RetryLater
 
 log = logging.getLogger("waymark.worker")
 
@@ -121,9 +122,15 @@ class Worker:
                 results = [None] * len(group)  # type: ignore[list-item]
             for (message, _), result in zip(group, results, strict=True):
                 # A trigger the group could not store is retried alone: it fails (and is released) or succeeds.
-                if isinstance(result, Result) or self._handle(message, _fields(message)):
+                # One whose `http` step asked for a retry goes back on the queue with its delay.
+                if isinstance(result, Result) or self._retried(message, result) or self._handle(message,
+                                                                                              _fields(message)):
                     done.append(message)
             index += len(group)
+
+    def _retried(self, message: Message, result: object) -> bool:
+        return isinstance(result, RetryLater) and self.failures is not None and self.failures.failed(
+            message.body, result, dequeue_count=message.dequeue_count, message_id=message.id)
 
     def _goes_ahead(self, tenant: str) -> bool:
         """Whether a run of the tenant's triggers may be stored as a group: not while its breaker holds them."""
@@ -136,8 +143,9 @@ class Worker:
                 command = from_message(message.body)
             except MalformedCommand:
                 break
-            if not isinstance(command, SendTrigger) or (group and command.tenant != group[0][1].tenant):
-                break
+            if not isinstance(command, SendTrigger) or command.action_retries or (
+                    group and command.tenant != group[0][1].tenant):
+                break  # (a retried trigger goes alone: its steps' attempts are in its message)
             group.append((message, command))
         return group
 

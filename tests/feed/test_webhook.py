@@ -176,7 +176,7 @@ def test_redirects_are_not_followed(receiver: Receiver, make_rig: Any) -> None:
     create(rig.engine, "c1")
     rig.drain()
     assert receiver.requests("/elsewhere") == []
-    assert "redirects are not followed" in (rig.feed.subscription(TENANT, "hook").last_error or "")
+    assert "a redirect (3xx), which is not followed" in (rig.feed.subscription(TENANT, "hook").last_error or "")
     assert len(rig.undispatched()) == 1
 
 

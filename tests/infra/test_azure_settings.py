@@ -37,6 +37,9 @@ def test_identity_based_settings_with_defaults() -> None:
     assert settings.queue.client_id == settings.managed_identity_client_id == IDENTITY_BASED["AZURE_CLIENT_ID"]
     assert settings.applicationinsights_connection_string is None
     assert (settings.outbox_grace_seconds, settings.max_wait_seconds, settings.log_level) == (60.0, 30.0, "info")
+    assert (settings.expression_max_steps, settings.expression_max_seconds) == (20_000_000, 2.0)
+    assert (settings.outbound_max_seconds, settings.outbound_max_response_bytes, settings.feed_timeout_seconds) == (
+        30.0, 262_144, 10.0)
 
 
 def test_secret_based_settings() -> None:
@@ -48,6 +51,7 @@ def test_secret_based_settings() -> None:
         "WAYMARK_COSMOS_VERIFY_TLS": "FALSE",
         "WAYMARK_LOG_LEVEL": "DEBUG",
         "WAYMARK_MAX_WAIT_SECONDS": "12.5",
+        "WAYMARK_EXPRESSION_MAX_STEPS": "5000",
     }
     settings = load_azure_settings(environ)
 
@@ -58,6 +62,7 @@ def test_secret_based_settings() -> None:
     assert settings.cosmos_verify_tls is False
     assert settings.log_level == "debug"
     assert settings.max_wait_seconds == 12.5
+    assert settings.expression_max_steps == 5000
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.domain import Outcome, Services, Trigger
+from engine.outbound import DestinationPolicy, OutboundClient
 from engine.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.http_port import HttpxPort
@@ -53,32 +54,32 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_http_action_calls_the_service_and_applies_its_answer(receiver: Receiver) -> None:
-    port = HttpxPort()
-    engine = memory_engine(services=Services(http=port, sleep=lambda s: None))
+    port = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
+    engine = memory_engine(services=Services(http=port))
     engine.catalog.put("t", {"id": "pay", "initialState": "due", "states": {
         "due": {"transitions": [{"id": "pay", "trigger": "pay", "target": "paid", "actions": [
             {"type": "http", "url": f"{receiver.url}/payments", "body": "{'claim': instance.id, 'amount': context.amount}",
              "headers": {"X-Source": "waymark"}, "retries": 1, "backoffSeconds": 0}]}]},
         "paid": {}}})
     engine.processor.create(CreateInstance("t", "c-1", "pay", "create", context={"amount": 12.5}))
-    receiver.answers = [(503, None), (200, {"setContext": {"paymentId": "p-9"}, "removeContext": ["amount"]})]
+    receiver.answers = [(200, {"setContext": {"paymentId": "p-9"}, "removeContext": ["amount"]})]
     result = engine.processor.trigger("t", "c-1", Trigger("pay", "p"))
     port.close()
     assert result.outcome is Outcome.APPLIED
     assert result.instance.context == {"paymentId": "p-9"}
-    assert len(receiver.requests) == 2
-    first, second = receiver.requests
-    assert first["body"] == {"claim": "c-1", "amount": 12.5}
-    assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"] == "c-1:2"
-    assert first["headers"]["X-Source"] == "waymark"
+    (request,) = receiver.requests
+    assert request["body"] == {"claim": "c-1", "amount": 12.5}
+    assert request["headers"]["Idempotency-Key"] == "c-1:2:$.states.due.transitions[0].actions[0]"
+    assert request["headers"]["X-Source"] == "waymark"
+    # (Retries go back on the queue: tests/integration/test_http_retries.py.)
 
 
 def test_an_unreachable_service_faults_the_instance(receiver: Receiver) -> None:
     url = receiver.url
     receiver.server.shutdown()
     receiver.server.server_close()
-    port = HttpxPort()
-    engine = memory_engine(services=Services(http=port, sleep=lambda s: None))
+    port = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
+    engine = memory_engine(services=Services(http=port))
     engine.catalog.put("t", {"id": "check", "initialState": "a", "states": {"a": {"transitions": [
         {"id": "go", "trigger": "go", "target": "a", "conditions": [{"type": "http", "url": f"{url}/rules", "retries": 0}]}]}}})
     engine.processor.create(CreateInstance("t", "i", "check", "create"))

@@ -25,7 +25,7 @@ def test_an_http_action_calls_out_from_a_served_engine(api_server: RunningServer
                                headers={"Prefer": "wait=10"}).json()
         assert result["outcome"] == "applied", result
         [request] = receiver.requests("/pay")
-        assert request.headers["idempotency-key"] == "p-1:2"
+        assert request.headers["idempotency-key"] == "p-1:2:$.states.due.transitions[0].actions[0]"
         assert request.body == b'{"claim":"p-1"}'
     finally:
         receiver.close()

@@ -109,6 +109,7 @@ def test_serve_walks_the_expense_claim_and_stops_cleanly_on_sigint(served: Serve
     banner = "".join(served.output)
     assert "created tenant demo" in banner and "expense-claim" in banner and "WAYMARK_URL=" in banner
     assert f"dashboard: {served.url}/ui/" in banner and f"{served.url}/docs" in banner
+    assert "local mode: outbound calls (webhooks, http actions and conditions) may reach loopback" in banner
     front = httpx.get(f"{served.url}/", follow_redirects=False)
     assert front.status_code == 302 and front.headers["location"] == "/ui/"
     with served.client() as http:

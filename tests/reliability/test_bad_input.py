@@ -116,7 +116,7 @@ def test_header_injection_and_junk_keys_are_401(server: tuple[RunningServer, htt
     ("divide", {"n": 0}, "DivisionByZero"),
     ("divide", {}, "NoSuchField"),
     ("divide", {"n": "two"}, None),
-    ("pairs", {"l": list(range(5000))}, "EvaluationBudgetExceeded"),
+    ("pairs", {"l": list(range(5000))}, "ExpressionBudgetExceeded"),
 ])
 def test_bad_input_at_run_time_is_a_recorded_fault(server: tuple[RunningServer, httpx.Client], topic: str,
                                                    content: Any, error: str | None) -> None:

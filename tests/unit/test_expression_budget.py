@@ -16,7 +16,7 @@ from engine.domain import (
     default_registry,
     parse_definition,
 )
-from engine.domain.expressions import comprehension_depth, largest_collection
+from engine.domain.cel_syntax import comprehension_depth, parse
 
 
 @pytest.mark.parametrize(("source", "depth"), [
@@ -26,14 +26,11 @@ from engine.domain.expressions import comprehension_depth, largest_collection
     ("'x.map(y' + context.s", 0),
     ("context.l.filter(x, x > 1).map(y, y)", 1),
     ("context.l.all(a, context.l.exists(b, context.l.exists_one(c, a == b && b == c)))", 3),
+    ("context.l.map//x\n(a, context.l.map(b, a + b))", 2),  # a comment between a macro and its arguments
+    ("context.l.map(a, a).map(b, [b].map(c, c))", 2),
 ])
 def test_comprehension_depth(source: str, depth: int) -> None:
-    assert comprehension_depth(source) == depth
-
-
-def test_largest_collection_looks_inside() -> None:
-    assert largest_collection({"a": [1, 2, 3], "b": {"c": list(range(10))}}) == 10
-    assert largest_collection("text") == 0
+    assert comprehension_depth(parse(source)) == depth
 
 
 def test_four_nested_comprehensions_are_refused_at_validation() -> None:
@@ -61,7 +58,7 @@ def test_within_the_budget_it_runs() -> None:
 
 
 def test_over_the_budget_it_faults_before_running() -> None:
-    assert _run(5000) is Outcome.FAULTED  # 5,000² = 25,000,000 steps > 1,000,000
+    assert _run(5000) is Outcome.FAULTED  # 5,000 by 5,000 iterations
 
 
 @pytest.mark.parametrize(("source", "paths"), [
@@ -71,6 +68,9 @@ def test_over_the_budget_it_faults_before_running() -> None:
     ("context.name.startsWith('J')", {"context": {"name": None}}),
     ("size(context)", {"context": None}),
     ("context['a']", {"context": None}),
+    ("context.a[0] + context.b.c", {"context": {"a": None, "b": {"c": None}}}),
+    ("context.l.map(context, context.x)", {"context": {"l": None}}),  # the inner `context` is the macro's variable
+    ("context.a // context.b\n", {"context": {"a": None}}),
     ("'context.x' + context.y.z", {"context": {"y": {"z": None}}}),
     ("context.a.b && context.a", {"context": {"a": None}}),
 ])

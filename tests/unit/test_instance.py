@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,12 +9,15 @@ import pytest
 
 from engine.domain import (
     VERSION_MISMATCH,
+    ActionAttempt,
+    ActionRetries,
     EventType,
     HttpRequest,
     HttpResponse,
     HttpTransportError,
     Instance,
     Outcome,
+    RetryAction,
     Services,
     Status,
     Trigger,
@@ -63,9 +65,8 @@ class FakeHttp:
         return answer
 
 
-def services_with(http: FakeHttp, slept: list[float] | None = None) -> Services:
-    sleep: Callable[[float], None] = (slept.append if slept is not None else (lambda s: None))
-    return Services(http=http, sleep=sleep)
+def services_with(http: FakeHttp, retries: ActionRetries | None = None) -> Services:
+    return Services(http=http, retries=retries or ActionRetries())
 
 
 def test_creation_runs_entry_actions_and_records_created() -> None:
@@ -271,6 +272,9 @@ HTTP_WORKFLOW = {"a": {"transitions": [{"id": "pay", "trigger": "pay", "target":
     "b": {"transitions": [{"id": "back", "trigger": "back", "target": "a"}]}}
 
 
+PAY = "$.states.a.transitions[0].actions[0]"
+
+
 def test_http_action_sends_body_and_idempotency_key_and_applies_the_answer() -> None:
     definition = workflow(HTTP_WORKFLOW)
     http = FakeHttp(HttpResponse(200, {"setContext": {"paymentId": "p-1"}, "removeContext": ["amount"]}))
@@ -281,43 +285,77 @@ def test_http_action_sends_body_and_idempotency_key_and_applies_the_answer() -> 
     request = http.requests[0]
     assert (request.method, request.url) == ("POST", "https://pay.example/claims")
     assert request.json_body == {"claim": "i-1", "amount": 12}
-    assert request.headers["Idempotency-Key"] == f"i-1:{instance.version + 1}"
+    assert request.headers["Idempotency-Key"] == f"i-1:{instance.version + 1}:{PAY}"
     assert request.headers["X-Team"] == "finance"
 
 
-def test_http_action_retries_with_exponential_backoff_then_succeeds() -> None:
+def test_http_action_asks_to_be_retried_with_exponential_backoff_never_sleeping() -> None:
+    """Each failed attempt raises RetryAction (its command goes back on the queue); the next delivery says what
+    the earlier ones made, and the same idempotency key is sent every time."""
     definition = workflow(HTTP_WORKFLOW)
-    slept: list[float] = []
-    http = FakeHttp(HttpTransportError("refused"), HttpResponse(503, None), HttpResponse(204, None))
-    decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http, slept))
-    assert decision.outcome is Outcome.APPLIED
-    assert slept == [0.5, 1.0]
-    assert len({r.headers["Idempotency-Key"] for r in http.requests}) == 1
+    instance = create(definition, {"amount": 1})
+    http = FakeHttp(HttpTransportError("could not connect"), HttpResponse(503, None), HttpResponse(204, None))
+    attempts: dict[str, ActionAttempt] = {}
+    delays = []
+    for now in (1000.0, 1000.5, 1001.5):
+        retries = ActionRetries(requeue=True, attempts=dict(attempts), now=now)
+        try:
+            decision = send(instance, definition, "pay", services=services_with(http, retries))
+        except RetryAction as retry:
+            assert retry.where == PAY
+            delays.append(retry.delay)
+            attempts[retry.where] = ActionAttempt(retry.made, retry.since)
+            continue
+        assert decision.outcome is Outcome.APPLIED
+    assert delays == [0.5, 1.0]
+    assert attempts[PAY] == ActionAttempt(2, 1000.0)
+    assert len({r.headers["Idempotency-Key"] for r in http.requests}) == 1 and len(http.requests) == 3
 
 
-def test_http_action_that_keeps_failing_faults() -> None:
+def test_http_action_that_keeps_failing_faults_after_its_last_attempt() -> None:
     definition = workflow(HTTP_WORKFLOW)
-    http = FakeHttp(HttpResponse(500, None), HttpResponse(500, None), HttpResponse(500, None))
-    decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http))
+    http = FakeHttp(HttpResponse(500, None))
+    retries = ActionRetries(requeue=True, attempts={PAY: ActionAttempt(2, 0.0)}, now=3.0)
+    decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http, retries))
     assert decision.outcome is Outcome.FAULTED
     assert decision.instance.fault is not None
     assert decision.instance.fault.error_type == "HttpError"
-    assert "answered 500" in decision.instance.fault.message
-    assert len(http.requests) == 3
+    assert decision.instance.fault.message == ("POST https://pay.example/claims answered with a server error (5xx) "
+                                               "(after 3 attempts)")
 
 
-def test_http_action_transport_error_faults_after_retries() -> None:
+def test_an_action_retrying_past_its_time_faults() -> None:
     definition = workflow(HTTP_WORKFLOW)
-    http = FakeHttp(*(HttpTransportError("timed out") for _ in range(3)))
+    http = FakeHttp(HttpTransportError("https://pay.example/claims: no complete answer within 10 s"))
+    retries = ActionRetries(requeue=True, attempts={PAY: ActionAttempt(1, 0.0)}, now=599.5, max_seconds=600)
+    decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http, retries))
+    assert decision.instance.fault is not None
+    assert decision.instance.fault.message == ("POST https://pay.example/claims: no complete answer within 10 s "
+                                               "(after 2 attempts)")
+
+
+def test_without_requeue_an_http_step_makes_one_attempt() -> None:
+    """A recovery made through the API cannot put its command back: a failure faults at once."""
+    definition = workflow(HTTP_WORKFLOW)
+    http = FakeHttp(HttpTransportError("https://pay.example/claims: could not connect"))
     decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http))
     assert decision.instance.fault is not None
     assert decision.instance.fault.error_type == "HttpTransportError"
+    assert len(http.requests) == 1
+
+
+def test_a_refused_destination_is_not_retried() -> None:
+    definition = workflow(HTTP_WORKFLOW)
+    http = FakeHttp(HttpTransportError("https://pay.example/claims: the destination is refused", retryable=False))
+    retries = ActionRetries(requeue=True, now=1.0)
+    decision = send(create(definition, {"amount": 1}), definition, "pay", services=services_with(http, retries))
+    assert decision.outcome is Outcome.FAULTED and len(http.requests) == 1
 
 
 def test_http_action_with_no_http_port_configured_faults() -> None:
     definition = workflow(HTTP_WORKFLOW)
     decision = send(create(definition, {"amount": 1}), definition, "pay",
-                    services=Services(sleep=lambda s: None))
+                    services=Services(retries=ActionRetries(requeue=True)))
     assert decision.outcome is Outcome.FAULTED
 
 
