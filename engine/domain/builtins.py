@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.domain.errors import ExecutionError
-from engine.domain.expressions import CompileError, Expression
+from engine.domain.expressions import CompileError, Expression, compile_problem
 from engine.domain.extensions import (
     ContextChange,
     HttpRequest,
@@ -32,7 +32,7 @@ def _expression(spec: Mapping[str, Any], key: str, problems: list[tuple[str, str
     try:
         return Expression(source)
     except CompileError as e:
-        problems.append((key, f"does not compile: {e}"))
+        problems.append((key, compile_problem(e)))
         return None
 
 
@@ -45,6 +45,10 @@ class ExpressionCondition:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         problems: list[tuple[str, str]] = []
         expression = _expression(spec, "expression", problems)
+        if expression is not None and expression.type.name not in ("bool", "dyn"):
+            # Known not to be a boolean whatever the data (`1 + 2`): refused now, rather than faulting every
+            # instance that reaches it. `dyn` (`context.approved`) is decided at run time (TypeMismatch there).
+            problems.append(("expression", f"gives {expression.type}, not a boolean"))
         _raise_if(problems)
         assert expression is not None
         self.expression = expression
@@ -70,7 +74,7 @@ class SetContextAction:
                 try:
                     self.values[key] = Expression(source)
                 except CompileError as e:
-                    problems.append((f"values.{key}", f"does not compile: {e}"))
+                    problems.append((f"values.{key}", compile_problem(e)))
         if not values and not remove:
             problems.append(("values", "a set-context action needs `values` or `remove`"))
         if not isinstance(remove, list) or not all(isinstance(k, str) for k in remove):

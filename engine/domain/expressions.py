@@ -27,7 +27,7 @@ from typing import Any
 import cel
 import orjson
 
-from engine.domain import cel_syntax
+from engine.domain import cel_syntax, cel_types
 from engine.domain.cel_cost import Measure, bound, measure
 from engine.domain.cel_syntax import CelSyntaxError, Comprehension, Ident, Node, Select
 from engine.domain.errors import ExpressionBudgetExceeded, ExpressionError
@@ -174,6 +174,16 @@ class Walk:
         return UNANSWERED
 
 
+class TypeCheckError(CompileError):
+    """The expression compiles, but its types can never work (engine/domain/cel_types.py): an undeclared name, a
+    field the declared variables do not have, an operator over types that never fit."""
+
+
+def compile_problem(error: CompileError) -> str:
+    """How a definition problem names an expression that was refused."""
+    return f"does not type-check: {error}" if isinstance(error, TypeCheckError) else f"does not compile: {error}"
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """Variables converted to CEL, with their size as `cel_cost.measure` counts it."""
@@ -185,7 +195,7 @@ class Prepared:
 class Expression:
     """A compiled CEL program over the variables `trigger`, `context` and `instance`, and its syntax tree."""
 
-    __slots__ = ("_bounds", "_conversions", "_program", "depth", "paths", "source", "tree", "variables",
+    __slots__ = ("_bounds", "_conversions", "_program", "depth", "paths", "source", "tree", "type", "variables",
                  "walk")
 
     def __init__(self, source: str) -> None:
@@ -199,6 +209,10 @@ class Expression:
         except Exception as e:  # the binding raises ValueError, but a Rust panic surfaces as others
             raise CompileError(_first_line(str(e))) from e
         self.tree = _analysed(source, self._program)
+        try:  # its type, as far as the tree tells (`dyn` where only the run time knows); never-working ones refused
+            self.type = cel_types.type_of(self.tree)
+        except cel_types.CelTypeError as e:
+            raise TypeCheckError(f"{e} (at character {e.offset + 1})") from e
         # The top-level variables the program reads. Converting a Python value to CEL costs more than
         # evaluating a typical condition, so a scope hands each program only what it reads.
         self.variables = frozenset(cel_syntax.free_variables(self.tree)) & SCOPE_VARIABLES

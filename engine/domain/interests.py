@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.domain.errors import ExecutionError
-from engine.domain.expressions import CompileError, Expression
+from engine.domain.expressions import CompileError, Expression, compile_problem
 from engine.domain.extensions import Scope
 
 __all__ = ["MAX_INTERESTS", "MAX_SUBJECT_LENGTH", "Interest", "interests_of", "parse_interests"]
@@ -54,9 +54,14 @@ def parse_interests(raw: Any, path: str, problem: Any) -> tuple[Interest, ...]:
             parsed.append(Interest(where, subject=item))
         elif isinstance(item, dict) and set(item) == {"expression"}:
             try:
-                parsed.append(Interest(where, expression=Expression(item["expression"])))
+                expression = Expression(item["expression"])
             except CompileError as e:
-                problem(f"{where}.expression", f"does not compile: {e}")
+                problem(f"{where}.expression", compile_problem(e))
+                continue
+            if expression.type.name not in ("string", "list", "null", "dyn"):
+                problem(f"{where}.expression", f"gives {expression.type}, not a subject (a string), a list or null")
+                continue
+            parsed.append(Interest(where, expression=expression))
         else:
             problem(where, f"must be a subject (1 to {MAX_SUBJECT_LENGTH} characters) or {{\"expression\": CEL}}")
     return tuple(parsed)

@@ -19,9 +19,9 @@ with their `{context.X}` placeholders as CEL.
 
 What cannot be converted is listed, never dropped silently: an unknown condition becomes `false` (the transition
 or state it guards is never taken or entered: fail closed) and an unknown action is left out; both keep their
-original JSON under `metadata.marain`. Managed-identity authentication of external services and event
-subscriptions has no Waymark equivalent (Waymark webhooks are signed with HMAC instead): converted without it,
-and listed.
+original JSON under `metadata.marain`. An external service called with the host's managed identity keeps it
+(`auth: {"type": "managedIdentity", "audience": <msiAuthenticationResource>}`); a definition's event subscription
+cannot (Waymark signs webhooks with HMAC instead): subscribed without it, and listed.
 """
 
 from __future__ import annotations
@@ -325,9 +325,13 @@ class _Converter:
                             "'workflowInstanceCurrentStatus': instance.status, 'invokedById': " + invoked_by
                             + ", 'trigger': trigger, 'contextProperties': {" + included + "}}")
         if _get(raw, "authenticateWithManagedServiceIdentity"):
-            self.lost(f"{where}.authenticateWithManagedServiceIdentity",
-                      "Waymark's http calls do not get managed-identity tokens: converted without authentication "
-                      "(add an `Authorization` header, or put the service behind one that needs none)")
+            resource = _get(raw, "msiAuthenticationResource")
+            if isinstance(resource, str) and resource.strip():
+                spec["auth"] = {"type": "managedIdentity", "audience": resource.strip()}  # the app's identity
+            else:
+                self.lost(f"{where}.authenticateWithManagedServiceIdentity",
+                          "managed-identity authentication without an `msiAuthenticationResource` (the audience of "
+                          "the token): converted without authentication")
         self.unknown_keys(raw, {"id", "externalurl", "httpmethod", "contextitemstoinclude", "interests",
                                 "authenticatewithmanagedserviceidentity", "msiauthenticationresource"}, where)
         return spec

@@ -74,7 +74,6 @@ def test_the_cli_converts_each_sample_and_lists_what_it_could_not(tmp_path: Path
     assert {item["path"] for item in body["unconverted"]} == {
         "$.workflowEventSubscriptions[0].msiAuthenticationResource",
         "$.states.applied.transitions[0].conditions[1]",
-        "$.states.applied.transitions[0].actions[0].authenticateWithManagedServiceIdentity",
         "$.states.applied.transitions[0].actions[1]",
     }
 
@@ -141,6 +140,8 @@ def test_an_unconvertible_condition_fails_closed_and_keeps_its_json() -> None:
     assert kept["conditions"][0]["minimumScore"] == 600
     assert kept["actions"][0]["template"] == "accepted"
     assert [a["type"] for a in transition["actions"]] == ["http"]  # the letter action is left out, listed
+    # The external service called with the host's managed identity keeps it, for the same audience.
+    assert transition["actions"][0]["auth"] == {"type": "managedIdentity", "audience": "api://crm"}
     definition = validate_definition(conversion.definition, default_registry())
     assert send(start(definition, {}), definition, "check", {}).outcome is Outcome.IGNORED
 

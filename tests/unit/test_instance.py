@@ -241,9 +241,10 @@ def test_a_missing_field_in_a_condition_faults() -> None:
 
 
 def test_a_condition_that_is_not_boolean_faults() -> None:
+    # `42` is refused at upload (tests/unit/test_cel_types.py); a value only the run time knows is checked then.
     definition = workflow({"a": {"transitions": [{"id": "t", "trigger": "go", "target": "a",
-                                                  "conditions": [{"type": "expression", "expression": "42"}]}]}})
-    decision = send(create(definition), definition, "go")
+                                                  "conditions": [{"type": "expression", "expression": "context.n"}]}]}})
+    decision = send(create(definition, {"n": 42}), definition, "go")
     assert decision.outcome is Outcome.FAULTED
     assert decision.instance.fault is not None and decision.instance.fault.error_type == "TypeMismatch"
 
