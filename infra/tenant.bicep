@@ -1,6 +1,6 @@
 // Onboarding of one Waymark tenant: its Cosmos database (in the platform's account) with the `events` container
-// (partitioned by /instanceId, unique key /triggerKey), the `definitions` container and the `subscriptions`
-// container of its change feed, and optionally its own Event Grid topic (CloudEvents 1.0 input) that the app's
+// (partitioned by /instanceId, unique key /triggerKey), the `definitions` container, the `subscriptions`
+// container of its change feed and the `parked` container of its parked commands, and optionally its own Event Grid topic (CloudEvents 1.0 input) that the app's
 // identity may publish to.
 //
 // The events container's unique key can only be given when the container is created: the Cosmos store refuses a
@@ -38,6 +38,9 @@ param definitionsContainerName string = 'definitions'
 
 @description('Container of the change feed\'s subscriptions and delivery records, partitioned by /pk.')
 param subscriptionsContainerName string = 'subscriptions'
+
+@description('Container of the tenant\'s parked commands (those the engine could not process), partitioned by /pk.')
+param parkedContainerName string = 'parked'
 
 @description('Create an Event Grid topic for this tenant\'s change feed.')
 param createEventGridTopic bool = false
@@ -162,6 +165,25 @@ resource subscriptionsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDataba
   }
 }
 
+// engine/stores/parked_cosmos.py: commands that could not be processed (malformed, failed on every delivery, held
+// through an outage past the hold), all in the partition 'parked'.
+resource parkedContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: parkedContainerName
+  properties: {
+    resource: {
+      id: parkedContainerName
+      partitionKey: {
+        paths: [
+          '/pk'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+    }
+  }
+}
+
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' = if (createEventGridTopic) {
   name: eventGridTopicName
   location: location
@@ -192,6 +214,7 @@ output database string = database.name
 output eventsContainer string = eventsContainer.name
 output definitionsContainer string = definitionsContainer.name
 output subscriptionsContainer string = subscriptionsContainer.name
+output parkedContainer string = parkedContainer.name
 output eventGridTopicEndpoint string = topicEndpoint
 @description('Resource id of the tenant\'s Event Grid topic (empty without one): the scope of event subscriptions.')
 output eventGridTopicId string = topicId
@@ -207,6 +230,7 @@ output tenantConfiguration object = {
   eventsContainer: eventsContainer.name
   definitionsContainer: definitionsContainer.name
   subscriptionsContainer: subscriptionsContainer.name
+  parkedContainer: parkedContainer.name
   eventGridTopicEndpoint: topicEndpoint
   eventGridTopicId: topicId
 }
