@@ -17,6 +17,7 @@ from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.parked import ParkedCommands
 from engine.service.processor import CommandProcessor, CommitListener
+from engine.service.timers import TimerScheduler
 from engine.stores.base import DefinitionStore, EventStore
 from engine.stores.parked import MemoryParkedStore, ParkedStore
 
@@ -31,6 +32,7 @@ class Engine:
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
     sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
+    scheduler: TimerScheduler | None = None  # default: timers straight onto `queue`, however far away
     # Where each tenant's parked commands are kept (engine/stores/parked.py); hosts pass their durable one.
     parked_store: ParkedStore = field(default_factory=MemoryParkedStore)
     parked: ParkedCommands = field(init=False)
@@ -41,8 +43,10 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)
+        if self.scheduler is None:
+            self.scheduler = TimerScheduler(self.queue)
         self.processor = CommandProcessor(self.events, self.catalog, services=self.services,
-                                          on_commit=self.on_commit)
+                                          on_commit=self.on_commit, scheduler=self.scheduler)
         self.parked = ParkedCommands(self.parked_store, self.processor)
         self.failures = CommandFailures(self.parked, self.breakers, self._resend, self.hold,
                                         max_dequeue_count=getattr(self.queue, "max_dequeue_count", 5))

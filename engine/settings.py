@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
     feed_pause_after: int = Field(
         default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")
+    feed_threads: int = Field(
+        default=64, ge=1, le=1024, description="Threads delivering the change feed (webhooks, Event Grid).")
+    feed_tenant_concurrency: int = Field(
+        default=24, ge=1, description="Deliveries of one tenant in flight at once, over all its subscriptions.")
+    feed_subscription_concurrency: int = Field(
+        default=16, ge=1, description="Deliveries to one subscription in flight at once (one while it keeps "
+                                      "failing).")
     store: StoreKind = Field(
         default="sqlite",
         description="Where a tenant's events and definitions live when its configuration names no store: `sqlite` "

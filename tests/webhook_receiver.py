@@ -54,6 +54,8 @@ class _Path:
     replies: deque[Reply] = field(default_factory=deque)
     consent: bool | str = True  # True: echo the request origin; a str: that value; False: no header
     hold: threading.Event | None = None
+    held: int = 0  # requests waiting on the hold now
+    most_held: int = 0  # the most that ever waited at once
 
 
 class Receiver:
@@ -95,7 +97,12 @@ class Receiver:
                 path, _, query = self.path.partition("?")
                 conf = receiver.path(path)
                 if conf.hold is not None:
+                    with receiver.lock:
+                        conf.held += 1
+                        conf.most_held = max(conf.most_held, conf.held)
                     conf.hold.wait(20)
+                    with receiver.lock:
+                        conf.held -= 1
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver.lock:
                     reply = conf.replies.popleft() if conf.replies else Reply()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from engine import __version__
-from engine.api import front, health, instances, parked, problems, recovery, workflows
+from engine.api import front, health, instances, migration, parked, problems, recovery, scheduling, workflows
 from engine.api import tenants as tenant_routes
 from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
@@ -52,6 +52,8 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     health.add_routes(app, ctx, readiness=readiness)
     recovery.add_routes(app, ctx)
     parked.add_routes(app, ctx)
+    scheduling.add_routes(app, ctx)
+    migration.add_routes(app, ctx)
     from engine.ui import MOUNT as DASHBOARD  # here: the dashboard itself uses parts of engine.api
     from engine.ui import add_routes as add_dashboard
 
@@ -71,7 +73,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
             components = schema.setdefault("components", {})
             for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest, recovery.RecoverRequest,
                           recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest,
-                          parked.BulkParkedRequest):
+                          parked.BulkParkedRequest, migration.MigrateRequest, migration.BulkMigrateRequest):
                 components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
                     ref_template="#/components/schemas/{model}")
             components["securitySchemes"] = {

@@ -33,6 +33,7 @@ from engine.api.models import (
     TriggerResult,
 )
 from engine.api.problems import ApiProblem, problem_response
+from engine.api.scheduling import due_of, schedule_broadcast, schedule_trigger
 from engine.domain import (
     VERSION_MISMATCH,
     Commit,
@@ -51,7 +52,8 @@ POLL_SECONDS = 0.015
 MAX_SEQUENCE = 2**62  # beyond any real history; keeps a client's number inside a SQLite INTEGER
 _STATUSES = {status.value.lower(): status.value for status in Status}
 
-PREFER = ("Prefer", "`wait=N` (N ≤ 30 s): answer with the result once it is ready instead of 202 (RFC 7240)")
+PREFER = ("Prefer", "`wait=N` (N ≤ 30 s): answer with the result once it is ready instead of 202 (RFC 7240); "
+                   "a `wait` that is not a number of seconds is ignored, and `Waymark-Preference-Ignored` says so")
 IF_MATCH = ("If-Match", '`"<version>"` (the instance\'s ETag): apply the trigger only at that version, else it is '
                         "rejected with reason `version-mismatch` (412 with `Prefer: wait`)")
 
@@ -173,14 +175,12 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
             return JSONResponse(done.state.to_dict(), status_code=201, headers={"Location": location,
                                                                                  "ETag": f'"{done.state.version}"'})
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)
-        headers = {"Location": location}
-        if wait is not None:
-            headers["Preference-Applied"] = f"wait={wait:g}"
-            if wait > 0:
-                done = await wait_for(tenant, instance_id, trigger_id, wait)
-                if done is not None:
-                    headers["ETag"] = f'"{done.state.version}"'
-                    return JSONResponse(done.state.to_dict(), status_code=201, headers=headers)
+        headers = {"Location": location, **wait.headers()}
+        if wait.seconds:
+            done = await wait_for(tenant, instance_id, trigger_id, wait.seconds)
+            if done is not None:
+                headers["ETag"] = f'"{done.state.version}"'
+                return JSONResponse(done.state.to_dict(), status_code=201, headers=headers)
         return JSONResponse({"instanceId": instance_id, "triggerId": trigger_id}, status_code=202, headers=headers)
 
     # ------------------------------------------------------------------------------------------ trigger
@@ -210,6 +210,15 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         body = await read_body(request, TriggerRequest)
         trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects),
                           expected_version(request.headers.get("if-match"), body.expected_version))
+        if body.not_before is not None or body.delay is not None:
+            if trigger.expected_version is not None:
+                raise ApiProblem(422, "Invalid request", "a scheduled trigger (`notBefore`, `delay`) cannot require a "
+                                 "version (`If-Match`, `expectedVersion`): the instance may change before it is due",
+                                 slug="invalid-request", errors=[{"path": "body.notBefore",
+                                                                  "message": "not with If-Match"}])
+            due = due_of(body, engine.processor.clock())
+            assert due is not None
+            return await schedule_trigger(ctx, request, tenant, instance_id, body, trigger, due)
         location = _location(tenant, instance_id)
         if embedded(queue, tenant) and embedded(events, tenant):
             # Inline, not on a thread: the work is two indexed SQLite statements (~0.1 ms), and handing it to a
@@ -220,13 +229,11 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         if done is not None:
             return _trigger_answer(done, {"Location": location}, request.url.path)
         wait = preferred_wait(request.headers.get("prefer"), ctx.settings.max_wait_seconds)
-        headers = {"Location": location}
-        if wait is not None:
-            headers["Preference-Applied"] = f"wait={wait:g}"
-            if wait > 0:
-                done = await wait_for(tenant, instance_id, trigger.id, wait)
-                if done is not None:
-                    return _trigger_answer(done, headers, request.url.path)
+        headers = {"Location": location, **wait.headers()}
+        if wait.seconds:
+            done = await wait_for(tenant, instance_id, trigger.id, wait.seconds)
+            if done is not None:
+                return _trigger_answer(done, headers, request.url.path)
         return JSONResponse({"triggerId": trigger.id}, status_code=202, headers=headers)
 
     @api.post("/tenants/{tenant}/triggers", tags=tags, status_code=202, response_model=BroadcastAccepted,
@@ -236,6 +243,9 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     async def broadcast(tenant: str, request: Request) -> JSONResponse:
         body = await read_body(request, BroadcastRequest)
         trigger = Trigger(body.topic, body.id or new_id(), body.content, tuple(body.subjects))
+        due = due_of(body, engine.processor.clock())
+        if due is not None:
+            return await schedule_broadcast(ctx, tenant, trigger, due)
         await ctx.run(queue.send, to_message(Broadcast(tenant, trigger)))
         return JSONResponse({"triggerId": trigger.id, "subjects": list(trigger.subjects)}, status_code=202,
                             headers={"Location": f"/tenants/{quote(tenant, safe='')}/instances"})

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api.problems import ApiProblem, problem_for
 
-__all__ = ["BodyLimitMiddleware", "BodyTooLarge", "preferred_wait"]
+__all__ = ["IGNORED_PREFERENCE", "BodyLimitMiddleware", "BodyTooLarge", "WaitPreference", "preferred_wait"]
+
+IGNORED_PREFERENCE = "Waymark-Preference-Ignored"
 
 
 class BodyTooLarge(ApiProblem):
@@ -51,13 +56,33 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
-def preferred_wait(prefer: str | None, maximum: float) -> float | None:
-    """Seconds asked for by `Prefer: wait=N` (clamped to [0, maximum]), or None when not asked.
+@dataclass(frozen=True, slots=True)
+class WaitPreference:
+    """What `Prefer: wait=N` asked for: `seconds`, clamped to [0, maximum], or None when no wait was asked for or
+    the one asked for was not understood; then `ignored` says why."""
 
-    A preference the server does not understand is ignored, as RFC 7240 says; so is a malformed `wait`.
+    seconds: float | None = None
+    ignored: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """`Preference-Applied: wait=N` for a wait honoured; `Waymark-Preference-Ignored` for one that was not."""
+        if self.seconds is not None:
+            return {"Preference-Applied": f"wait={self.seconds:g}"}
+        if self.ignored is not None:
+            return {IGNORED_PREFERENCE: self.ignored}
+        return {}
+
+
+def preferred_wait(prefer: str | None, maximum: float) -> WaitPreference:
+    """The `wait` preference of a `Prefer` header (RFC 7240).
+
+    A preference the server does not know is ignored, as RFC 7240 says. A `wait` whose value is not a number of
+    seconds (`wait=abc`, `wait=5s`, `wait=`) is ignored too, since RFC 7240 has a server ignore a preference it
+    cannot comply with rather than fail the request; but it is a client's mistake worth seeing, so the answer
+    carries `Waymark-Preference-Ignored` saying so (and no `Preference-Applied`).
     """
     if not prefer:
-        return None
+        return WaitPreference()
     for part in prefer.replace(";", ",").split(","):
         name, _, value = part.strip().partition("=")
         if name.strip().lower() != "wait":
@@ -65,8 +90,8 @@ def preferred_wait(prefer: str | None, maximum: float) -> float | None:
         try:
             seconds = float(value.strip().strip('"'))
         except ValueError:
-            return None
-        if seconds != seconds:  # NaN
-            return None
-        return max(0.0, min(seconds, maximum))
-    return None
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            return WaitPreference(ignored=f"wait: not a number of seconds (0 to {maximum:g}); not waited for")
+        return WaitPreference(max(0.0, min(seconds, maximum)))
+    return WaitPreference()

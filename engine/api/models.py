@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from engine.domain import parse_duration, parse_time
 
 __all__ = [
     "BroadcastAccepted", "BroadcastRequest", "CreateAccepted", "CreateInstanceRequest", "EventPage", "EventView",
-    "FaultView", "Health", "InstancePage", "InstanceView", "ProblemDetails", "Readiness", "TenantCreated",
-    "TenantRequest", "TenantView", "TriggerAccepted", "TriggerRequest", "TriggerResult", "WorkflowList",
-    "WorkflowSummary", "WorkflowVersion",
+    "FaultView", "Health", "InstancePage", "InstanceView", "ProblemDetails", "Readiness", "ScheduledList",
+    "TenantCreated", "TenantRequest", "TenantView", "TimerView", "TriggerAccepted", "TriggerRequest",
+    "TriggerResult", "WorkflowList", "WorkflowSummary", "WorkflowVersion",
 ]
 
 MAX_JSON_DEPTH = 64
@@ -86,9 +88,42 @@ class CreateInstanceRequest(_Body):
                                    description="Idempotency key of the creation; generated when absent.")
 
 
-class TriggerRequest(_Body):
+def _rfc3339(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_time(value)
+        except ValueError as e:
+            raise ValueError(f"is not an RFC 3339 date-time with an offset (2026-12-01T09:00:00Z): {e}") from e
+    return value
+
+
+def _iso_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)  # its ValueError says what is wrong
+    return value
+
+
+class _Schedulable(_Body):
+    not_before: Annotated[str | None, AfterValidator(_rfc3339)] = Field(
+        None, alias="notBefore", max_length=64,
+        description="Send the trigger at this time (RFC 3339), not before; `202` at once. Listed and cancellable "
+                    "under `…/instances/{i}/scheduled` until then.")
+    delay: Annotated[str | None, AfterValidator(_iso_duration)] = Field(
+        None, max_length=64, description="Send the trigger after this ISO 8601 duration (`PT1H`, `P3D`); like "
+                                         "`notBefore`.")
+
+    @model_validator(mode="after")
+    def _one_time(self) -> _Schedulable:
+        if self.not_before is not None and self.delay is not None:
+            raise ValueError("give `notBefore` or `delay`, not both")
+        return self
+
+
+class TriggerRequest(_Schedulable):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"id": "submit-claim-42", "topic": "submit", "content": {"amount": 12.5}},
+        {"id": "remind-claim-42", "topic": "remind", "notBefore": "2026-12-01T09:00:00Z"},
+        {"topic": "chase", "delay": "PT1H"},
     ]})
 
     id: str | None = Field(None, pattern=TRIGGER_ID, description="Idempotency key: the same id sent again returns "
@@ -103,7 +138,7 @@ class TriggerRequest(_Body):
                     "`Prefer: wait`).")
 
 
-class BroadcastRequest(_Body):
+class BroadcastRequest(_Schedulable):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"topic": "update", "content": {"amount": 20}, "subjects": ["claimant:jgeorge"]},
     ]})
@@ -177,6 +212,29 @@ INSTANCE_EXAMPLE: dict[str, Any] = {
 }
 
 
+class TimerView(_View):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"timerId": "escalate", "kind": "timeout", "entrySequence": 3, "n": 1, "dueAt": "2026-12-01T09:00:00.000000Z",
+         "state": "awaiting-approval", "trigger": {"id": "claim-42:3:escalate:1", "topic": "escalate",
+                                                   "content": {"reason": "timeout"}},
+         "scheduledAt": "2026-11-28T09:00:00.000000Z"}]})
+
+    timer_id: str = Field(alias="timerId", description="The timeout's id, or the scheduled trigger's id.")
+    kind: Literal["timeout", "trigger"]
+    entry_sequence: int | None = Field(alias="entrySequence", description="The visit it belongs to (a timeout).")
+    n: int = Field(description="Which firing of a repeating timeout (1 for the first).")
+    due_at: str = Field(alias="dueAt")
+    state: str | None = None
+    trigger: dict[str, Any] = Field(description="What is sent when it fires: `id`, `topic`, `content`.")
+    repeat: int | None = None
+    scheduled_at: str | None = Field(None, alias="scheduledAt")
+    by: str | None = None
+
+
+class ScheduledList(_View):
+    items: list[TimerView]
+
+
 class InstanceView(_View):
     model_config = ConfigDict(json_schema_extra={"examples": [INSTANCE_EXAMPLE]})
 
@@ -189,6 +247,10 @@ class InstanceView(_View):
     interests: list[str]
     version: int = Field(description="Sequence number of the instance's last event; also its ETag.")
     fault: FaultView | None = None
+    timers: list[TimerView] = Field(default_factory=list, description="Pending timers: the current state's "
+                                                                      "timeouts and scheduled triggers.")
+    entry_sequence: int = Field(0, alias="entrySequence", description="The event that began the current visit "
+                                                                      "of `state` (its timers belong to it).")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
 

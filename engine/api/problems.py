@@ -26,10 +26,13 @@ from engine.domain.errors import (
     InstanceNotFound,
     InvalidCommand,
     InvalidDefinition,
+    MigrationRefused,
     NotFound,
     RecoveryRefused,
+    SchedulingRefused,
     StoreUnavailable,
     TenantNotFound,
+    TimerNotFound,
     WaymarkError,
     WorkflowNotFound,
 )
@@ -59,6 +62,9 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     DuplicateTrigger: (409, "duplicate-trigger", "Trigger already recorded"),
     StoreUnavailable: (503, "store-unavailable", "Storage unavailable"),
     RecoveryRefused: (409, "recovery-refused", "Not possible in the instance's status"),
+    SchedulingRefused: (409, "scheduling-refused", "Not possible for this instance"),
+    MigrationRefused: (409, "migration-refused", "Migration refused"),
+    TimerNotFound: (404, "timer-not-found", "Scheduled trigger not found"),
     InvalidCommand: (422, "invalid-command", "Invalid request"),
     CommandTooLarge: (413, "command-too-large", "Command too large for the queue"),
 }
@@ -112,7 +118,7 @@ def _waymark_problem(error: WaymarkError, mapped: tuple[int, str, str], instance
     members = {name: getattr(error, attr) for attr, name in _MEMBERS.items() if getattr(error, attr, None) is not None}
     headers: dict[str, str] = {}
     detail = str(error)
-    if isinstance(error, InvalidDefinition):
+    if isinstance(error, InvalidDefinition | MigrationRefused):
         members["errors"] = [{"path": p.path, "message": p.message} for p in error.problems]
     elif isinstance(error, InvalidTenantConfig):
         members["errors"] = [{"path": "body.config", "message": problem} for problem in error.problems]

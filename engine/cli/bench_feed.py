@@ -6,15 +6,22 @@
     subscriber (structured mode, signed); events per second from the first commit to the last receipt — bounded
     by the append rate, which shares the machine with the delivery;
 (c) feed throughput (`events_per_s`): a backlog of stored commits handed to the dispatcher at once (as after a
-    restart), events per second until the last receipt.
+    restart), events per second until the last receipt;
+(d) a flaky subscriber (`flaky_subscriber_p50_ms`): 550 commits (50 creations, 500 triggers, one every 5 ms) go
+    to two subscribers at once: one that answers 500 to 30 % of requests (one in ten of those after sleeping 2 s)
+    and, as the baseline, a healthy one (`flaky_baseline_p50_ms`). From the commit to the event's first successful
+    receipt (a failed request is not a receipt): p50, p95 and the last. The sweeper runs as in `waymark serve`
+    (30 s grace, every 10 s): a delivery whose every live attempt failed arrives through it.
 
-The receiver runs in a process of its own (see `_Receiver`).
+Each receiver runs in a process of its own (see `_Receiver`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -32,11 +39,13 @@ from rich.table import Table
 from engine.cli import render
 from engine.domain import Commit, Trigger
 from engine.feed import ChangeFeed, SqliteSubscriptionStore
-from engine.runtime import sqlite_engine
+from engine.runtime import Engine, sqlite_engine
 from engine.service.commands import CreateInstance
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
 TENANT = "bench"
+FLAKY_FAIL_RATE = 0.3  # of requests answered 500
+FLAKY_SLOW_SHARE = 0.1  # of those failures answered after sleeping 2 s
 
 
 class _Receiver:
@@ -45,10 +54,12 @@ class _Receiver:
     GIL: what is measured is the engine's delivery, not the receiver's parsing. CLOCK_MONOTONIC is one clock for
     every process of a machine, so arrival times compare with the commit times taken in the engine's process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail_rate: float = 0.0, slow_share: float = 0.0, slow_seconds: float = 2.0,
+                 seed: int = 16) -> None:
         self.arrived: dict[str, float] = {}
         self.order: list[tuple[str, float]] = []
         self.lock = threading.Lock()
+        rng = random.Random(seed)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,6 +81,14 @@ class _Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    fail = rng.random() < fail_rate
+                    slow = fail and rng.random() < slow_share
+                if fail:  # a flaky receiver: this request is not a receipt
+                    if slow:
+                        time.sleep(slow_seconds)
+                    self._answer(500)
+                    return
                 at = time.monotonic()
                 event_id = json.loads(body)["id"]
                 with receiver.lock:
@@ -89,9 +108,9 @@ class _Receiver:
         self.port = self.server.server_address[1]
 
 
-def _serve_receiver() -> None:
+def _serve_receiver(flaky: bool) -> None:
     """The receiver process: prints its port, serves until its stdin closes."""
-    receiver = _Receiver()
+    receiver = _Receiver(fail_rate=FLAKY_FAIL_RATE, slow_share=FLAKY_SLOW_SHARE) if flaky else _Receiver()
     threading.Thread(target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     print(receiver.port, flush=True)
     sys.stdin.read()
@@ -100,10 +119,11 @@ def _serve_receiver() -> None:
 class _RemoteReceiver:
     """The engine's side of the receiver process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, flaky: bool = False) -> None:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "engine.cli.bench_feed", "--receiver"],
+        self.process = subprocess.Popen([sys.executable, "-m", "engine.cli.bench_feed", "--receiver"]
+                                        + (["--flaky"] if flaky else []),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         port = int(self.process.stdout.readline())
@@ -138,7 +158,52 @@ class _RemoteReceiver:
             self.process.stdout.close()
 
 
-def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: int) -> dict[str, Any]:
+def _all_arrived(receiver: _RemoteReceiver, ids: list[str]) -> bool:
+    return all(i in receiver.arrived for i in ids)
+
+
+def _flaky_run(engine: Engine, feed: ChangeFeed, committed: dict[str, float], instances: int,
+               triggers: int) -> dict[str, Any]:
+    """(d): the same commits to a flaky and a healthy subscriber at once."""
+    steady, flaky = _RemoteReceiver(), _RemoteReceiver(flaky=True)
+    feed.start(sweep_interval=10.0)  # as `waymark serve` runs it: what the live retries give up on comes later
+    try:
+        for name, receiver in (("steady", steady), ("flaky", flaky)):
+            subscription, _ = feed.subscribe(TENANT, name, endpoint=receiver.url, secret="bench-secret-0123456789")
+            assert subscription.status == "active", subscription.last_error
+        ids: list[str] = []
+        for n in range(instances):
+            instance_id = f"flaky-{n:04d}"
+            commit = engine.processor.create(CreateInstance(TENANT, instance_id, "expense-claim",
+                                                            f"create-{instance_id}",
+                                                            context={"claimant": "Jo Bloggs"})).commit
+            ids.append(f"{commit.instance_id}:{commit.last_sequence}")
+            time.sleep(0.005)
+        for n in range(triggers):
+            instance_id = f"flaky-{n % instances:04d}"
+            commit = engine.processor.trigger(TENANT, instance_id, Trigger("update", f"fl-{n}", {"amount": n})).commit
+            ids.append(f"{commit.instance_id}:{commit.last_sequence}")
+            time.sleep(0.005)
+        figures: dict[str, Any] = {}
+        for name, receiver in (("flaky_subscriber", flaky), ("flaky_baseline", steady)):
+            if not receiver.wait_for(functools.partial(_all_arrived, receiver, ids), 300, every=0.05):
+                raise RuntimeError(f"the {name} run was not delivered within 300 s")
+            latencies = [(receiver.arrived[i] - committed[i]) * 1000 for i in ids]
+            quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+            figures |= {f"{name}_p50_ms": round(statistics.median(latencies), 1),
+                        f"{name}_p95_ms": round(quantiles[94], 1), f"{name}_last_ms": round(max(latencies), 1)}
+        feed.dispatcher.drain(30)
+        figures["flaky_events"] = len(ids)
+        figures["flaky_receiver"] = (f"{FLAKY_FAIL_RATE:.0%} of requests answered 500, "
+                                     f"{FLAKY_SLOW_SHARE:.0%} of those after sleeping 2 s")
+        return figures
+    finally:
+        steady.close()
+        flaky.close()
+
+
+def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: int, flaky_instances: int = 50,
+            flaky_triggers: int = 500) -> dict[str, Any]:
     engine = sqlite_engine(data_dir)
     engine.catalog.put(TENANT, json.loads(SAMPLE.read_text()))
     receiver = _RemoteReceiver()
@@ -203,6 +268,9 @@ def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: i
             raise RuntimeError("the backlog was not delivered within 120 s")
         delivered = max(receiver.arrived.values()) - start
         feed.dispatcher.drain(30)
+        engine.processor.on_commit = on_commit
+        feed.unsubscribe(TENANT, "bench")
+        flaky = _flaky_run(engine, feed, committed, flaky_instances, flaky_triggers)
         quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
         return {
             "publish_p50_ms": round(statistics.median(latencies), 3),
@@ -214,6 +282,7 @@ def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: i
             "events_delivered": instances * triggers,
             "undispatched_after": len(engine.events.undispatched(TENANT, limit=10_000)),
             "mode": "structured, signed, one subscriber",
+            **flaky,
         }
     finally:
         feed.close()
@@ -225,9 +294,10 @@ def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: i
 
 
 def run_feed_bench(as_json: bool, *, latency_samples: int = 300, instances: int = 50,
-                   triggers: int = 40) -> dict[str, Any]:
+                   triggers: int = 40, flaky_instances: int = 50, flaky_triggers: int = 500) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="waymark-bench-feed-") as tmp:
-        figures = measure(Path(tmp), latency_samples=latency_samples, instances=instances, triggers=triggers)
+        figures = measure(Path(tmp), latency_samples=latency_samples, instances=instances, triggers=triggers,
+                          flaky_instances=flaky_instances, flaky_triggers=flaky_triggers)
     if as_json:
         print(json.dumps(figures))
         return figures
@@ -238,10 +308,16 @@ def run_feed_bench(as_json: bool, *, latency_samples: int = 300, instances: int 
     table.add_row("events/s to one subscriber (live)", f"{figures['live_events_per_s']:,.0f}")
     table.add_row("  commits/s the engine appended meanwhile", f"{figures['live_commits_per_s_appended']:,.0f}")
     table.add_row("events per throughput run", f"{figures['events_delivered']:,}")
+    table.add_row(f"commit → first receipt, flaky subscriber ({figures['flaky_receiver']}), p50 / p95 / last",
+                  f"{figures['flaky_subscriber_p50_ms']:,.0f} / {figures['flaky_subscriber_p95_ms']:,.0f} / "
+                  f"{figures['flaky_subscriber_last_ms']:,.0f} ms")
+    table.add_row("  the same commits to a healthy subscriber meanwhile, p50 / p95 / last",
+                  f"{figures['flaky_baseline_p50_ms']:,.0f} / {figures['flaky_baseline_p95_ms']:,.0f} / "
+                  f"{figures['flaky_baseline_last_ms']:,.0f} ms")
     render.console.print(table)
     return figures
 
 
 if __name__ == "__main__":  # pragma: no cover - the receiver process of the benchmark
-    if sys.argv[1:] == ["--receiver"]:
-        _serve_receiver()
+    if sys.argv[1:2] == ["--receiver"]:
+        _serve_receiver(flaky="--flaky" in sys.argv[2:])

@@ -105,7 +105,7 @@ def instances_terminate(instance_id: str, reason: Reason, by: By = None, operati
                         yes: Yes = False) -> None:
     """End an instance for good (status Terminated), with a reason."""
     if not yes and not as_json:
-        typer.confirm(f"Terminate {instance_id} for good?", abort=True)
+        _ask(f"Terminate {instance_id} for good?")
     body: dict[str, Any] = {"reason": reason}
     if by is not None:
         body["by"] = by
@@ -124,6 +124,19 @@ def _show_outcome(result: dict[str, Any], as_json: bool) -> None:
     render.instance_panel(result["instance"])
 
 
+def _ask(question: str) -> None:
+    """Go on only when the operator answers yes. "No" ends the command with nothing done and exit 0: the operator
+    chose it, nothing failed. No answer at all (no terminal, end of input) is exit 1: a script that meant to go
+    on needs `--yes`."""
+    try:
+        agreed = typer.confirm(question)
+    except typer.Abort:
+        _fail("No answer: nothing done (--yes runs it without asking).", 1)
+    if not agreed:
+        render.console.print("Nothing done.", highlight=False)
+        raise typer.Exit(0)
+
+
 def _batch(path: str, body: dict[str, Any], what: str, url: str, key: str | None, tenant: str, as_json: bool,
            dry_run: bool, yes: bool) -> None:
     with Remote(url, key, tenant) as remote:
@@ -139,7 +152,8 @@ def _batch(path: str, body: dict[str, Any], what: str, url: str, key: str | None
         if not yes:
             render.console.print(f"{len(matched)} instance(s) match: {', '.join(matched)}", highlight=False,
                                  soft_wrap=True)
-            typer.confirm(f"{what.capitalize()} all {len(matched)}?", abort=True)
+            verb = {"recovered": "Recover", "terminated": "Terminate"}.get(what, what)
+            _ask(f"{verb} {len(matched)} instance{'' if len(matched) == 1 else 's'}?")
         report = remote.call("POST", remote.path(path), json=body).json()
     if as_json:
         render.print_json(report)
@@ -373,11 +387,7 @@ def feed_tail(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", 
                     if as_json:
                         typer.echo(_compact(event))
                     else:
-                        data = event.get("data") or {}
-                        render.console.print(
-                            f"[dim]{event.get('time')}[/] {event['id']} [bold]{event['type'].rsplit('.', 1)[-1]}[/] "
-                            f"{data.get('previousState')} → {data.get('newState')} ({data.get('newStatus')})",
-                            highlight=False, soft_wrap=True)
+                        render.console.print(_feed_line(event), highlight=False, soft_wrap=True)
                 position = int(response.headers.get("Waymark-Next-Position", position))
                 if not follow:
                     return
@@ -385,6 +395,21 @@ def feed_tail(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", 
                     time.sleep(interval)
     except KeyboardInterrupt:
         return
+
+
+def _feed_line(event: dict[str, Any]) -> str:
+    """`2025-01-01 12:00:00 claim-42:3 transitioned draft → awaiting-approval (Waiting)`; an event that did not
+    move the instance says where it is (`created in draft`, `trigger-ignored in awaiting-approval`)."""
+    from rich.markup import escape
+
+    data = event.get("data") or {}
+    kind = str(event.get("type", "")).rsplit(".", 1)[-1]
+    before, after = data.get("previousState"), data.get("newState")
+    where = f"{before} → {after}" if before is not None and (before != after or kind == "transitioned") \
+        else f"in {after}"
+    status = f" ({data.get('newStatus')})" if data.get("newStatus") else ""
+    return (f"[dim]{render.when(event.get('time'))}[/] {escape(str(event.get('id')))} [bold]{escape(kind)}[/] "
+            f"{escape(where)}{escape(status)}")
 
 
 def _compact(value: Any) -> str:

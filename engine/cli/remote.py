@@ -46,6 +46,10 @@ AdminKey = Annotated[str | None, typer.Option("--key", envvar=["WAYMARK_ADMIN_KE
 Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="WAYMARK_TENANT", help="Tenant id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Wait = Annotated[float, typer.Option("--wait", min=0, max=30, help="Wait up to N s for the result (Prefer: wait).")]
+
+# `waymark trigger` (and `instances create`) exit codes: a script learns the outcome without parsing --json.
+EXIT_CODES = {"applied": 0, "created": 0, "ignored": 3, "rejected": 4, "faulted": 5}
+NOT_READY = 6  # --wait N ran out before the command was processed (it stays queued, and is processed later)
 LocalDir = Annotated[Path | None, typer.Option("--data-dir", help="Read this local data directory instead of a "
                                                                   "server.")]
 
@@ -107,14 +111,23 @@ def _problem(response: httpx.Response) -> NoReturn:
     except ValueError:
         body = None
     if isinstance(body, dict) and "title" in body:
-        lines = [f"{body['title']}: {body.get('detail', '')}"]
-        for error in body.get("errors") or []:
-            lines.append(f"  ✗ {error.get('path')}: {error.get('message')}")
+        errors = [f"{error.get('path')}: {error.get('message')}" for error in body.get("errors") or []
+                  if isinstance(error, dict)]
+        lines = [f"{body['title']}: {_headline(str(body.get('detail', '')), errors)}"]
+        lines += [f"  ✗ {error}" for error in errors]
         if response.status_code == 401:
             lines.append("  (give a key with --key or WAYMARK_KEY)")
     else:
         lines = [f"HTTP {response.status_code}: {response.text[:500]}"]
     _fail("\n".join(lines), 1)
+
+
+def _headline(detail: str, errors: list[str]) -> str:
+    """A problem's detail without the listed errors it repeats (an invalid definition's detail names each one,
+    and each is printed on its own line below it)."""
+    for error in errors:
+        detail = detail.replace(error, "")
+    return detail.rstrip(" :;,") if errors else detail
 
 
 def _read_file(path: Path) -> Any:
@@ -544,7 +557,10 @@ def instances_create(workflow: str, url: Url = DEFAULT_URL, key: Key = None, ten
                                                                              "(repeatable).")] = None,
                      trigger_id: Annotated[str | None, typer.Option("--trigger-id", help="Idempotency key.")] = None,
                      wait: Wait = 0) -> None:
-    """Create an instance of a workflow (queued; --wait N to see it created)."""
+    """Create an instance of a workflow (queued; --wait N to see it created).
+
+    Exit status: 0 created (or accepted, without --wait), 5 it faulted, 6 not processed within --wait (still
+    queued); 1 an error answer, 2 no server."""
     body: dict[str, Any] = {"workflowId": workflow}
     if instance_id is not None:
         body["id"] = instance_id
@@ -564,6 +580,10 @@ def instances_create(workflow: str, url: Url = DEFAULT_URL, key: Key = None, ten
     else:
         render.console.print(f"accepted: instance [bold]{result['instanceId']}[/] (trigger {result['triggerId']})"
                              + (f"; not processed within {wait:g} s" if wait else ""), highlight=False)
+    if response.status_code == 201 and result.get("status") == "Faulted":
+        raise typer.Exit(EXIT_CODES["faulted"])
+    if response.status_code == 202 and wait:
+        raise typer.Exit(NOT_READY)
 
 
 def instances_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", as_json: AsJson = False,
@@ -613,7 +633,11 @@ def instances_show(instance_id: str, url: Url = DEFAULT_URL, key: Key = None, te
 
 
 def instances_history(instance_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
-                      as_json: AsJson = False, data_dir: LocalDir = None) -> None:
+                      as_json: AsJson = False, data_dir: LocalDir = None,
+                      wide: Annotated[bool, typer.Option("--wide", help="Every value whole (long ids, times to the "
+                                                                        "microsecond), wrapped; by default a row "
+                                                                        "is one line, cut to the terminal.")]
+                      = False) -> None:
     """The instance's events, in order: every trigger and what it did."""
     if data_dir is not None:
         events = [e.to_dict() for e in _local_engine(data_dir).events.read(tenant, instance_id)]
@@ -629,7 +653,7 @@ def instances_history(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
                 if page["continuation"] is None:
                     break
                 params["continuation"] = page["continuation"]
-    _show({"items": events}, as_json, lambda value: render.history_table(value["items"]))
+    _show({"items": events}, as_json, lambda value: render.history_table(value["items"], wide=wide))
 
 
 def _local_engine(data_dir: Path) -> Any:
@@ -652,7 +676,10 @@ def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = Non
                 "--expected-version", min=0, help="Apply only while the instance is at this version (sent as "
                                                   "If-Match); else it is rejected (exit 1 with --wait).")] = None,
             ) -> None:
-    """Send a trigger to an instance (queued; --wait N to see what it did)."""
+    """Send a trigger to an instance (queued; --wait N to see what it did).
+
+    Exit status: 0 applied (or accepted, without --wait), 3 ignored, 4 rejected, 5 faulted, 6 not processed
+    within --wait (still queued); 1 an error answer, 2 no server."""
     body: dict[str, Any] = {"topic": topic}
     if expected_version is not None:
         body["expectedVersion"] = expected_version
@@ -672,6 +699,10 @@ def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = Non
     else:
         render.console.print(f"accepted: trigger {result['triggerId']}"
                              + (f"; not processed within {wait:g} s" if wait else ""), highlight=False)
+    if response.status_code == 200 and EXIT_CODES.get(str(result.get("outcome"))):
+        raise typer.Exit(EXIT_CODES[str(result.get("outcome"))])
+    if response.status_code == 202 and wait:
+        raise typer.Exit(NOT_READY)
 
 
 def broadcast(topic: str, subject: Annotated[list[str], typer.Option(help="Subject (repeatable); every instance "

@@ -6,9 +6,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 
@@ -48,7 +51,8 @@ def instances_table(instances: Iterable[Mapping[str, Any]]) -> None:
         fault = item.get("fault") or {}
         table.add_row(e(item["id"]), f"{e(item['workflowId'])} v{e(item['workflowVersion'])}", e(item["state"]),
                       f"[{STATUS_STYLE.get(status, '')}]{e(status)}[/]", e(item["version"]),
-                      e(item.get("updatedAt", "")), e(f"{fault.get('errorType', '')} {fault.get('where', '')}".strip()))
+                      e(when(item.get("updatedAt", ""))),
+                      e(f"{fault.get('errorType', '')} {fault.get('where', '')}".strip()))
     console.print(table)
 
 
@@ -95,12 +99,46 @@ def _changes(changes: Mapping[str, Any] | None) -> str:
     return f"; context {', '.join(parts)}" if parts else ""
 
 
-def history_table(events: Iterable[Mapping[str, Any]]) -> None:
-    table = Table("#", "at", "type", "trigger", "what happened")
+TRIGGER_WIDTH = 12  # a trigger id is cut to this in the history table (`--wide` shows it whole)
+
+
+def when(at: object) -> str:
+    """A stored time (ISO 8601, UTC, to the microsecond) to the second, as people read it: `2025-01-01 12:00:00`."""
+    text = str(at or "")
+    if len(text) >= 19 and text[10] == "T":
+        return f"{text[:10]} {text[11:19]}"
+    return text
+
+
+def history_table(events: Iterable[Mapping[str, Any]], *, wide: bool = False) -> None:
+    """One line per event, cut (`…`) to the terminal's width, times to the second in UTC; `wide`: every value
+    whole and the type of each event, times as stored, one line per event however wide (for `less -S`)."""
+    if wide:
+        table = Table("#", "at", "type", "trigger", "what happened", box=box.SIMPLE_HEAD, pad_edge=False)
+        for event in events:
+            kind = str(event["type"])
+            table.add_row(str(event["sequence"]), _escaped(event["at"]),
+                          f"[{TYPE_STYLE.get(kind, '')}]{_escaped(kind)}[/]", _escaped(event.get("triggerId") or "-"),
+                          describe(event))
+        natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
+        width = console.width
+        console.width = max(width, natural)  # print(width=) cannot widen past the terminal
+        try:
+            console.print(table, crop=False)
+        finally:
+            console.width = width
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("at (UTC)", no_wrap=True)
+    table.add_column("trigger", no_wrap=True, max_width=TRIGGER_WIDTH, overflow="ellipsis")
+    # The one column that gives up width when the terminal is narrow; its cells are one line, cut with `…`.
+    table.add_column("what happened")
     for event in events:
-        kind = str(event["type"])
-        table.add_row(str(event["sequence"]), _escaped(event["at"]), f"[{TYPE_STYLE.get(kind, '')}]{_escaped(kind)}[/]",
-                      _escaped(event.get("triggerId") or "-"), describe(event))
+        style = TYPE_STYLE.get(str(event["type"]), "")
+        what = Text.from_markup(f"[{style}]{describe(event)}[/]" if style else describe(event), overflow="ellipsis")
+        what.no_wrap = True
+        table.add_row(str(event["sequence"]), when(event["at"]), _escaped(event.get("triggerId") or "-"), what)
     console.print(table)
 
 

@@ -188,7 +188,9 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       tenant_config=lambda tenant: tenants.get(tenant).config,
                       tenants=lambda: [record.id for record in tenants.list()],
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
-                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after)
+                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
+                      max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
+                      lane_concurrency=settings.feed_subscription_concurrency)
     engine.processor.on_commit = feed.on_commit
     return feed
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.domain.errors import InvalidDefinition, Problem
 from engine.domain.extensions import Action, Condition, Registry, SpecProblems
+from engine.domain.timers import Timeout, parse_timeouts
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_STATES = 1000
@@ -54,10 +55,14 @@ class State:
     exit_conditions: tuple[ConditionStep, ...] = ()
     entry_actions: tuple[ActionStep, ...] = ()
     exit_actions: tuple[ActionStep, ...] = ()
+    timeouts: tuple[Timeout, ...] = ()  # engine/domain/timers.py
 
     @property
     def terminal(self) -> bool:
         return not self.transitions
+
+    def timeout(self, timer_id: str) -> Timeout | None:
+        return next((timeout for timeout in self.timeouts if timeout.id == timer_id), None)
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ def parse_definition(document: Any, registry: Registry, *, version: int = 0) -> 
             exit_conditions=_conditions(raw_state, "exitConditions", path, registry, problem),
             entry_actions=_actions(raw_state, "entryActions", path, registry, problem),
             exit_actions=_actions(raw_state, "exitActions", path, registry, problem),
+            timeouts=_timeouts(raw_state, path, raw_transitions, problem),
         )
 
     initial = document.get("initialState")
@@ -173,6 +179,17 @@ def parse_definition(document: Any, registry: Registry, *, version: int = 0) -> 
         event_subscriptions=subscriptions,
         document=document,
     )
+
+
+def _timeouts(raw_state: Mapping[str, Any], path: str, raw_transitions: list[Any],
+              problem: Any) -> tuple[Timeout, ...]:
+    """The state's timeouts; a timeout whose topic no transition of the state answers could never do anything."""
+    timeouts = parse_timeouts(raw_state, path, problem)
+    topics = {raw.get("trigger") for raw in raw_transitions if isinstance(raw, dict)}
+    for timeout in timeouts:
+        if timeout.topic not in topics:
+            problem(f"{timeout.where}.trigger.topic", f"no transition of this state answers topic {timeout.topic!r}")
+    return timeouts
 
 
 def _reachable(initial: str, states: Mapping[str, State]) -> set[str]:

@@ -5,13 +5,16 @@
     ├── NotFound
     │   ├── TenantNotFound
     │   ├── WorkflowNotFound
-    │   └── InstanceNotFound
+    │   ├── InstanceNotFound
+    │   └── TimerNotFound        no pending scheduled trigger or timer with that id
     ├── InstanceAlreadyExists    create with an id that is taken
     ├── ConcurrencyConflict      append with a stale expected version; nothing was written
     ├── DuplicateTrigger         append of a trigger id already recorded on the instance
     ├── StoreUnavailable         the storage could not be reached; the command stays queued
     ├── CommandTooLarge          a command larger than one message of the command queue can hold
     ├── RecoveryRefused          recover/terminate of an instance it does not apply to (not faulted …)
+    ├── SchedulingRefused        schedule or cancel a trigger where that does not apply (a completed instance …)
+    ├── MigrationRefused         a migration the target version does not allow (every problem listed)
     ├── InvalidCommand           a command with a wrong field (unknown reset state, sequence out of range)
     └── ExecutionError           a condition or action failed while running (faults the instance)
         └── ExpressionError      a CEL expression failed at run time
@@ -71,6 +74,15 @@ class InstanceNotFound(NotFound):
         self.tenant = tenant
         self.instance_id = instance_id
         super().__init__(f"instance {instance_id!r} does not exist in tenant {tenant!r}")
+
+
+class TimerNotFound(NotFound):
+    def __init__(self, tenant: str, instance_id: str, timer_id: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.timer_id = timer_id
+        super().__init__(f"instance {instance_id!r} in tenant {tenant!r} has no pending scheduled trigger "
+                         f"{timer_id!r} (it fired, was cancelled, or was never scheduled)")
 
 
 class InstanceAlreadyExists(WaymarkError):
@@ -144,6 +156,27 @@ class RecoveryRefused(WaymarkError):
         self.instance_id = instance_id
         self.reason = reason
         super().__init__(f"instance {instance_id!r} in tenant {tenant!r}: {reason}")
+
+
+class SchedulingRefused(WaymarkError):
+    """Scheduling or cancelling a trigger that does not apply to the instance as it is."""
+
+    def __init__(self, tenant: str, instance_id: str, reason: str) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.reason = reason
+        super().__init__(f"instance {instance_id!r} in tenant {tenant!r}: {reason}")
+
+
+class MigrationRefused(WaymarkError):
+    """A migration to another version of the workflow that would leave the instance invalid; every reason listed."""
+
+    def __init__(self, tenant: str, instance_id: str, problems: list[Problem]) -> None:
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.problems = problems
+        listing = "; ".join(str(p) for p in problems)
+        super().__init__(f"instance {instance_id!r} in tenant {tenant!r} cannot be migrated: {listing}")
 
 
 class InvalidCommand(WaymarkError):

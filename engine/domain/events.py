@@ -21,6 +21,10 @@ class EventType(StrEnum):
     FAULTED = "Faulted"
     RECOVERED = "Recovered"
     TERMINATED = "Terminated"
+    TIMER_SCHEDULED = "TimerScheduled"
+    TIMER_FIRED = "TimerFired"
+    TIMER_CANCELLED = "TimerCancelled"
+    MIGRATED = "Migrated"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowD
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
+from engine.domain.timers import PendingTimer
+from engine.domain.visits import ALL, cancel_timers, schedule_visit
 
 
 class Status(StrEnum):
@@ -34,6 +36,9 @@ class Outcome(StrEnum):
     FAULTED = "faulted"
     RECOVERED = "recovered"
     TERMINATED = "terminated"
+    MIGRATED = "migrated"
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,11 @@ class Instance:
     fault: Fault | None = None
     created_at: str = ""
     updated_at: str = ""
+    timers: tuple[PendingTimer, ...] = ()  # pending, in the order scheduled (engine/domain/timers.py)
+    entry_sequence: int = 0  # the event that began the current visit of `state`
+
+    def timer(self, timer_id: str, entry_sequence: int | None) -> PendingTimer | None:
+        return next((t for t in self.timers if t.id == timer_id and t.entry_sequence == entry_sequence), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +105,8 @@ class Instance:
             "fault": self.fault.to_dict() if self.fault else None,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
+            "timers": [timer.to_dict() for timer in self.timers],
+            "entrySequence": self.entry_sequence,
         }
 
     @classmethod
@@ -112,6 +124,8 @@ class Instance:
             fault=Fault.from_dict(fault) if fault else None,
             created_at=doc.get("createdAt", ""),
             updated_at=doc.get("updatedAt", ""),
+            timers=tuple(PendingTimer.from_dict(timer) for timer in doc.get("timers") or ()),
+            entry_sequence=int(doc.get("entrySequence") or 0),
         )
 
 
@@ -141,13 +155,17 @@ def apply(instance: Instance | None, event: Event) -> Instance:
             version=event.sequence,
             created_at=event.at,
             updated_at=event.at,
+            entry_sequence=event.sequence,
         )
     if instance is None:
         raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
     state, status, context, fault = instance.state, instance.status, instance.context, instance.fault
+    version, timers, entry = instance.workflow_version, instance.timers, instance.entry_sequence
     match event.type:
         case EventType.TRANSITION_APPLIED:
             state, context = data["to"], _changed(context, data.get("contextChanges"))
+            if data["to"] != data["from"]:  # a transition back to the same state keeps the visit
+                entry = event.sequence
         case EventType.COMPLETED:
             status = Status.COMPLETE
         case EventType.FAULTED:
@@ -155,13 +173,24 @@ def apply(instance: Instance | None, event: Event) -> Instance:
             fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"], event.at)
         case EventType.RECOVERED:
             state, status, context, fault = data["state"], Status.WAITING, dict(data.get("context") or {}), None
+            if data.get("mode") == "reset":  # a reset begins a new visit, even of the same state
+                entry = event.sequence
         case EventType.TERMINATED:
             status = Status.TERMINATED
+        case EventType.TIMER_SCHEDULED:
+            timer = PendingTimer.from_dict(data, scheduled_at=event.at)
+            timers = (*(t for t in timers if t.key != timer.key), timer)
+        case EventType.TIMER_FIRED | EventType.TIMER_CANCELLED:
+            key = (data["timerId"], data.get("entrySequence"))
+            timers = tuple(t for t in timers if t.key != key)
+        case EventType.MIGRATED:  # the visit goes on, on the new version
+            state, version = data["to"], int(data["toVersion"])
+            context = _changed(context, data.get("contextChanges"))
         case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
             pass
     # Built directly rather than with dataclasses.replace: this runs for every event of every trigger.
-    return Instance(instance.id, instance.workflow_id, instance.workflow_version, state, status, context,
-                    instance.interests, event.sequence, fault, instance.created_at, event.at)
+    return Instance(instance.id, instance.workflow_id, version, state, status, context,
+                    instance.interests, event.sequence, fault, instance.created_at, event.at, timers, entry)
 
 
 def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:
@@ -269,6 +298,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
                "interests": sorted(set(interests))}
     try:
         _enter(initial, scope, changes, removed)
+        timers = schedule_visit(initial, instance_id=instance_id, entry_sequence=1, base=now, evaluate=scope.evaluate)
     except ExecutionError as error:
         recorder.record(EventType.CREATED, {**created, "context": dict(context)})
         _fault(recorder, error, None, None)
@@ -276,6 +306,7 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     else:
         recorder.record(EventType.CREATED, {**created, "context": scope.context,
                                             "contextChanges": _context_changes(changes, removed)})
+        _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
         if initial.terminal:
             recorder.record(EventType.COMPLETED, {"state": initial.id})
         outcome = Outcome.CREATED
@@ -349,6 +380,9 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         _run(chosen.actions, scope, changes, removed)
         scope.instance = {**scope.instance, "state": target.id}
         _run(target.entry_actions, scope, changes, removed)
+        leaving = target.id != source.id  # a transition back to the same state keeps the visit and its timers
+        timers = schedule_visit(target, instance_id=instance.id, entry_sequence=recorder.next, base=now,
+                                evaluate=scope.evaluate) if leaving else []
     except ExecutionError as error:
         _fault(recorder, error, trigger, transition_id)
         return done(Outcome.FAULTED, error.message)
@@ -357,8 +391,20 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         "content": trigger.content, "contextChanges": _context_changes(changes, removed),
     })
     if target.terminal:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance completed in state {target.id!r}", kinds=ALL))
+    elif leaving:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance left state {source.id!r}"))
+    _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
+    if target.terminal:
         recorder.record(EventType.COMPLETED, {"state": target.id})
     return done(Outcome.APPLIED)
+
+
+def _record_all(recorder: _Recorder, type_: EventType, items: Iterable[Mapping[str, Any]]) -> None:
+    for data in items:
+        recorder.record(type_, data)
 
 
 def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any) -> Decision:
@@ -409,12 +455,12 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
                 context[key] = value
         if as_of is not None:
             details["toSequence"] = as_of.version
+        entry = recorder.next
         recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
-        if workflow.state(target_state).terminal:
-            recorder.record(EventType.COMPLETED, {"state": target_state})
+        outcome = _revisit(recorder, instance, workflow.state(target_state), context, entry, workflow, now, services)
         after = fold(instance, recorder.events)
         assert after is not None
-        return Decision(Outcome.RECOVERED, tuple(recorder.events), after)
+        return Decision(outcome, tuple(recorder.events), after)
 
     recorder.record(EventType.RECOVERED, {**details, "state": instance.state, "context": dict(instance.context)})
     recovered = fold(instance, recorder.events)
@@ -442,12 +488,46 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
             recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
                                         {**details, "state": current.id, "context": scope.context,
                                          "contextChanges": _context_changes(changes, removed)})
+        if instance.fault is not None and not recovered.timers:  # a visit that faulted as it began scheduled none
+            try:
+                timers = schedule_visit(current, instance_id=instance.id, entry_sequence=recovered.entry_sequence,
+                                        base=now, evaluate=scope.evaluate)
+            except ExecutionError as error:
+                _fault(recorder, error, None, None)
+                after = fold(instance, recorder.events)
+                assert after is not None
+                return Decision(Outcome.FAULTED, tuple(recorder.events), after)
+            _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
         if current.terminal:
             recorder.record(EventType.COMPLETED, {"state": current.id})
         outcome = Outcome.RECOVERED
     after = fold(instance, recorder.events)
     assert after is not None
     return Decision(outcome, tuple(recorder.events), after)
+
+
+def _revisit(recorder: _Recorder, instance: Instance, target: State, context: dict[str, Any], entry: int,
+             workflow: WorkflowDefinition, now: datetime, services: Services) -> Outcome:
+    """After a reset to `target` (a new visit begun at event `entry`): the old visit's timers cancelled, the new
+    one's scheduled, or Completed. An `after` that fails faults the instance again."""
+    if target.terminal:
+        _record_all(recorder, EventType.TIMER_CANCELLED,
+                    cancel_timers(instance.timers, reason=f"the instance was reset to final state {target.id!r}",
+                                  kinds=ALL))
+        recorder.record(EventType.COMPLETED, {"state": target.id})
+        return Outcome.RECOVERED
+    _record_all(recorder, EventType.TIMER_CANCELLED,
+                cancel_timers(instance.timers, reason=f"the instance was reset to state {target.id!r}"))
+    scope = Scope(_view(instance.id, workflow, target.id, Status.WAITING, entry), context, None, recorder.next,
+                  services)
+    try:
+        timers = schedule_visit(target, instance_id=instance.id, entry_sequence=entry, base=now,
+                                evaluate=scope.evaluate)
+    except ExecutionError as error:
+        _fault(recorder, error, None, None)
+        return Outcome.FAULTED
+    _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
+    return Outcome.RECOVERED
 
 
 def _renumber(event: Event, sequence: int) -> Event:
@@ -461,6 +541,8 @@ def decide_terminate(instance: Instance, *, by: str, reason: str, command_id: st
     recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
     recorder.record(EventType.TERMINATED, {"by": by, "reason": reason, "previousStatus": str(instance.status),
                                            "state": instance.state})
+    _record_all(recorder, EventType.TIMER_CANCELLED,
+                cancel_timers(instance.timers, reason="the instance was terminated", kinds=ALL, by=by))
     after = fold(instance, recorder.events)
     assert after is not None
     return Decision(Outcome.TERMINATED, tuple(recorder.events), after)

@@ -3,7 +3,8 @@
     id          {instanceId}:{sequence}        stable: a subscriber dedupes on it
     source      /tenants/{t}/workflows/{w}/instances/{i}
     type        io.waymark.workflow.instance.{created|transitioned|completed|faulted|recovered|terminated|
-                                              trigger-ignored|trigger-rejected}
+                                              trigger-ignored|trigger-rejected|timer-scheduled|timer-fired|
+                                              timer-cancelled|migrated}
     subject     the instance id
     time        the event's `at`
     sequence    extension (integer): the event's sequence in its instance, 1, 2, 3 …
@@ -72,6 +73,10 @@ CE_TYPES: Final[Mapping[EventType, str]] = {
     EventType.TERMINATED: TYPE_PREFIX + "terminated",
     EventType.TRIGGER_IGNORED: TYPE_PREFIX + "trigger-ignored",
     EventType.TRIGGER_REJECTED: TYPE_PREFIX + "trigger-rejected",
+    EventType.TIMER_SCHEDULED: TYPE_PREFIX + "timer-scheduled",
+    EventType.TIMER_FIRED: TYPE_PREFIX + "timer-fired",
+    EventType.TIMER_CANCELLED: TYPE_PREFIX + "timer-cancelled",
+    EventType.MIGRATED: TYPE_PREFIX + "migrated",
 }
 ALL_TYPES: Final = frozenset(CE_TYPES.values())
 STRUCTURED_CONTENT_TYPE: Final = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
@@ -132,6 +137,17 @@ def _data(event: Event, before: Instance | None, after: Instance, transition_id:
         case EventType.TRIGGER_IGNORED | EventType.TRIGGER_REJECTED:
             data["reason"] = stored.get("reason")
             data["topic"] = stored.get("topic")
+        case EventType.TIMER_SCHEDULED | EventType.TIMER_FIRED | EventType.TIMER_CANCELLED:
+            trigger = stored.get("trigger") or {}
+            data["timer"] = {"timerId": stored.get("timerId"), "kind": stored.get("kind"),
+                             "entrySequence": stored.get("entrySequence"), "n": stored.get("n"),
+                             "dueAt": stored.get("dueAt"), "topic": trigger.get("topic", stored.get("topic")),
+                             "firingTriggerId": trigger.get("id", stored.get("triggerId"))}
+            if "reason" in stored:
+                data["reason"] = stored["reason"]
+        case EventType.MIGRATED:
+            for key in ("fromVersion", "toVersion", "stateMap", "by", "reason"):
+                data[key] = stored.get(key)
         case _:
             pass
     return data

@@ -10,7 +10,10 @@ The real `azure-eventgrid` `EventGridPublisherClient` does the sending (CloudEve
 With a key the client authenticates with `AzureKeyCredential` (the `aeg-sas-key` header); without one, with
 `DefaultAzureCredential` (managed identity in Azure; imported only then, so key-only deployments never load
 `azure-identity`). One client per (endpoint, credential) for the life of the process, as the Azure SDK
-guidelines ask. The SDK's own retry policy is kept small (`retry_total`): the outbox retries what fails.
+guidelines ask. The SDK's own retries are off (`retry_total=0`: they would sleep in a delivery thread): the
+outbox retries what fails on its own schedule, so fresh commits keep going to the topic while an old one waits for
+its next attempt. A 400, 401, 403, 404 or 413 is not worth retrying at once (the key, the role or the event is
+wrong); anything else (429, 5xx, a transport error) is.
 The topic endpoint is set by the platform operator at onboarding, not by the tenant, so it is not subject to the
 webhook destination policy.
 """
@@ -19,35 +22,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from cloudevents.core.base import BaseCloudEvent
 
+from engine.feed.cloudevents import to_batch
 from engine.feed.subscriptions import Subscription
 from engine.feed.webhook import DeliveryResult
 
-__all__ = ["EventGridPublisher", "to_azure_cloudevent"]
+__all__ = ["EventGridPublisher"]
 
-
-def to_azure_cloudevent(event: BaseCloudEvent) -> Any:
-    """Our CloudEvent (cloudevents SDK) as the `azure.core.messaging.CloudEvent` the Event Grid client sends."""
-    from azure.core.messaging import CloudEvent as AzureCloudEvent
-
-    attributes = event.get_attributes()
-    extensions = {key: value for key, value in attributes.items()
-                  if key not in ("id", "source", "type", "specversion", "subject", "time", "datacontenttype",
-                                 "dataschema")}
-    return AzureCloudEvent(
-        source=event.get_source(), type=event.get_type(), id=event.get_id(), time=event.get_time(),
-        subject=event.get_subject(), datacontenttype=event.get_datacontenttype(), data=event.get_data(),
-        extensions=extensions or None,
-    )
+_FINAL_STATUSES = frozenset({400, 401, 403, 404, 413})
 
 
 class EventGridPublisher:
-    def __init__(self, *, retry_total: int = 2, timeout: float = 10.0,
+    def __init__(self, *, retry_total: int = 0, timeout: float = 10.0,
                  credential_factory: Callable[[], Any] | None = None) -> None:
         self.retry_total = retry_total
         self.timeout = timeout
@@ -72,9 +64,7 @@ class EventGridPublisher:
                     from azure.identity import DefaultAzureCredential
 
                     credential = DefaultAzureCredential()
-                client = self._clients[identity] = EventGridPublisherClient(
-                    endpoint, credential, retry_total=self.retry_total, connection_timeout=self.timeout,
-                    read_timeout=self.timeout)
+                client = self._clients[identity] = EventGridPublisherClient(endpoint, credential)
             return client
 
     def publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
@@ -83,13 +73,18 @@ class EventGridPublisher:
             return DeliveryResult(True)
         try:
             client = self._client(subscription.endpoint, subscription.secret)
-            client.send([to_azure_cloudevent(event) for event in events])
+            # The events go as their structured JSON (the SDK sends CloudEvent dicts as they are), and the options
+            # per call: the client drops those given to its constructor (azure-eventgrid 4.22 does not pass them on
+            # to the client it wraps).
+            client.send(json.loads(to_batch(events)), retry_total=self.retry_total,
+                        connection_timeout=self.timeout, read_timeout=self.timeout)
         except Exception as e:  # any SDK, auth or transport error: counted, retried by the outbox
             status = getattr(e, "status_code", None)
             where = f" ({status})" if status else ""
             return DeliveryResult(False, error=f"Event Grid topic {subscription.endpoint}{where}: "
-                                               f"{type(e).__name__}: {e}"[:1000], attempts=1)
-        return DeliveryResult(True, attempts=1)
+                                               f"{type(e).__name__}: {e}"[:1000], attempts=1,
+                                  retryable=status not in _FINAL_STATUSES)
+        return DeliveryResult(True, attempts=1, delivered=len(events))
 
     def close(self) -> None:
         with self._lock:

@@ -6,11 +6,14 @@ a subscriber. In the background:
 
 1. a router thread maps the commit's events to CloudEvents once and picks the subscriptions that want them
    (types filter; a definition's subscriptions only see its workflow);
-2. each subscription has its own *lane*, a queue served by up to `lane_concurrency` threads of a bounded pool
-   (order is not promised anyway, and a subscriber 50 ms away would get 20 events/s from one connection), and by
-   one thread only while its deliveries fail. A slow or dead subscriber fills its own lane, never another's; a
-   lane holding more than `lane_limit` deliveries drops the extra ones to the sweeper instead of growing without
-   bound; runners take turns of `lane_turn` tasks so a busy lane does not starve the others of threads;
+2. each subscription has its own *lane* (engine/feed/lanes.py), a queue served by up to `lane_concurrency`
+   threads of a bounded pool (order is not promised anyway, and a subscriber 50 ms away would get 20 events/s
+   from one connection), and by one thread only while its attempts keep failing; a tenant's lanes together use at
+   most `tenant_concurrency` threads. A slow or dead subscriber fills its own lane, never another's, and a
+   tenant's slow subscribers hold its own share of the threads, never another tenant's; a lane holding more than
+   `lane_limit` deliveries drops the extra ones to the sweeper instead of growing without bound;
+   a delivery is one attempt: one that fails and may be retried goes back to its lane after its backoff
+   (`RetryPolicy`) without holding a thread, so the commits behind it are not held back;
 3. when every lane has finished with the commit, it is marked dispatched — in batches, by a marker thread, so
    marking costs one write per batch and not one per commit. If a delivery failed, the commit stays
    undispatched and the subscriptions it did reach are recorded, so the sweeper's retry skips them.
@@ -34,13 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import queue
+import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -51,6 +54,7 @@ from cloudevents.core.base import BaseCloudEvent
 from engine.domain import Commit, timestamp
 from engine.feed.cloudevents import CE_TYPES, CloudEventMapper, to_batch
 from engine.feed.eventgrid import EventGridPublisher
+from engine.feed.lanes import LaneKey, Lanes
 from engine.feed.subscriptions import (
     NAME_PATTERN,
     InvalidSubscription,
@@ -64,7 +68,7 @@ from engine.feed.subscriptions import (
     SubscriptionStore,
     check_types,
 )
-from engine.feed.webhook import DeliveryResult, WebhookPublisher
+from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
 from engine.stores.base import EventStore
 
 __all__ = ["ChangeFeed", "Dispatcher", "FeedPage", "Publisher", "SweepReport", "Sweeper"]
@@ -106,21 +110,17 @@ class _Work:
         return self.commit.position
 
 
-@dataclass(eq=False)
-class _Lane:
-    tasks: deque[Callable[[], None]] = field(default_factory=deque)
-    runners: int = 0  # pool threads serving the lane now, at most `lane_concurrency`
-
-
 class Dispatcher:
     """Publishes each commit to its subscribers, then marks it dispatched. Use the instance as the processor's
     `on_commit`. Never raises into the caller."""
 
     def __init__(self, store: EventStore, catalog: SubscriptionCatalog, *, webhook: WebhookPublisher,
                  eventgrid: Publisher | None = None, mapper: CloudEventMapper | None = None, max_workers: int = 32,
-                 pause_after: int = 5, lane_limit: int = 10_000, lane_turn: int = 32, lane_concurrency: int = 4,
+                 pause_after: int = 5, lane_limit: int = 10_000, lane_turn: int = 32, lane_concurrency: int = 8,
+                 tenant_concurrency: int = 16, retry: RetryPolicy | None = None,
                  handshake_retry_seconds: float = 300.0, catch_up_page: int = 200, mark_delay: float = 0.05,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
+                 on_retry: Callable[[float], None] | None = None, rng: random.Random | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.catalog = catalog
@@ -128,23 +128,23 @@ class Dispatcher:
         self._eventgrid = eventgrid
         self.mapper = mapper or CloudEventMapper(store)
         self.pause_after = pause_after
-        self.lane_limit = lane_limit
-        self.lane_turn = lane_turn
-        self.lane_concurrency = lane_concurrency
+        self.retry = retry or webhook.retry
+        self.rng = rng or random.Random()
         self.handshake_retry_seconds = handshake_retry_seconds
         self.catch_up_page = catch_up_page
         self.mark_delay = mark_delay
         self.before_mark = before_mark  # a test hook: the fault test kills the process here
+        self.on_retry = on_retry  # a test hook: told the delay of each retry scheduled
         self.monotonic = monotonic
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="waymark-feed")
+        self.lanes = Lanes(threads=max_workers, per_tenant=tenant_concurrency, per_lane=lane_concurrency,
+                           limit=lane_limit, turn=lane_turn)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight: dict[tuple[str, int], threading.Event] = {}
         self._catching_up: set[tuple[str, str]] = set()
-        self._lanes: dict[tuple[str, str], _Lane] = {}
         self._handshakes: dict[tuple[str, str], float] = {}
         self._handshake_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._struggling: set[tuple[str, str]] = set()  # lanes whose last delivery failed
+        self._failed_lately: set[LaneKey] = set()  # subscriptions whose last delivery failed (in this process)
         self._routes: queue.SimpleQueue[tuple[str, Commit, Collection[str], threading.Event] | None] = (
             queue.SimpleQueue())
         self._marks: dict[str, list[_Work]] = {}
@@ -185,7 +185,7 @@ class Dispatcher:
             if self._closed or key in self._catching_up:
                 return False
             self._catching_up.add(key)
-        if not self._push(key, lambda: self._catch_up(tenant, subscription)):
+        if not self.lanes.push(key, lambda: self._catch_up(tenant, subscription)):
             self._caught_up(key)
             return False
         return True
@@ -207,12 +207,11 @@ class Dispatcher:
         self.drain(timeout)
         with self._lock:
             self._closed = True
-        self.webhook.stopping.set()  # interrupts backoff waits
         self._routes.put(None)
         with self._mark_ready:
             self._mark_ready.notify_all()
         self._router.join(timeout=1.0)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.lanes.close()  # scheduled retries are dropped: those commits stay undispatched for the sweeper
         self._marker.join(timeout=2.0)
 
     # -------------------------------------------------------------------------------------- routing
@@ -245,10 +244,7 @@ class Dispatcher:
             self._to_mark(work)
             return
         for subscription, wanted in plan:
-            def deliver(subscription: Subscription = subscription, wanted: list[BaseCloudEvent] = wanted) -> None:
-                self._finished(work, subscription.name, self._deliver(work, subscription, wanted))
-
-            if not self._push((tenant, subscription.name), deliver):
+            if not self.lanes.push((tenant, subscription.name), self._task(work, subscription, wanted, 1)):
                 log.warning("the lane of subscription %s is full; the sweeper will deliver this commit later",
                             subscription.name, extra={"tenant": tenant, "position": commit.position})
                 self._finished(work, subscription.name, _Outcome.FAILED)
@@ -259,51 +255,6 @@ class Dispatcher:
             self._idle.notify_all()
         done.set()
 
-    # -------------------------------------------------------------------------------------- lanes
-
-    def _push(self, key: tuple[str, str], task: Callable[[], None]) -> bool:
-        with self._lock:
-            lane = self._lanes.get(key)
-            if lane is None:
-                lane = self._lanes[key] = _Lane()
-            if len(lane.tasks) >= self.lane_limit:
-                return False
-            lane.tasks.append(task)
-            # A failing subscriber is served by one thread (its retries wait there); a healthy one by several.
-            limit = 1 if key in self._struggling else self.lane_concurrency
-            if lane.runners >= limit:
-                return True
-            lane.runners += 1
-        try:
-            self._pool.submit(self._run_lane, key)
-        except RuntimeError:  # the pool is shut down: what is queued is left to the next sweeper
-            with self._lock:
-                lane.runners -= 1
-            return False
-        return True
-
-    def _run_lane(self, key: tuple[str, str]) -> None:
-        # A turn runs at most `lane_turn` tasks, then the runner goes to the back of the pool's queue: a busy
-        # lane does not starve the others of threads.
-        for _ in range(self.lane_turn):
-            with self._lock:
-                lane = self._lanes[key]
-                if not lane.tasks:
-                    lane.runners -= 1
-                    if lane.runners == 0:
-                        del self._lanes[key]
-                    return
-                task = lane.tasks.popleft()
-            try:
-                task()
-            except Exception:
-                log.exception("a delivery task failed unexpectedly", extra={"tenant": key[0], "subscription": key[1]})
-        try:
-            self._pool.submit(self._run_lane, key)
-        except RuntimeError:
-            with self._lock:
-                self._lanes[key].runners -= 1
-
     # -------------------------------------------------------------------------------------- delivering
 
     def publisher(self, subscription: Subscription) -> Publisher:
@@ -313,7 +264,19 @@ class Dispatcher:
             return self._eventgrid
         return self.webhook
 
-    def _deliver(self, work: _Work, spec: Subscription, events: Sequence[BaseCloudEvent]) -> _Outcome:
+    def _task(self, work: _Work, spec: Subscription, events: Sequence[BaseCloudEvent],
+              attempt: int) -> Callable[[], None]:
+        def deliver() -> None:
+            outcome = self._deliver(work, spec, events, attempt)
+            if outcome is not None:
+                self._finished(work, spec.name, outcome)
+
+        return deliver
+
+    def _deliver(self, work: _Work, spec: Subscription, events: Sequence[BaseCloudEvent],
+                 attempt: int) -> _Outcome | None:
+        """Attempt `attempt` of a commit's delivery to one subscription: its outcome, or None when a retry is
+        scheduled."""
         tenant = work.tenant
         try:
             subscription = self.catalog.current(tenant, spec)
@@ -326,22 +289,48 @@ class Dispatcher:
                 return _Outcome.OWED
             if subscription.status is not ACTIVE:
                 return _Outcome.SKIPPED
+            key = (tenant, subscription.name)
             result = self.publisher(subscription).publish(subscription, events)
+            self.lanes.attempted(key, result.ok)
+            delay, result = self._next_attempt(result, attempt)
+            if delay is not None:
+                rest = events[result.delivered:]
+                if self._later(delay, key, self._task(work, spec, rest, attempt + 1)):
+                    return None
+                return _Outcome.FAILED  # closing: the sweeper delivers it
             return self._account(tenant, subscription, result, work.position)
         except Exception:
             log.exception("delivering a commit failed; the sweeper will retry it",
                           extra={"tenant": tenant, "subscription": spec.name, "position": work.position})
             return _Outcome.FAILED
 
+    def _next_attempt(self, result: DeliveryResult, attempt: int) -> tuple[float | None, DeliveryResult]:
+        """When to try a failed delivery again (None: not again now), and the result to count if not."""
+        if result.ok or result.gone or not result.retryable or attempt >= self.retry.attempts:
+            return None, result
+        if result.retry_after is None:
+            return self.retry.backoff(attempt, self.rng), result
+        if result.retry_after > self.retry.max_retry_after:
+            return None, dataclasses.replace(result, error=(
+                f"{result.error}; Retry-After of {result.retry_after:.0f}s is beyond the "
+                f"{self.retry.max_retry_after:.0f}s a delivery waits"))
+        return result.retry_after, result
+
+    def _later(self, delay: float, key: LaneKey, task: Callable[[], None]) -> bool:
+        if self.on_retry is not None:
+            self.on_retry(delay)
+        return self.lanes.later(delay, key, task)
+
     def _account(self, tenant: str, subscription: Subscription, result: DeliveryResult, position: int) -> _Outcome:
-        """Record what a delivery did to the subscription's state; the outcome for the commit."""
+        """Record what a delivery (its last attempt) did to the subscription's state; the outcome for the
+        commit."""
         key = (tenant, subscription.name)
         with self._lock:
-            struggled = key in self._struggling
+            struggled = key in self._failed_lately
             if result.ok:
-                self._struggling.discard(key)
+                self._failed_lately.discard(key)
             else:
-                self._struggling.add(key)
+                self._failed_lately.add(key)
         if result.ok:
             if subscription.consecutive_failures or struggled:  # (the state read may predate a failure)
                 self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(s, consecutive_failures=0)
@@ -452,8 +441,9 @@ class Dispatcher:
 
     # -------------------------------------------------------------------------------------- catching up
 
-    def _catch_up(self, tenant: str, spec: Subscription) -> None:
+    def _catch_up(self, tenant: str, spec: Subscription, attempt: int = 1) -> None:
         key = (tenant, spec.name)
+        again = False
         try:
             while True:
                 subscription = self.catalog.current(tenant, spec)
@@ -471,6 +461,13 @@ class Dispatcher:
                         return
                     assert commit.position is not None
                     result = self.publisher(current).publish(current, chosen)
+                    self.lanes.attempted(key, result.ok)
+                    delay, result = self._next_attempt(result, attempt)
+                    if delay is not None:  # resume here after the backoff, without holding the thread meanwhile
+                        self._advance(tenant, current, start, commit.position)
+                        again = self._later(delay, key, functools.partial(self._catch_up, tenant, spec, attempt + 1))
+                        return
+                    attempt = 1
                     if self._account(tenant, current, result, commit.position) is not _Outcome.DELIVERED:
                         self._advance(tenant, current, start, commit.position)  # resume here next time
                         return
@@ -484,7 +481,8 @@ class Dispatcher:
             log.exception("catching up failed; the sweeper will restart it", extra={"tenant": tenant,
                                                                                      "subscription": spec.name})
         finally:
-            self._caught_up(key)
+            if not again:
+                self._caught_up(key)
 
     def _advance(self, tenant: str, subscription: Subscription, start: int, following: int | None) -> None:
         def advance(s: Subscription) -> Subscription:
@@ -632,7 +630,8 @@ class ChangeFeed:
                  tenants: Callable[[], Iterable[str]] = tuple, origin: str = "waymark",
                  allow_private_destinations: bool = False, webhook: WebhookPublisher | None = None,
                  eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
-                 max_workers: int = 32, lane_concurrency: int = 4, cache_seconds: float = 2.0,
+                 max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
+                 retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None) -> None:
         self.events = events
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
@@ -642,8 +641,8 @@ class ChangeFeed:
         self.mapper = CloudEventMapper(events)
         self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,
                                      mapper=self.mapper, max_workers=max_workers, pause_after=pause_after,
-                                     lane_concurrency=lane_concurrency,
-                                     before_mark=before_mark)
+                                     lane_concurrency=lane_concurrency, tenant_concurrency=tenant_concurrency,
+                                     retry=retry, before_mark=before_mark)
         self.sweeper = Sweeper(self.dispatcher, tenants, grace_seconds=grace_seconds)
 
     # -------------------------------------------------------------------------------------- hosting

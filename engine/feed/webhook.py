@@ -14,11 +14,13 @@
   (dedupe on the event id), so a timestamp would add a clock check and no protection. In binary mode only the
   body (`data`) is signed, which is why `data` repeats `instanceId` and `sequence`; use structured mode to have
   every attribute covered.
-- **Retries**: transport errors, timeouts, 408, 425, 429 and 5xx are retried up to `RetryPolicy.attempts` times
-  with exponential backoff and jitter (a delay drawn from [cap/2, cap], cap = base·2^(n-1) ≤ max_delay). A 429 or
-  503 with `Retry-After` (seconds or an HTTP-date) waits that long instead; longer than `max_retry_after` and the
-  delivery gives up at once (the commit stays undispatched and the sweeper tries later). 410 stops at once: the
-  subscription is `gone`. Other 4xx and any 3xx fail at once: redirects are never followed.
+- **Retries**: transport errors, timeouts, 408, 425, 429 and 5xx are *retryable*; `publish` makes one attempt and
+  says so, and the outbox tries again on its own schedule (engine/feed/outbox.py, `RetryPolicy`): up to
+  `RetryPolicy.attempts` attempts with exponential backoff and jitter (a delay drawn from [cap/2, cap], cap =
+  base·2^(n-1) ≤ max_delay), or, after a 429 or 503 with `Retry-After` (seconds or an HTTP-date), that long;
+  longer than `max_retry_after` and the delivery gives up at once (the commit stays undispatched and the sweeper
+  tries later). No thread waits meanwhile, and the events behind a failed one are not held back. 410 stops at
+  once: the subscription is `gone`. Other 4xx and any 3xx fail at once: redirects are never followed.
 - **Destinations**: unless `allow_private_destinations`, an endpoint whose host resolves to any address that is
   not globally routable (loopback, private, link-local, CGNAT, multicast, reserved, unspecified, and IPv4-mapped
   forms of those) is refused. The check is made when connecting, on the very addresses the socket then connects
@@ -35,7 +37,6 @@ import ipaddress
 import random
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,7 +190,7 @@ class _GuardedTransport(httpx.HTTPTransport):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    attempts: int = 4
+    attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 60.0
@@ -207,10 +208,16 @@ class Handshake:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
+    """What one attempt to deliver a commit's events did. On a failure, the first `delivered` events got through;
+    `retryable` says the rest may be tried again (after `retry_after` seconds when the receiver said so)."""
+
     ok: bool
     gone: bool = False
     error: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # requests made
+    delivered: int = 0
+    retryable: bool = False
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +233,7 @@ class _Attempt:
 
 class WebhookPublisher:
     """Sends CloudEvents to webhook subscriptions. Thread-safe: one httpx client (a connection pool) shared by
-    every delivery thread. `close()` interrupts the backoff waits of deliveries in progress."""
+    every delivery thread. `retry` is the policy the outbox follows for its deliveries."""
 
     def __init__(self, *, origin: str = "waymark", allow_private_destinations: bool = False, timeout: float = 10.0,
                  retry: RetryPolicy | None = None, rng: random.Random | None = None,
@@ -237,7 +244,6 @@ class WebhookPublisher:
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self.now = now
-        self.stopping = threading.Event()
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         transport: httpx.BaseTransport = (httpx.HTTPTransport(trust_env=False, limits=limits)
                                           if allow_private_destinations else _GuardedTransport(self.policy,
@@ -246,7 +252,6 @@ class WebhookPublisher:
                                    headers={"User-Agent": USER_AGENT})
 
     def close(self) -> None:
-        self.stopping.set()
         self.client.close()
 
     def check_destination(self, endpoint: str) -> None:
@@ -283,28 +288,19 @@ class WebhookPublisher:
         return headers, built.body
 
     def publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
-        """Deliver `events` in order, retrying each as the policy says. Never raises."""
-        index, attempts, total = 0, 0, 0
-        while index < len(events):
-            attempts += 1
-            total += 1
-            headers, body = self.message(subscription, events[index])
+        """One attempt: deliver `events` in order, stopping at the first that fails. Never raises, never waits
+        to retry: the result says how many were delivered and whether (and when) the rest may be tried again —
+        the outbox schedules that retry without holding a thread (engine/feed/lanes.py)."""
+        for index, event in enumerate(events):
+            headers, body = self.message(subscription, event)
             attempt = self._send(subscription.endpoint, headers, body)
             if attempt.ok:
-                index, attempts = index + 1, 0
                 continue
             if attempt.gone:
-                return DeliveryResult(False, gone=True, error=attempt.error, attempts=total)
-            if not attempt.retry or attempts >= self.retry.attempts:
-                return DeliveryResult(False, error=attempt.error, attempts=total)
-            delay = attempt.retry_after if attempt.retry_after is not None else self.retry.backoff(attempts, self.rng)
-            if delay > self.retry.max_retry_after:
-                return DeliveryResult(False, error=f"{attempt.error}; Retry-After of {delay:.0f}s is beyond the "
-                                                   f"{self.retry.max_retry_after:.0f}s this delivery waits",
-                                      attempts=total)
-            if self.stopping.wait(delay):
-                return DeliveryResult(False, error=f"{attempt.error}; stopped before retrying", attempts=total)
-        return DeliveryResult(True, attempts=total)
+                return DeliveryResult(False, gone=True, error=attempt.error, attempts=index + 1, delivered=index)
+            return DeliveryResult(False, error=attempt.error, attempts=index + 1, delivered=index,
+                                  retryable=attempt.retry, retry_after=attempt.retry_after)
+        return DeliveryResult(True, attempts=len(events), delivered=len(events))
 
     def _send(self, endpoint: str, headers: dict[str, str], body: bytes) -> _Attempt:
         try:

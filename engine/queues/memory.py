@@ -95,6 +95,14 @@ class MemoryCommandQueue:
         with self._lock:
             return len(self._messages)
 
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest message that is not visible yet becomes visible (None: there is none)."""
+        with self._lock:
+            now = self._clock()
+            waiting = [entry.visible_at - now for entry in self._messages.values()
+                       if entry.visible_at > now and not entry.receipt]
+        return min(waiting, default=None)
+
     def poisoned(self, *, limit: int = 100) -> list[Message]:
         with self._lock:
             entries = sorted(self._poison.values(), key=lambda poisoned: poisoned[1])[:limit]

@@ -11,6 +11,10 @@ engine/stores/_sqlite.py): a `send` that returned — the command acknowledged w
 are a requeue or a discard. A claim, a completion and a release acknowledge nothing, and a power cut that loses one
 only delivers a message again: they are written unsynced (`unsynced`) and synced by the next synced commit.
 
+A message sent with a delay (a timer, a scheduled trigger, a retry put off) waits in `<name>_scheduled`, indexed
+by its `not_before` time, and joins the queue when a receive finds it due. So ten thousand pending timers cost a
+receive one index probe, not a scan past them, and `next_due_in` tells an idle worker how long it may sleep.
+
 Every `sqlite3` error is translated into `StoreUnavailable("command queue", ...)`.
 """
 
@@ -33,6 +37,7 @@ from engine.queues.base import Message, MessageLost, check_receive, dump_body
 from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 
 _STORE = "command queue"
+_PROMOTE_BATCH = 256  # due delayed messages moved onto the queue by one receive
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -64,7 +69,7 @@ class SqliteCommandQueue:
         self._closed = False
         self._poison_reason = f"exceeded max dequeue count {max_dequeue_count}"
 
-        t, p = name, f"{name}_poison"
+        t, p, d = name, f"{name}_poison", f"{name}_scheduled"
         # seq (the rowid) is the enqueue order; FIFO is by seq, which no clock skew between processes can upset.
         self._schema = (
             f"CREATE TABLE IF NOT EXISTS {t} ("
@@ -73,7 +78,18 @@ class SqliteCommandQueue:
             f"CREATE TABLE IF NOT EXISTS {p} ("
             " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, enqueued_at REAL NOT NULL,"
             " dequeue_count INTEGER NOT NULL, poisoned_at REAL NOT NULL, poison_reason TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {d} ("
+            " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, enqueued_at REAL NOT NULL,"
+            " not_before REAL NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {d}_not_before ON {d} (not_before)",
         )
+        self._sql_schedule = f"INSERT INTO {d} (id, body, enqueued_at, not_before) VALUES (?, ?, ?, ?)"
+        self._sql_due = (f"SELECT seq, id, body, enqueued_at, not_before FROM {d} WHERE not_before <= ?"
+                         f" ORDER BY not_before LIMIT {_PROMOTE_BATCH}")
+        self._sql_promote = f"INSERT INTO {t} (id, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)"
+        self._sql_unschedule = f"DELETE FROM {d} WHERE seq = ?"
+        self._sql_next_due = f"SELECT min(not_before) FROM {d}"
+        self._sql_scheduled_depth = f"SELECT count(*) FROM {d}"
         self._sql_send = f"INSERT INTO {t} (id, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)"
         # Scans in enqueue order and skips the few held or delayed messages, rather than sorting every visible
         # one: cheap even with a deep backlog.
@@ -107,7 +123,10 @@ class SqliteCommandQueue:
         now = self._clock()
         with self._translated():
             # Autocommit: one INSERT is one transaction, synced before it returns (synchronous=FULL).
-            self._db().execute(self._sql_send, (message_id, text, now, now + max(delay, 0.0)))
+            if delay > 0:
+                self._db().execute(self._sql_schedule, (message_id, text, now, now + delay))
+            else:
+                self._db().execute(self._sql_send, (message_id, text, now, now))
         return message_id
 
     def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
@@ -115,6 +134,9 @@ class SqliteCommandQueue:
         received: list[Message] = []
         with self._translated(), self._transaction(synced=False) as db:
             now = self._clock()
+            for seq, message_id, body, enqueued_at, not_before in db.execute(self._sql_due, (now,)).fetchall():
+                db.execute(self._sql_unschedule, (seq,))
+                db.execute(self._sql_promote, (message_id, body, enqueued_at, not_before))
             while len(received) < max_messages:
                 candidates = db.execute(self._sql_candidates, (now, max_messages - len(received))).fetchall()
                 if not candidates:
@@ -160,7 +182,14 @@ class SqliteCommandQueue:
     def depth(self) -> int:
         with self._translated():
             (count,) = self._db().execute(self._sql_depth).fetchone()
-        return int(count)
+            (scheduled,) = self._db().execute(self._sql_scheduled_depth).fetchone()
+        return int(count) + int(scheduled)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest delayed message is due (0 when one is due now), None when none waits."""
+        with self._translated():
+            (due,) = self._db().execute(self._sql_next_due).fetchone()
+        return None if due is None else max(0.0, float(due) - self._clock())
 
     def poisoned(self, *, limit: int = 100) -> list[Message]:
         with self._translated():

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from engine.domain import Trigger
 
-CommandKind = Literal["create", "trigger", "broadcast"]
+CommandKind = Literal["create", "trigger", "broadcast", "timer"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,21 @@ class Broadcast:
     trigger: Trigger
 
 
-Command = CreateInstance | SendTrigger | Broadcast
+@dataclass(frozen=True)
+class FireTimer:
+    """A timer's firing, delivered by the queue when due: which pending timer of which visit, and its number. What
+    it sends is read from the instance's own record of the timer, not from the message."""
+
+    tenant: str
+    instance_id: str
+    timer_id: str
+    entry_sequence: int | None  # None: a scheduled trigger (it belongs to no visit)
+    n: int
+    trigger_id: str
+    due_at: str
+
+
+Command = CreateInstance | SendTrigger | Broadcast | FireTimer
 
 
 def _trigger_doc(trigger: Trigger) -> dict[str, Any]:
@@ -66,6 +80,10 @@ def to_message(command: Command) -> dict[str, Any]:
                     "trigger": _trigger_doc(command.trigger)}
         case Broadcast():
             return {"kind": "broadcast", "tenant": command.tenant, "trigger": _trigger_doc(command.trigger)}
+        case FireTimer():
+            return {"kind": "timer", "tenant": command.tenant, "instanceId": command.instance_id,
+                    "timerId": command.timer_id, "entrySequence": command.entry_sequence, "n": command.n,
+                    "triggerId": command.trigger_id, "dueAt": command.due_at}
 
 
 class MalformedCommand(ValueError):
@@ -85,7 +103,14 @@ def from_message(body: Mapping[str, Any]) -> Command:
                                    trigger=_trigger(body["trigger"]))
             case "broadcast":
                 return Broadcast(tenant=body["tenant"], trigger=_trigger(body["trigger"]))
+            case "timer":
+                entry = body.get("entrySequence")
+                return FireTimer(tenant=body["tenant"], instance_id=body["instanceId"], timer_id=body["timerId"],
+                                 entry_sequence=int(entry) if entry is not None else None, n=int(body["n"]),
+                                 trigger_id=body["triggerId"], due_at=body["dueAt"])
             case other:
                 raise MalformedCommand(f"unknown command kind {other!r}")
-    except (KeyError, TypeError) as e:
+    except MalformedCommand:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
         raise MalformedCommand(f"command message is missing or has a wrong field: {e}") from e

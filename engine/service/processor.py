@@ -7,35 +7,49 @@ call `CommandProcessor.handle`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.domain import (
     Commit,
     ConcurrencyConflict,
     Decision,
     DuplicateTrigger,
+    Event,
     EventType,
     Instance,
     InstanceAlreadyExists,
     InstanceNotFound,
+    MigrationRefused,
     Outcome,
     RecoveryMode,
     RecoveryRefused,
+    SchedulingRefused,
     Services,
+    StoreUnavailable,
+    TimerNotFound,
     Trigger,
+    WorkflowNotFound,
+    decide_cancel,
     decide_create,
+    decide_migrate,
     decide_recover,
+    decide_schedule,
     decide_terminate,
     decide_trigger,
     fold,
+    parse_time,
+    scheduling_id,
 )
 from engine.domain.errors import InvalidCommand
-from engine.service.commands import Broadcast, Command, CreateInstance, SendTrigger
+from engine.service.commands import Broadcast, Command, CreateInstance, FireTimer, SendTrigger, to_message
 from engine.service.definitions import DefinitionCatalog
 from engine.stores.base import EventStore, PendingCommit, append_many, load_follows
+
+if TYPE_CHECKING:
+    from engine.service.timers import TimerScheduler
 
 log = logging.getLogger("waymark.processor")
 
@@ -51,14 +65,20 @@ _OUTCOMES = {
     EventType.FAULTED: Outcome.FAULTED,
     EventType.RECOVERED: Outcome.RECOVERED,
     EventType.TERMINATED: Outcome.TERMINATED,
+    EventType.MIGRATED: Outcome.MIGRATED,
+    EventType.TIMER_SCHEDULED: Outcome.SCHEDULED,
+    EventType.TIMER_CANCELLED: Outcome.CANCELLED,
 }
 
 
 def outcome_of(commit: Commit) -> Outcome:
-    """What a commit did, read from its events (a fault anywhere in it wins)."""
+    """What a commit did, read from its events (a fault anywhere in it wins; a timer's firing is known by what its
+    trigger did)."""
     types = [event.type for event in commit.events]
     if EventType.FAULTED in types:
         return Outcome.FAULTED
+    if types[0] is EventType.TIMER_FIRED and len(types) > 1:
+        return _OUTCOMES.get(types[1], Outcome.APPLIED)
     return _OUTCOMES.get(types[0], Outcome.APPLIED)
 
 
@@ -82,12 +102,13 @@ CommitListener = Callable[[str, Commit], None]
 class CommandProcessor:
     def __init__(self, events: EventStore, definitions: DefinitionCatalog, *, services: Services | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 on_commit: CommitListener | None = None) -> None:
+                 on_commit: CommitListener | None = None, scheduler: TimerScheduler | None = None) -> None:
         self.events = events
         self.definitions = definitions
         self.services = services or Services()
         self.clock = clock
         self.on_commit = on_commit
+        self.scheduler = scheduler  # puts timers' firings on the queue (engine/service/timers.py)
 
     def handle(self, command: Command) -> list[Result]:
         match command:
@@ -97,6 +118,10 @@ class CommandProcessor:
                 return [self.trigger(command.tenant, command.instance_id, command.trigger)]
             case Broadcast():
                 return self.broadcast(command.tenant, command.trigger)
+            case FireTimer():
+                from engine.service.firing import fire
+
+                return fire(self, command)
 
     def create(self, command: CreateInstance) -> Result:
         tenant, instance_id = command.tenant, command.instance_id
@@ -106,6 +131,7 @@ class CommandProcessor:
         workflow = self.definitions.get(tenant, command.workflow_id, command.workflow_version)
         decision = decide_create(workflow, instance_id, context=command.context, interests=command.interests,
                                  trigger_id=command.trigger_id, now=self.clock(), services=self.services)
+        self.schedule_firings(tenant, decision.events)
         try:
             commit = self.events.append(tenant, instance_id, 0, decision.events, state=decision.instance)
         except DuplicateTrigger:
@@ -153,6 +179,10 @@ class CommandProcessor:
             latest[instance_id] = decision.instance
             pending.append(PendingCommit(instance_id, instance.version, decision.events, decision.instance))
             owners.append((index, decision.outcome))
+        try:
+            self.schedule_firings(tenant, [event for commit in pending for event in commit.events])
+        except Exception as e:  # nothing is stored: each trigger of the batch fails, and is retried, on its own
+            return [result if result is not None else e for result in results]
         stored = append_many(self.events, tenant, pending) if pending else []
         refused: set[str] = set()
         for (index, outcome), commit in zip(owners, stored, strict=True):
@@ -203,6 +233,60 @@ class CommandProcessor:
 
         return self._decide_and_append(tenant, instance_id, command_id, decide)
 
+    # ------------------------------------------------------------------------------------ time and change
+
+    def schedule_trigger(self, tenant: str, instance_id: str, trigger: Trigger, *, due: datetime,
+                         by: str | None = None) -> Result:
+        """Record that `trigger` is to be sent to the instance at `due` (`TimerScheduled`, kind `trigger`), its
+        firing queued first. The same trigger id scheduled again answers with the first result."""
+        def decide(instance: Instance) -> Decision:
+            if self.events.find_trigger(tenant, instance_id, trigger.id) is not None:
+                raise SchedulingRefused(tenant, instance_id, f"trigger {trigger.id!r} is recorded already")
+            try:
+                return decide_schedule(instance, trigger, due=due, now=self.clock(), by=by)
+            except SchedulingRefused as e:
+                raise SchedulingRefused(tenant, instance_id, e.reason) from e
+
+        return self._decide_and_append(tenant, instance_id, scheduling_id(trigger.id), decide)
+
+    def cancel_scheduled(self, tenant: str, instance_id: str, timer_id: str, *, by: str, reason: str,
+                         command_id: str) -> Result:
+        """Cancel a pending scheduled trigger (`TimerCancelled`); its firing, when it comes, is recorded as
+        ignored."""
+        def decide(instance: Instance) -> Decision:
+            try:
+                return decide_cancel(instance, timer_id, by=by, reason=reason, command_id=command_id,
+                                     now=self.clock())
+            except TimerNotFound as e:
+                raise TimerNotFound(tenant, instance_id, timer_id) from e
+            except SchedulingRefused as e:
+                raise SchedulingRefused(tenant, instance_id, e.reason) from e
+
+        return self._decide_and_append(tenant, instance_id, command_id, decide)
+
+    def plan_migration(self, tenant: str, instance: Instance, to_version: int, *, state_map: Mapping[str, str],
+                       context_patch: Mapping[str, Any] | None, by: str, reason: str, command_id: str) -> Decision:
+        """What migrating `instance` to `to_version` would append; raises MigrationRefused (or WorkflowNotFound)."""
+        target = self.definitions.get(tenant, instance.workflow_id, to_version)
+        try:
+            source = self.definitions.get(tenant, instance.workflow_id, instance.workflow_version)
+        except WorkflowNotFound:
+            source = None
+        try:
+            return decide_migrate(instance, source, target, state_map=state_map, context_patch=context_patch,
+                                  by=by, reason=reason, command_id=command_id, now=self.clock())
+        except MigrationRefused as e:
+            raise MigrationRefused(tenant, instance.id, e.problems) from e
+
+    def migrate(self, tenant: str, instance_id: str, to_version: int, *, state_map: Mapping[str, str],
+                context_patch: Mapping[str, Any] | None, by: str, reason: str, command_id: str) -> Result:
+        """Move the instance to another version of its workflow (`Migrated`); its later triggers run on it."""
+        def decide(instance: Instance) -> Decision:
+            return self.plan_migration(tenant, instance, to_version, state_map=state_map,
+                                       context_patch=context_patch, by=by, reason=reason, command_id=command_id)
+
+        return self._decide_and_append(tenant, instance_id, command_id, decide)
+
     def _decide_and_append(self, tenant: str, instance_id: str, command_id: str,
                            decide: Callable[[Instance], Decision]) -> Result:
         """Load, decide, append — re-deciding on the new version after a lost race. A command id already
@@ -218,6 +302,7 @@ class CommandProcessor:
                 decision = decide(instance)
             except RecoveryRefused as e:
                 raise RecoveryRefused(tenant, instance_id, e.reason) from e
+            self.schedule_firings(tenant, decision.events)
             try:
                 commit = self.events.append(tenant, instance_id, instance.version, decision.events,
                                             state=decision.instance)
@@ -228,6 +313,20 @@ class CommandProcessor:
             return self._committed(tenant, instance_id, command_id, decision.outcome, commit)
         raise ConcurrencyConflict(tenant, instance_id, -1, None,
                                   detail=f"lost the race for the instance {MAX_CONFLICT_RETRIES} times in a row")
+
+    def schedule_firings(self, tenant: str, events: Sequence[Event]) -> None:
+        """Put on the queue the firing of every timer these events schedule, before they are stored (see
+        engine/service/timers.py). Raises when the queue cannot take them: then nothing is stored either."""
+        for event in events:
+            if event.type is not EventType.TIMER_SCHEDULED:
+                continue
+            if self.scheduler is None:
+                raise StoreUnavailable("timer scheduler", "this engine has no timer scheduler: it cannot keep timers")
+            data = event.data
+            firing = FireTimer(tenant, event.instance_id, data["timerId"], data.get("entrySequence"), int(data["n"]),
+                               data["trigger"]["id"], data["dueAt"])
+            self.scheduler.schedule(tenant, to_message(firing), due=parse_time(firing.due_at), key=firing.trigger_id,
+                                    instance_id=firing.instance_id)
 
     def _faulting_trigger(self, tenant: str, instance: Instance) -> Trigger | None:
         """The trigger recorded on the instance's Faulted event (None for a fault at creation)."""

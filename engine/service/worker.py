@@ -173,6 +173,17 @@ class Worker:
         self.process_batch(messages)
         return len(messages)
 
+    def _idle_pause(self) -> float:
+        """How long an idle worker sleeps: its idle poll, or less when a delayed message (a timer) is due sooner."""
+        next_due_in = getattr(self.queue, "next_due_in", None)
+        if next_due_in is None:
+            return self.idle_wait
+        try:
+            due = next_due_in()
+        except Exception:
+            return self.idle_wait
+        return self.idle_wait if due is None else min(self.idle_wait, due)
+
     def run(self, stop: threading.Event) -> None:
         """Until `stop` is set. A stop finishes the message at hand; the rest of a received batch is
         released at once so another worker picks it up (nothing waits out a visibility timeout)."""
@@ -185,6 +196,6 @@ class Worker:
                 stop.wait(1.0)
                 continue
             if not messages:
-                stop.wait(self.idle_wait)
+                stop.wait(self._idle_pause())
                 continue
             self.process_batch(messages, stop)

@@ -8,6 +8,7 @@ Layout (see the README's "Cosmos DB" section for the whole story and the costs):
     │   │                                       its feed position, `dispatched` and `indexed` flags
     │   ├── {instanceId}:index                  kind "index": the instance as of its newest *indexed* commit
     │   ├── ~feed:position  (partition ~feed)   kind "counter": the tenant's last feed position
+    │   ├── ~feed:outbox    (partition ~feed)   kind "outbox": which commits are dispatched (cosmos_outbox.py)
     │   └── ~gap:{position:012d} (partition ~feed) kind "gap": a position that will never hold a commit
     └── definitions  partition /workflowId
         └── {workflowId}:{version:08d}          kind "definition": one document per version, never overwritten
@@ -26,11 +27,16 @@ last read or wrote (or reads the head: one query) before creating.
 
 **Loading.** The commit document carries the instance after it, as JSON text (so numbers beyond 2**53 and lone
 surrogates round-trip exactly, and Cosmos does not index it): a load is one `TOP 1 … ORDER BY firstSequence DESC`
-query in the instance's partition, whatever the length of its history. `find_trigger` on an instance this store has
-seen queries "the commit of this trigger, or any commit after the head I know" in one request; a `load` of the same
-instance right after it, on the same thread, returns that head without another request. That is the steady state
-of `CommandProcessor.trigger`: find_trigger + load (1 request) + append (2: the position, the commit) = 3. A stale
-head can only make the append's create collide (409 → `ConcurrencyConflict` → the processor reloads).
+query in the instance's partition, whatever the length of its history. In the processor's find-then-decide
+(`base.load_follows`), an instance whose head this store holds costs no read at all: `find_trigger` answers a
+trigger recorded by this store from memory and any other as not recorded, and the `load` that follows returns the
+head held. Were the trigger recorded elsewhere, or the head moved on by another writer, the append's create collides
+(409 on the commit's id or its trigger key) and the processor is told which (`DuplicateTrigger`: the first result is
+answered; `ConcurrencyConflict`: it reloads and decides again) — a trigger is never applied twice, though one
+decided on a stale head has had its actions run (as when two workers race for one message). Without a head held,
+`find_trigger` queries "the commit of this trigger, or any commit after the head I know" and hands the head it
+read to the `load`. So the steady state of a trigger is the append alone: the position and the create, 2 requests
+(and 1 + 1/n in a worker's group commit of n, `append_many`, whose positions are taken in one request).
 
 **Feed positions.** Cosmos has no global sequence: a per-tenant counter document is incremented with a patch
 (`incr`, atomic on the server) before the create — one request per commit and one hot document per tenant. A
@@ -44,11 +50,12 @@ to `gap_grace` behind a lost position.
 
 **The instance index** (for `list_instances` and `interested`) is one `index` document per instance, a projection
 written *after* the commit: by `mark_dispatched` (the outbox marks every commit, in batches) or by `repair_index`
-(for a sweeper), each a conditional patch that only moves it forward, and only then is the commit flagged
-`indexed`. Commits not yet indexed (just appended, or a crash between commit and index) are merged in by every
-listing from a query on `indexed = false` made before the index query, so a listing reflects every commit made
-before it started (read-your-writes); an index left behind only costs listings that query's size until it is
-repaired.
+(for a sweeper), each a conditional patch that only moves it forward, and only then is the commit marked: in the
+tenant's outbox document (`mark_dispatched`, one request for the whole batch, see engine/stores/cosmos_outbox.py)
+or on the commit itself (`indexed`, by the repair). Commits neither marked nor indexed (just appended, or a crash
+between commit and index) are merged in by every listing from a query made before the index query, so a listing
+reflects every commit made before it started (read-your-writes); an index left behind only costs listings that
+query's size until it is repaired.
 
 Errors are translated at the edge: 409/412 become `ConcurrencyConflict`/`DuplicateTrigger` where they mean that,
 a 404 on a tenant's database or container `TenantNotFound`, and everything else (429 after the SDK's throttling
@@ -70,6 +77,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_from_bytes
 
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -88,7 +96,8 @@ from engine.domain import (
     WorkflowNotFound,
     timestamp,
 )
-from engine.stores.base import Page, load_expected
+from engine.stores import cosmos_outbox as outbox
+from engine.stores.base import Page, PendingCommit, load_expected
 from engine.stores.checks import (
     check_commit,
     check_limit,
@@ -96,6 +105,7 @@ from engine.stores.checks import (
     encode_continuation,
     workflow_id_of,
 )
+from engine.stores.cosmos_outbox import OutboxState
 
 __all__ = [
     "EVENTS_INDEXING_POLICY",
@@ -176,28 +186,52 @@ Resolver = Callable[[str], CosmosLocation]
 
 
 class RequestCounter(SansIOHTTPPolicy[Any, Any]):
-    """Counts the HTTP requests a client sends, each retry too. An azure-core policy; the Cosmos client takes no
-    `per_call_policies`, so pass it as `cosmos_client(request_hook=counter)`: the SDK's `CustomHookPolicy`, which
-    sits after its retry policy, calls it for every request that goes on the wire."""
+    """Counts the HTTP requests a client sends, each retry too, and sums the request charge (RU) its responses
+    carry in `x-ms-request-charge`. An azure-core policy; the Cosmos client takes no `per_call_policies`, so pass it
+    as `cosmos_client(request_hook=counter)`: the SDK's `CustomHookPolicy`, which sits after its retry policy, calls
+    it for every request that goes on the wire (and its `on_response` for every response)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
-        self.by_method: dict[str, int] = {}
+        self.by_method: dict[str, int] = {}  # "POST query" for a query, else the HTTP method
+        self.charge = 0.0
+        self.charged = 0  # responses that carried a request charge
+        self.charges: set[float] = set()
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         method = str(getattr(request.http_request, "method", "?"))
+        headers = getattr(request.http_request, "headers", {}) or {}
+        if str(headers.get("x-ms-documentdb-isquery", "")).lower() == "true":
+            method += " query"
         with self._lock:
             self.count += 1
             self.by_method[method] = self.by_method.get(method, 0) + 1
 
+    def on_response(self, request: PipelineRequest[Any], response: Any) -> None:
+        http = getattr(response, "http_response", None)
+        value = (getattr(http, "headers", None) or {}).get("x-ms-request-charge")
+        if value is None:
+            return
+        with contextlib.suppress(ValueError):
+            charge = float(value)
+            with self._lock:
+                self.charge += charge
+                self.charged += 1
+                self.charges.add(charge)
+
     def __call__(self, request: PipelineRequest[Any]) -> None:
         self.on_request(request)
+
+    def respond(self, response: Any) -> None:
+        """The client's `raw_response_hook`."""
+        self.on_response(response, response)
 
     def reset(self) -> int:
         with self._lock:
             count, self.count = self.count, 0
             self.by_method = {}
+            self.charge, self.charged, self.charges = 0.0, 0, set()
         return count
 
 
@@ -216,6 +250,9 @@ def cosmos_client(endpoint: str, *, key: str | None = None, credential: Any = No
         raise ValueError("give exactly one of key and credential")
     if request_hook is not None:
         options["raw_request_hook"] = request_hook
+        respond = getattr(request_hook, "respond", None)
+        if callable(respond):  # a RequestCounter: it sums the request charges too
+            options.setdefault("raw_response_hook", respond)
     try:
         return CosmosClient(endpoint, key if key is not None else credential, connection_verify=verify,
                             connection_timeout=connection_timeout, read_timeout=read_timeout,
@@ -375,10 +412,11 @@ def _instance_of(doc: Mapping[str, Any]) -> Instance:
     return Instance.from_dict(_decode(doc["instance"]))
 
 
-def _commit_of(doc: Mapping[str, Any]) -> Commit:
+def _commit_of(doc: Mapping[str, Any], outbox: OutboxState | None = None) -> Commit:
     events = tuple(Event.from_dict(event) for event in _decode(doc["events"]))
-    return Commit(doc["instanceId"], events, _instance_of(doc), position=int(doc["position"]),
-                  dispatched=bool(doc.get("dispatched")))
+    position, flagged = int(doc["position"]), bool(doc.get("dispatched"))
+    return Commit(doc["instanceId"], events, _instance_of(doc), position=position,
+                  dispatched=flagged if outbox is None else outbox.dispatched(position, flagged))
 
 
 # ---------------------------------------------------------------------------------------------- event store
@@ -410,6 +448,7 @@ class CosmosEventStore:
         self._lock = threading.Lock()
         self._heads: OrderedDict[tuple[str, str], Instance] = OrderedDict()
         self._located: OrderedDict[tuple[str, int], _Located] = OrderedDict()
+        self._recorded: OrderedDict[tuple[str, str, str], Commit] = OrderedDict()  # triggers recorded here
         self._spares: dict[str, list[tuple[int, float]]] = {}
         self._local = threading.local()
 
@@ -439,6 +478,8 @@ class CosmosEventStore:
         with self._lock:
             for key in [key for key in self._heads if key[0] == tenant]:
                 del self._heads[key]
+            for recorded in [recorded for recorded in self._recorded if recorded[0] == tenant]:
+                del self._recorded[recorded]
             self._spares.pop(tenant, None)
 
     # ------------------------------------------------------------------------------------------ writing
@@ -449,15 +490,70 @@ class CosmosEventStore:
         check_commit(instance_id, expected_version, events, state)
         self._local.handoff = None
         silo = self._silos.get(tenant)
+        ((position, taken_at),) = self._take_positions(tenant, silo, 1)
+        return self._create(tenant, silo, PendingCommit(instance_id, expected_version, events, state), position,
+                            taken_at)
+
+    def append_many(self, tenant: str, commits: Sequence[PendingCommit]) -> list[Commit | Exception]:
+        """The worker's group commit on Cosmos: the feed positions of the whole batch in one request (an `incr` by
+        the number of commits), then one create per commit — each still the atomic unit, whole or absent on its own.
+        A commit refused (ConcurrencyConflict, DuplicateTrigger) is answered in its place, and so are the later
+        commits of its instance, decided on it; their positions are marked as gaps at once. A storage failure raises
+        StoreUnavailable: the commits created before it stay (a retry finds their triggers recorded); the positions
+        not used are marked as gaps."""
+        pending = [PendingCommit(c.instance_id, c.expected_version, tuple(c.events), c.state) for c in commits]
+        for commit in pending:
+            check_commit(commit.instance_id, commit.expected_version, tuple(commit.events), commit.state)
+        if not pending:
+            return []
+        self._local.handoff = None
+        silo = self._silos.get(tenant)
+        positions = self._take_positions(tenant, silo, len(pending))
+        results: list[Commit | Exception] = []
+        refused: set[str] = set()
+        for index, (commit, (position, taken_at)) in enumerate(zip(pending, positions, strict=True)):
+            if commit.instance_id in refused:
+                self._abandon(tenant, silo, [position])
+                results.append(ConcurrencyConflict(tenant, commit.instance_id, commit.expected_version, None,
+                                                   detail="follows a refused commit of its batch"))
+                continue
+            try:
+                results.append(self._create(tenant, silo, commit, position, taken_at, spare=False))
+            except (ConcurrencyConflict, DuplicateTrigger) as e:
+                refused.add(commit.instance_id)
+                results.append(e)
+            except BaseException:
+                self._abandon(tenant, silo, [p for p, _ in positions[index + 1:]])
+                raise
+        return results
+
+    def _create(self, tenant: str, silo: _Silo, pending: PendingCommit, position: int, taken_at: float, *,
+                spare: bool = True) -> Commit:
+        """Create the commit's document at `position` (see append). The position of a commit refused for its version
+        is kept for the caller's retry (`spare`), or marked as a gap at once (in a batch, where later positions are
+        used already: a reader of the feed must not wait at it)."""
+
+        def release() -> None:
+            if spare:
+                self._give_back(tenant, position, taken_at)
+            else:
+                self._abandon(tenant, silo, [position])
+
+        instance_id, expected_version, state = pending.instance_id, pending.expected_version, pending.state
+        events = tuple(pending.events)
         trigger_id = events[0].trigger_id
         key = (tenant, instance_id)
         if expected_version > 0 and self._head(key) != expected_version:
             # Creating `{id}:{n+1}` proves the stream is at n only if it has reached n: read the head.
-            current = self._query_head(tenant, silo, instance_id)
+            try:
+                current = self._query_head(tenant, silo, instance_id)
+            except BaseException:
+                release()
+                raise
             version = current.version if current is not None else 0
             if version != expected_version:
+                release()
                 raise self._refusal(tenant, silo, instance_id, expected_version, trigger_id, version)
-        position, taken_at = self._take_position(tenant, silo)
         doc_id = _commit_id(instance_id, expected_version + 1)
         doc = {
             "id": doc_id,
@@ -486,16 +582,19 @@ class CosmosEventStore:
             if isinstance(refusal, DuplicateTrigger):
                 self._abandon(tenant, silo, [position])
             else:
-                self._give_back(tenant, position, taken_at)
+                release()
             raise refusal from e
         except exceptions.CosmosResourceNotFoundError as e:
             raise TenantNotFound(tenant) from e
         except AzureError as e:  # the outcome is unknown: the position is never used again (a gap)
             self._drop_head(key)
             raise StoreUnavailable(STORE, f"tenant {tenant!r}, instance {instance_id!r}: {_describe(e)}") from e
+        commit = Commit(instance_id, events, state, position=position)
         self._remember_head(key, state)
         self._remember_location(tenant, _Located(position, instance_id, doc_id, state))
-        return Commit(instance_id, events, state, position=position)
+        if trigger_id is not None:
+            self._remember_recorded(tenant, commit)
+        return commit
 
     def _refusal(self, tenant: str, silo: _Silo, instance_id: str, expected_version: int, trigger_id: str | None,
                  actual: int | None) -> Exception:
@@ -505,34 +604,42 @@ class CosmosEventStore:
             return DuplicateTrigger(tenant, instance_id, trigger_id)
         return ConcurrencyConflict(tenant, instance_id, expected_version, actual)
 
-    def _take_position(self, tenant: str, silo: _Silo) -> tuple[int, float]:
-        """A feed position of the tenant, and when it was taken from the counter: a spare one (taken by an append
-        that lost its race, less than SPARE_SECONDS ago) or the counter's next."""
+    def _take_positions(self, tenant: str, silo: _Silo, count: int) -> list[tuple[int, float]]:
+        """`count` feed positions of the tenant, in order, each with when it was taken from the counter: spare ones
+        first (taken by an append that lost its race, less than SPARE_SECONDS ago), then the counter's next ones,
+        all in one request (`incr` by the number still wanted)."""
         now = time.monotonic()
         expired: list[int] = []
-        spare: tuple[int, float] | None = None
+        taken: list[tuple[int, float]] = []
         with self._lock:
             spares = self._spares.get(tenant)
-            while spares and spare is None:
+            while spares and len(taken) < count:
                 position, taken_at = spares.pop(0)
                 if now - taken_at < SPARE_SECONDS:
-                    spare = (position, taken_at)
+                    taken.append((position, taken_at))
                 else:
                     expired.append(position)
         self._abandon(tenant, silo, expired)
-        if spare is not None:
-            return spare
-        operations = [{"op": "incr", "path": "/next", "value": 1}]
-        with self._silos.translated(tenant):
-            try:
-                counter = silo.events.patch_item(_COUNTER_ID, _FEED_PARTITION, operations)
-            except exceptions.CosmosResourceNotFoundError:
-                # The first commit of the tenant (or a container provisioned by infra/tenant.bicep).
-                with contextlib.suppress(exceptions.CosmosResourceExistsError):
-                    silo.events.create_item({"id": _COUNTER_ID, "instanceId": _FEED_PARTITION, "kind": "counter",
-                                             "triggerKey": "~position", "next": 0})
-                counter = silo.events.patch_item(_COUNTER_ID, _FEED_PARTITION, operations)
-        return int(counter["next"]), now
+        wanted = count - len(taken)
+        if not wanted:
+            return taken
+        operations = [{"op": "incr", "path": "/next", "value": wanted}]
+        try:
+            with self._silos.translated(tenant):
+                try:
+                    counter = silo.events.patch_item(_COUNTER_ID, _FEED_PARTITION, operations)
+                except exceptions.CosmosResourceNotFoundError:
+                    # The first commit of the tenant (or a container provisioned by infra/tenant.bicep).
+                    with contextlib.suppress(exceptions.CosmosResourceExistsError):
+                        silo.events.create_item({"id": _COUNTER_ID, "instanceId": _FEED_PARTITION,
+                                                 "kind": "counter", "triggerKey": "~position", "next": 0})
+                    counter = silo.events.patch_item(_COUNTER_ID, _FEED_PARTITION, operations)
+        except BaseException:
+            for position, taken_at in taken:
+                self._give_back(tenant, position, taken_at)
+            raise
+        last = int(counter["next"])
+        return sorted(taken) + [(position, now) for position in range(last - wanted + 1, last + 1)]
 
     def _abandon(self, tenant: str, silo: _Silo, positions: Sequence[int]) -> None:
         """Mark positions that will never hold a commit, so `read_feed` need not wait `gap_grace` at them. Best
@@ -550,8 +657,9 @@ class CosmosEventStore:
             spares.sort()
 
     def mark_dispatched(self, tenant: str, positions: Sequence[int]) -> None:
-        """Index the instances of these commits (newest state per instance), then flag the commits dispatched and
-        indexed. Unknown positions are ignored."""
+        """Index the instances of these commits (newest state per instance), then mark the commits dispatched in the
+        tenant's outbox document (one request for the batch: see engine/stores/cosmos_outbox.py). Unknown
+        positions are ignored."""
         if not positions:
             return
         self._local.handoff = None
@@ -570,36 +678,79 @@ class CosmosEventStore:
             located += [self._located_of(doc) for doc in self._silos.query(
                 tenant, silo.events, "SELECT c.id, c.instanceId, c.position, c.instance FROM c"
                 " WHERE c.kind = 'commit' AND ARRAY_CONTAINS(@positions, c.position)", positions=unknown)]
-        self._index(tenant, silo, located)
-        operations = [{"op": "set", "path": "/dispatched", "value": True},
-                      {"op": "set", "path": "/indexed", "value": True}]
-        for entry in located:
-            self._patch_commit(tenant, silo, entry, operations)
+        self._index(tenant, silo, located)  # first: a commit marked dispatched is indexed
+        with self._silos.translated(tenant):
+            outbox.mark(silo.events, [entry.position for entry in located])
         with self._lock:
             for entry in located:
                 self._located.pop((tenant, entry.position), None)
 
     def repair_index(self, tenant: str, *, limit: int = 1000) -> int:
-        """Bring the index up to every commit not yet indexed (a crash between commit and index, or commits the
-        outbox has not marked yet), at most `limit` of them; returns how many. The sweeper's job."""
+        """The sweeper's pass over a tenant: fold the outbox marks into its watermark (`compact`), then bring the
+        index up to every commit neither indexed nor marked (a crash between commit and index, commits the outbox
+        cannot mark because their publishing keeps failing, or has not marked yet), at most `limit` of them;
+        returns how many were indexed."""
         self._local.handoff = None
         silo = self._silos.get(tenant)
+        state = self.compact(tenant)
         docs = self._silos.query(tenant, silo.events, f"SELECT TOP {int(limit)} c.id, c.instanceId, c.position,"
                                  " c.instance FROM c WHERE c.kind = 'commit' AND c.indexed = false"
-                                 " ORDER BY c.position")
+                                 " AND c.position > @through AND NOT ARRAY_CONTAINS(@marked, c.position)"
+                                 " ORDER BY c.position", through=state.through, marked=state.marked_list)
         located = [self._located_of(doc) for doc in docs]
         self._index(tenant, silo, located)
         for entry in located:
-            self._patch_commit(tenant, silo, entry, [{"op": "set", "path": "/indexed", "value": True}])
+            self._patch_commit(tenant, silo, entry.doc_id, entry.instance_id,
+                               [{"op": "set", "path": "/indexed", "value": True}])
         return len(located)
+
+    def compact(self, tenant: str, *, attempts: int = 3) -> OutboxState:
+        """Fold the tenant's outbox marks into its watermark (see engine/stores/cosmos_outbox.py); the state after.
+        A concurrent mark or compaction makes the replace fail on the etag: read again, up to `attempts` times."""
+        silo = self._silos.get(tenant)
+        state = self._outbox(tenant, silo)
+        for _ in range(attempts):
+            if not state.exists or not state.marked:
+                return state
+            top = max(state.marked)
+            slots = {slot.position: slot for slot in (self._slot(doc) for doc in self._silos.query(
+                tenant, silo.events, "SELECT c.id, c.instanceId, c.position, c.kind, c.dispatched, c.committedAt"
+                " FROM c WHERE (c.kind = 'commit' OR c.kind = 'gap') AND c.position > @through"
+                " AND c.position <= @top ORDER BY c.position", through=state.through, top=top))}
+            through = outbox.advance(state, list(slots.values()))
+            flag = outbox.overflow(state, through, slots)
+            for slot in flag:
+                self._patch_commit(tenant, silo, slot.doc_id, slot.instance_id,
+                                   [{"op": "set", "path": "/dispatched", "value": True},
+                                    {"op": "set", "path": "/indexed", "value": True}])
+            if through == state.through and not flag:
+                return state
+            body = outbox.compacted(state, through, [slot.position for slot in flag])
+            try:
+                with self._silos.translated(tenant):
+                    silo.events.replace_item(outbox.OUTBOX_ID, body, etag=state.etag,
+                                             match_condition=MatchConditions.IfNotModified, no_response=True)
+                return outbox.OutboxState(through, frozenset(body["marks"]["compacted"]))
+            except exceptions.CosmosAccessConditionFailedError:
+                state = self._outbox(tenant, silo)
+        return state
+
+    def _slot(self, doc: Mapping[str, Any]) -> outbox.Slot:
+        return outbox.Slot(int(doc["position"]), str(doc["kind"]), bool(doc.get("dispatched")),
+                           _age_seconds(doc.get("committedAt")) >= self.gap_grace, str(doc.get("id") or ""),
+                           str(doc.get("instanceId") or ""))
+
+    def _outbox(self, tenant: str, silo: _Silo) -> OutboxState:
+        return outbox.read_state(lambda sql, **options: self._silos.query(tenant, silo.events, sql, **options))
 
     @staticmethod
     def _located_of(doc: Mapping[str, Any]) -> _Located:
         return _Located(int(doc["position"]), doc["instanceId"], doc["id"], _instance_of(doc))
 
-    def _patch_commit(self, tenant: str, silo: _Silo, entry: _Located, operations: list[dict[str, Any]]) -> None:
+    def _patch_commit(self, tenant: str, silo: _Silo, doc_id: str, instance_id: str,
+                      operations: list[dict[str, Any]]) -> None:
         with self._silos.translated(tenant), contextlib.suppress(exceptions.CosmosResourceNotFoundError):
-            silo.events.patch_item(entry.doc_id, entry.instance_id, operations, no_response=True)
+            silo.events.patch_item(doc_id, instance_id, operations, no_response=True)
 
     def _index(self, tenant: str, silo: _Silo, located: Sequence[_Located]) -> None:
         """Move each instance's index document forward to the newest of these states (never backward: the patch
@@ -680,13 +831,25 @@ class CosmosEventStore:
 
     def find_trigger(self, tenant: str, instance_id: str, trigger_id: str) -> Commit | None:
         self._local.handoff = None
-        silo = self._silos.get(tenant)
         key = (tenant, instance_id)
+        if load_expected():
+            # The processor's find-then-decide (see the module docstring): a trigger recorded here is answered from
+            # memory, and with a head in memory nothing is read — were the trigger recorded elsewhere, or the head
+            # stale, the append's create collides (409) and says so.
+            with self._lock:
+                recorded = self._recorded.get((tenant, instance_id, trigger_id))
+            if recorded is not None:
+                return recorded
+            head = self._heads_get(key)
+            if head is not None:
+                self._local.handoff = (tenant, instance_id, head, time.monotonic())
+                return None
+        silo = self._silos.get(tenant)
         known = self._head(key)
         trigger_key = _trigger_key(trigger_id, 0)
         if known is None:
             found = self._trigger_doc(tenant, silo, instance_id, trigger_id)
-            return None if found is None else _commit_of(found)
+            return None if found is None else self._found(tenant, silo, found)
         # One request: the trigger's commit, and any commit after the head this store knows, which makes the
         # `load` that follows free.
         docs = self._silos.query(tenant, silo.events, "SELECT * FROM c WHERE c.instanceId = @id AND c.kind = 'commit'"
@@ -701,8 +864,12 @@ class CosmosEventStore:
             self._local.handoff = (tenant, instance_id, head, time.monotonic())
         for doc in docs:
             if doc.get("triggerKey") == trigger_key:
-                return _commit_of(doc)
+                return self._found(tenant, silo, doc)
         return None
+
+    def _found(self, tenant: str, silo: _Silo, doc: Mapping[str, Any]) -> Commit:
+        """A commit document found by its trigger, with whether it is dispatched (from the tenant's outbox)."""
+        return _commit_of(doc, self._outbox(tenant, silo))
 
     def _trigger_doc(self, tenant: str, silo: _Silo, instance_id: str, trigger_id: str) -> dict[str, Any] | None:
         docs = self._silos.query(tenant, silo.events, "SELECT * FROM c WHERE c.instanceId = @id"
@@ -771,8 +938,11 @@ class CosmosEventStore:
         Read *before* the index: a commit not indexed then is in here, and one indexed then is in the index from
         then on (the index only moves forward), so a listing sees every commit made before it started, even while
         the outbox is indexing."""
+        state = self._outbox(tenant, silo)  # a commit marked dispatched there is indexed
         docs = self._silos.query(tenant, silo.events, "SELECT c.instanceId, c.lastSequence, c.instance FROM c"
-                                 " WHERE c.kind = 'commit' AND c.indexed = false")
+                                 " WHERE c.kind = 'commit' AND c.indexed = false AND c.position > @through"
+                                 " AND NOT ARRAY_CONTAINS(@marked, c.position)",
+                                 through=state.through, marked=state.marked_list)
         newest: dict[str, dict[str, Any]] = {}
         for doc in docs:
             known = newest.get(doc["instanceId"])
@@ -805,12 +975,13 @@ class CosmosEventStore:
                                  after=max(after, 0))
         commits: list[Commit] = []
         previous = max(after, 0)
+        state = self._outbox(tenant, silo) if docs else None
         for doc in docs:
             position = int(doc["position"])
             if position != previous + 1 and _age_seconds(doc.get("committedAt")) < self.gap_grace:
                 break
             if doc["kind"] == "commit":
-                commits.append(_commit_of(doc))
+                commits.append(_commit_of(doc, state))
             previous = position
         return commits
 
@@ -819,10 +990,13 @@ class CosmosEventStore:
             return []
         self._local.handoff = None
         silo = self._silos.get(tenant)
+        state = self._outbox(tenant, silo)
         before = "" if committed_before is None else " AND c.at < @before"
         parameters = {} if committed_before is None else {"before": committed_before}
         docs = self._silos.query(tenant, silo.events, f"SELECT TOP {int(limit)} * FROM c WHERE c.kind = 'commit'"
-                                 f" AND c.dispatched = false{before} ORDER BY c.position", **parameters)
+                                 " AND c.dispatched = false AND c.position > @through"
+                                 f" AND NOT ARRAY_CONTAINS(@marked, c.position){before} ORDER BY c.position",
+                                 through=state.through, marked=state.marked_list, **parameters)
         commits = [_commit_of(doc) for doc in docs]
         for doc, commit in zip(docs, commits, strict=True):
             self._remember_location(tenant, _Located(int(doc["position"]), commit.instance_id, doc["id"],
@@ -865,6 +1039,15 @@ class CosmosEventStore:
     def _drop_head(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._heads.pop(key, None)
+
+    def _remember_recorded(self, tenant: str, commit: Commit) -> None:
+        trigger_id = commit.events[0].trigger_id
+        if self._cache_size <= 0 or trigger_id is None:
+            return
+        with self._lock:
+            self._recorded[(tenant, commit.instance_id, trigger_id)] = commit
+            while len(self._recorded) > self._cache_size:
+                self._recorded.popitem(last=False)
 
     def _remember_location(self, tenant: str, located: _Located) -> None:
         with self._lock:

@@ -328,8 +328,9 @@ def test_another_client_sees_what_one_appended(backend: Backend) -> None:
 
 
 def test_a_load_that_follows_find_trigger_answers_the_head_it_read(backend: Backend) -> None:
-    """The processor's find-then-load (base.load_follows) may be answered from one read; it never answers a
-    load of another instance, nor one outside it, with what find_trigger read."""
+    """The processor's find-then-load (base.load_follows) may be answered from one read, or from none (a head the
+    store holds); it never answers a load of another instance, nor one outside it, with what find_trigger read.
+    A head another writer has moved past since is possible only there, and an append decided on it is refused."""
     first, second = backend.event_store(), backend.event_store()
     create(first, A, "i-1")
     create(first, A, "i-2")
@@ -351,8 +352,15 @@ def test_a_load_that_follows_find_trigger_answers_the_head_it_read(backend: Back
     with load_follows():
         assert first.find_trigger(A, "i-1", "t-4") is None
         loaded = first.load(A, "i-1")
-    assert loaded == second.load(A, "i-1")
-    assert (loaded.version, loaded.context["count"]) == (4, 3)
+    current = second.load(A, "i-1")
+    assert (current.version, current.context["count"]) == (4, 3)
+    assert loaded == current or loaded.version == 3  # read again, or the head `first` held
+    if loaded != current:  # deciding on the held head loses the race: nothing is written
+        decision = triggered(loaded, "tick", "t-4")
+        with pytest.raises(ConcurrencyConflict):
+            first.append(A, "i-1", loaded.version, decision.events, state=decision.instance)
+        assert first.load(A, "i-1") == current  # outside load_follows: read again
+        assert [e.trigger_id for e in second.read(A, "i-1")][-2:] == ["t-2", "t-3"]
 
 
 def test_events_and_states_round_trip_exactly(backend: Backend) -> None:

@@ -217,6 +217,15 @@ def test_send_with_delay(adapter: Adapter, queue: CommandQueue) -> None:
     assert receive_one(queue, adapter.short_timeout + MARGIN).id == message_id
 
 
+def test_a_delayed_message_never_holds_back_the_ones_sent_after_it(adapter: Adapter, queue: CommandQueue) -> None:
+    queue.send({"n": "far"}, delay=3600)
+    queue.send({"n": "later"}, delay=adapter.short_timeout)
+    now_id = queue.send({"n": "now"})
+    assert [m.id for m in queue.receive(max_messages=5)] == [now_id]
+    assert receive_one(queue, adapter.short_timeout + MARGIN, max_messages=5).body == {"n": "later"}
+    assert queue.depth() == 3  # the far one is waiting still; received ones are held until completed
+
+
 # --- visibility, receipts, retries ------------------------------------------------------------------------
 
 
@@ -490,6 +499,34 @@ def test_memory_queue_follows_its_injected_clock() -> None:
     assert queue.receive() == []
     now[0] += 0.1
     assert queue.receive()[0].dequeue_count == first.dequeue_count + 1
+
+
+def test_sqlite_delayed_messages_wait_apart_indexed_by_their_due_time(tmp_path: Path) -> None:
+    now = [1000.0]
+    queue = SqliteCommandQueue(tmp_path / "q.db", clock=lambda: now[0])
+    try:
+        assert queue.next_due_in() is None
+        for n in range(300):
+            queue.send({"n": n}, delay=60 + n)
+        queue.send({"n": "soon"}, delay=5)
+        ready = queue.send({"n": "ready"})
+        assert queue.next_due_in() == 5
+        for message in queue.receive(max_messages=10):
+            assert message.id == ready
+            queue.complete(message)
+        plan = " ".join(str(row) for row in queue._db().execute(
+            "EXPLAIN QUERY PLAN " + queue._sql_due, (now[0],)).fetchall())
+        assert "commands_scheduled_not_before" in plan  # a receive probes the index; it scans no pending timer
+        now[0] += 5
+        assert queue.next_due_in() == 0
+        assert [m.body for m in queue.receive(max_messages=10, visibility_timeout=3600)] == [{"n": "soon"}]
+        now[0] += 60 + 299
+        received = queue.receive(max_messages=1000, visibility_timeout=3600)
+        received += queue.receive(max_messages=1000, visibility_timeout=3600)  # at most 256 join the queue at once
+        assert [m.body["n"] for m in received] == list(range(300))
+        assert queue.next_due_in() is None
+    finally:
+        queue.close()
 
 
 def test_sqlite_failures_are_store_unavailable(tmp_path: Path) -> None:

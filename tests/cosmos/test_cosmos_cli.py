@@ -280,7 +280,8 @@ def test_bench_cosmos_is_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
         return {}
 
     monkeypatch.setattr("engine.cli.bench_cosmos.run_cosmos_bench", fake)
-    result = waymark("bench", "cosmos", "--json", "--instances", "3", "--rounds", "2")
+    result = waymark("bench", "cosmos", "--json", "--instances", "3", "--rounds", "2", "--batch", "4")
     assert result.exit_code == 0, result.output
-    assert calls == [(True, {"instances": 3, "rounds": 2})]
-    assert waymark("bench", "cosmos").exit_code == 0 and calls[-1] == (False, {"instances": 20, "rounds": 15})
+    assert calls == [(True, {"instances": 3, "rounds": 2, "batch": 4})]
+    assert waymark("bench", "cosmos").exit_code == 0 and calls[-1] == (False, {"instances": 20, "rounds": 15,
+                                                                               "batch": 16})

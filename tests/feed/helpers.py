@@ -3,12 +3,12 @@ faults, recoveries and terminations, and events without a trigger id appended by
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.domain import Commit, Event, EventType, RecoveryMode, Trigger, fold, timestamp
 from engine.runtime import Engine
-from engine.service.commands import CreateInstance
+from engine.service.commands import CreateInstance, FireTimer
 
 TENANT = "acme"
 
@@ -19,6 +19,16 @@ FAULTY: dict[str, Any] = {
             {"id": "break", "trigger": "break", "target": "closed",
              "actions": [{"type": "set-context", "values": {"x": "trigger.content.a.b"}}]},
             {"id": "close", "trigger": "close", "target": "closed"}]},
+        "closed": {},
+    },
+}
+
+
+TIMED: dict[str, Any] = {
+    "id": "timed", "initialState": "open",
+    "states": {
+        "open": {"timeouts": [{"id": "close", "after": "PT0S", "trigger": {"topic": "close"}}],
+                 "transitions": [{"id": "close", "trigger": "close", "target": "closed"}]},
         "closed": {},
     },
 }
@@ -60,11 +70,23 @@ def admin(engine: Engine, instance_id: str, kind: EventType, **data: Any) -> Com
 
 
 def every_event_type(engine: Engine) -> None:
-    """At least one event of each of the eight types, on two instances."""
+    """At least one event of each of the twelve types, on four instances."""
     engine.catalog.put(TENANT, FAULTY)
+    engine.catalog.put(TENANT, TIMED)
     claim_lifecycle(engine, "claim-1")
     create(engine, "f-1", "faulty", note="n")
     trigger(engine, "f-1", "break", "f-1-b")  # faulted: trigger.content.a is missing
     engine.processor.recover(TENANT, "f-1", mode=RecoveryMode.RESET, by="ops", reason="bad data",
                              recovery_id="rec-1", state="open", context_patch={"note": "fixed"})
     engine.processor.terminate(TENANT, "f-1", by="ops", reason="no longer needed", command_id="term-1")
+    create(engine, "t-1", "timed")  # timer scheduled, then fired
+    (timer,) = engine.events.load(TENANT, "t-1").timers
+    engine.processor.handle(FireTimer(TENANT, "t-1", timer.id, timer.entry_sequence, timer.n, timer.trigger["id"],
+                                      timer.due_at))
+    create(engine, "t-2", "faulty", note="n")  # a trigger scheduled, then cancelled; migrated to version 2
+    engine.processor.schedule_trigger(TENANT, "t-2", Trigger("close", "later"),
+                                      due=datetime.now(UTC) + timedelta(days=1))
+    engine.processor.cancel_scheduled(TENANT, "t-2", "later", by="ops", reason="not needed", command_id="c-1")
+    engine.catalog.put(TENANT, {**FAULTY, "displayName": "Faulty, version 2"})
+    engine.processor.migrate(TENANT, "t-2", 2, state_map={}, context_patch={"note": "moved"}, by="ops",
+                             reason="version 2", command_id="m-1")

@@ -13,10 +13,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_feed_prints_its_figures_as_json(capsys: Any) -> None:
-    figures = run_feed_bench(True, latency_samples=20, instances=5, triggers=4)
+    figures = run_feed_bench(True, latency_samples=20, instances=5, triggers=4, flaky_instances=5, flaky_triggers=20)
     printed = json.loads(capsys.readouterr().out)
     assert printed == figures
-    for key in ("publish_p50_ms", "publish_p95_ms", "events_per_s", "live_events_per_s"):
+    for key in ("publish_p50_ms", "publish_p95_ms", "events_per_s", "live_events_per_s", "flaky_subscriber_p50_ms",
+                "flaky_baseline_p50_ms"):
         assert isinstance(figures[key], float) and figures[key] > 0
     assert figures["publish_p50_ms"] <= figures["publish_p95_ms"]
     assert figures["undispatched_after"] == 0
+    assert figures["flaky_events"] == 25

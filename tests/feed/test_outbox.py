@@ -90,15 +90,14 @@ def test_the_sweeper_thread_finishes_what_failed(receiver: Receiver, make_rig: A
 
 def test_a_full_lane_leaves_commits_to_the_sweeper(receiver: Receiver, make_rig: Any) -> None:
     rig = make_rig(lane_concurrency=1)
-    rig.feed.dispatcher.lane_limit = 1
+    rig.feed.dispatcher.lanes.limit = 1
     hold = receiver.path("/hook").hold = threading.Event()
     rig.feed.subscribe(TENANT, "hook", endpoint=receiver.url("/hook"))
     create(rig.engine, "c1")
-    lanes = rig.feed.dispatcher._lanes
+    lanes = rig.feed.dispatcher.lanes
 
     def c1_in_flight() -> bool:  # taken out of the lane, held by the receiver
-        lane = lanes.get((TENANT, "hook"))
-        return lane is not None and not lane.tasks
+        return lanes.busy(TENANT) == 1 and lanes.queued((TENANT, "hook")) == 0
 
     wait_until(c1_in_flight, what="c1 in flight")
     create(rig.engine, "c2")  # waits in the lane

@@ -29,20 +29,6 @@ from tests.webhook_receiver import Receiver, Reply, wait_until
 SECRET = "a-secret-of-at-least-16-chars"
 
 
-class RecordedWaits:
-    """Stands in for the publisher's stop event: records each backoff instead of sleeping it."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def wait(self, delay: float) -> bool:
-        self.delays.append(delay)
-        return False
-
-    def set(self) -> None:
-        pass
-
-
 def _all_ids(rig: Any) -> set[str]:
     commits = rig.engine.events.read_feed(TENANT, limit=1000)
     return {f"{e.instance_id}:{e.sequence}" for c in commits for e in c.events}
@@ -78,7 +64,7 @@ def test_types_filter_and_no_secret_no_signature(receiver: Receiver, make_rig: A
                        types=["io.waymark.workflow.instance.faulted", "io.waymark.workflow.instance.completed"])
     every_event_type(rig.engine)
     rig.drain()
-    assert sorted(e.get_id() for e in receiver.events("/faults")) == ["claim-1:7", "f-1:2"]
+    assert sorted(e.get_id() for e in receiver.events("/faults")) == ["claim-1:7", "f-1:2", "t-1:5"]
     assert all(SIGNATURE_HEADER.lower() not in r.headers for r in receiver.requests("/faults"))
     assert rig.undispatched() == []
 
@@ -110,23 +96,21 @@ def test_handshake(receiver: Receiver, make_rig: Any, consent: bool | str, activ
 
 
 def test_429_waits_for_retry_after(receiver: Receiver, make_rig: Any) -> None:
-    webhook = fast_webhook()
-    waits = webhook.stopping = RecordedWaits()
-    rig = make_rig(webhook=webhook)
+    rig = make_rig()
+    delays: list[float] = []
+    rig.feed.dispatcher.on_retry = delays.append
     rig.feed.subscribe(TENANT, "hook", endpoint=receiver.url("/hook"))
-    receiver.script("/hook", Reply(429, {"Retry-After": "2"}))
+    receiver.script("/hook", Reply(429, {"Retry-After": "1"}))
     create(rig.engine, "c1")
     rig.drain()
-    assert waits.delays == [2.0]
+    assert delays == [1.0]
     assert len(receiver.requests("/hook")) == 2 and receiver.ids("/hook") == {"c1:1"}
     assert rig.undispatched() == []
     assert rig.feed.subscription(TENANT, "hook").consecutive_failures == 0
 
 
 def test_429_with_a_retry_after_too_long_leaves_the_commit_to_the_sweeper(receiver: Receiver, make_rig: Any) -> None:
-    webhook = fast_webhook()
-    webhook.stopping = RecordedWaits()
-    rig = make_rig(webhook=webhook)
+    rig = make_rig()
     rig.feed.subscribe(TENANT, "hook", endpoint=receiver.url("/hook"))
     receiver.script("/hook", Reply(429, {"Retry-After": "3600"}))
     create(rig.engine, "c1")
@@ -150,17 +134,17 @@ def test_retry_after_as_seconds_or_http_date() -> None:
 
 
 def test_5xx_and_transport_errors_are_retried_with_backoff(receiver: Receiver, make_rig: Any) -> None:
-    webhook = fast_webhook(retry=RetryPolicy(attempts=4, base_delay=0.1, max_delay=0.3))
-    waits = webhook.stopping = RecordedWaits()
-    rig = make_rig(webhook=webhook)
+    rig = make_rig(webhook=fast_webhook(retry=RetryPolicy(attempts=4, base_delay=0.1, max_delay=0.3)))
+    delays: list[float] = []
+    rig.feed.dispatcher.on_retry = delays.append
     rig.feed.subscribe(TENANT, "hook", endpoint=receiver.url("/hook"))
     receiver.script("/hook", Reply(500), Reply(503), Reply(502))
     create(rig.engine, "c1")
     rig.drain()
     assert len(receiver.requests("/hook")) == 4 and receiver.ids("/hook") == {"c1:1"}
     # exponential with jitter: each delay in [cap/2, cap], cap = 0.1, 0.2, 0.3 (max)
-    assert len(waits.delays) == 3
-    for delay, cap in zip(waits.delays, (0.1, 0.2, 0.3), strict=True):
+    assert len(delays) == 3
+    for delay, cap in zip(delays, (0.1, 0.2, 0.3), strict=True):
         assert cap / 2 <= delay <= cap
     assert rig.undispatched() == []
     assert rig.feed.subscription(TENANT, "hook").consecutive_failures == 0

@@ -40,7 +40,9 @@ def run(*args: str, input: str | None = None) -> Any:
 def faulted(options: list[str]) -> str:
     instance_id = f"pay-{uuid.uuid4().hex[:8]}"
     run("instances", "create", "payments", "--id", instance_id, "--context", '{"total": 10}', "--wait", "10", *options)
-    out = run("trigger", instance_id, "split", "--content", '{"parts": 0}', "--wait", "10", "--json", *options)
+    out = runner.invoke(app, ["trigger", instance_id, "split", "--content", '{"parts": 0}', "--wait", "10", "--json",
+                              *options])
+    assert out.exit_code == 5, out.output  # faulted (engine/cli/remote.py EXIT_CODES)
     assert json.loads(out.output)["outcome"] == "faulted"
     return instance_id
 
@@ -77,7 +79,7 @@ def test_batch_terminate_asks_first_and_dry_run_changes_nothing(cli: tuple[str, 
     dry = json.loads(run("instances", "terminate-batch", "--reason", "tidy", "--dry-run", "--json", *options).output)
     assert targets <= set(dry["matched"])
     declined = runner.invoke(app, ["instances", "terminate-batch", "--reason", "tidy", *options], input="n\n")
-    assert declined.exit_code == 1  # aborted at the prompt
+    assert declined.exit_code == 0 and "Nothing done." in declined.output  # declined at the prompt
     still = json.loads(run("instances", "list", "--status", "Faulted", "--json", "--all", *options).output)
     assert targets <= {item["id"] for item in still["items"]}
     run("instances", "terminate-batch", "--reason", "tidy", *options, input="y\n")

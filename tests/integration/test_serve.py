@@ -190,7 +190,8 @@ def test_the_remote_cli_against_a_running_server(served: Served, monkeypatch: py
     assert [e["type"] for e in json.loads(history.stdout)["items"]] == ["Created", "TransitionApplied",
                                                                        "TransitionApplied"]
     table = cli("instances", "history", "cli-claim")
-    assert table.exit_code == 0 and "TransitionApplied" in table.output
+    assert table.exit_code == 0 and "submit: draft → awaiting-approval via submit" in table.output
+    assert "TransitionApplied" in cli("instances", "history", "cli-claim", "--wide").output
 
     shown = cli("instances", "show", "cli-claim", "--json")
     assert json.loads(shown.output)["state"] == "awaiting-approval"

@@ -86,7 +86,8 @@ def test_a_batch_leaves_the_queue_in_one_transaction_after_the_one_that_stores_i
         ("store", "FULL", 16, 0),  # the group commit of 16 commits (and their outbox rows): synced
         ("queue", "NORMAL", 0, 16),  # complete_many, after the store's COMMIT (and sync) returned
     ]
-    assert writes[0][2] == ["SELECT"] + ["UPDATE"] * 16
+    # the probe for due delayed messages (timers), then the candidates, then the claims
+    assert writes[0][2] == ["SELECT", "SELECT"] + ["UPDATE"] * 16
     assert _synchronous(store) == _synchronous(queue) == LEVEL["full"]  # set back after each unsynced write
     assert engine.queue.depth() == 0
     assert {c.trigger_id for i in instances for c in engine.events.read(T, i)} >= {f"t-{n}" for n in range(16)}

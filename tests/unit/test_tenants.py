@@ -201,7 +201,12 @@ def test_the_cosmos_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     ("wait=nan", None), ("wait=0.25", 0.25),
 ])
 def test_prefer_wait_is_parsed_and_clamped(header: str | None, expected: float | None) -> None:
-    assert preferred_wait(header, 30.0) == expected
+    wait = preferred_wait(header, 30.0)
+    assert wait.seconds == expected
+    # a `wait` that is not a number of seconds is ignored, and said so; no `wait` at all is nothing to say
+    assert (wait.ignored is not None) == (header in ("wait=abc", "wait=nan"))
+    if wait.seconds is not None:
+        assert wait.headers() == {"Preference-Applied": f"wait={expected:g}"}
 
 
 def test_first_start_creates_the_demo_tenant_with_the_samples_once() -> None:
