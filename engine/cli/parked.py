@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from engine.cli import render
+from engine.cli.help import Cli
 from engine.cli.remote import DEFAULT_URL, AsJson, Key, Remote, Tenant, Url, _fail
 
 __all__ = ["register"]
@@ -147,8 +148,8 @@ def parked_discard(parked_id: Annotated[str | None, typer.Argument(help="One par
 
 
 def register(commands_app: typer.Typer) -> None:
-    parked_app = typer.Typer(no_args_is_help=True, help="Commands that could not be processed, kept in the "
-                                                        "tenant's store: list, show, requeue (replay), discard.")
+    parked_app = Cli(help="Commands that could not be processed, kept in the tenant's store: list, show, requeue "
+                          "(replay), discard.")
     parked_app.command("list")(parked_list)
     parked_app.command("show")(parked_show)
     parked_app.command("requeue")(parked_requeue)
