@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
     feed_pause_after: int = Field(
         default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")
+    feed_resume_after: float = Field(
+        default=60.0, ge=0,
+        description="A subscription paused by failures resumes by itself after this many seconds (each further "
+                    "pause in a row twice as long).")
+    feed_resume_max: float = Field(default=3600.0, ge=0, description="The longest automatic pause of a subscription.")
     store: StoreKind = Field(
         default="sqlite",
         description="Where a tenant's events and definitions live when its configuration names no store: `sqlite` "

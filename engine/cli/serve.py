@@ -179,6 +179,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.feed.pausing import ResumePolicy
     from engine.tenants import sealer_of
 
     subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
@@ -188,8 +189,10 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       tenant_config=lambda tenant: tenants.get(tenant).config,
                       tenants=lambda: [record.id for record in tenants.list()],
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
-                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after)
+                      grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
+                      resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max))
     engine.processor.on_commit = feed.on_commit
+    engine.feed_attention = feed.attention
     return feed
 
 
