@@ -321,6 +321,12 @@ class AzureHost:
         with log_context(function="sweep_outbox"):
             if past_due:
                 log.info("the sweep is past due (the app was idle or stopped)")
+            try:  # the poison queue's commands of known tenants into their parked stores (a backstop)
+                moved = self.engine.parked.drain_poison(self.queue)
+                if moved:
+                    log.info("%d poisoned command(s) moved to their tenants' parked stores", moved)
+            except Exception as e:
+                log.warning("moving poisoned commands to the parked stores failed: %s", e)
             report = self.feed.sweeper.sweep_once(wait=wait)  # repairs each tenant's Cosmos index first
             log.info("outbox sweep: %d commit(s) republished (%d unfinished), %d catch-up(s), %d commit(s) indexed",
                      report.republished, report.unfinished, report.catch_ups, report.repaired)

@@ -249,16 +249,24 @@ def _has_tenant(tenants: TenantRegistry, tenant: str) -> bool:
 class WorkerPool:
     """N queue worker threads sharing one engine; `stop` lets each finish the command at hand."""
 
-    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0) -> None:
+    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0,
+                 poison_drain_seconds: float = 60.0) -> None:
         self.engine = engine
         self.count = count
         self.visibility_timeout = visibility_timeout
+        self.poison_drain_seconds = poison_drain_seconds
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        from engine.service.worker import Worker
+        from engine.service.worker import Worker, drain_poison_loop
 
+        if self.count:  # what the queue poisoned for a known tenant goes to its parked store
+            drainer = threading.Thread(target=drain_poison_loop, name="waymark-poison-drain", daemon=True,
+                                       args=(self.engine.queue, self.engine.parked, self.stop_event,
+                                             self.poison_drain_seconds))
+            drainer.start()
+            self.threads.append(drainer)
         for number in range(self.count):
             worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
                             failures=self.engine.failures)
