@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from engine.api.context import ApiContext, problem_responses
 from engine.api.models import Health, Readiness
 from engine.api.problems import RETRY_AFTER_SECONDS, problem_response
-from engine.api.readiness import breakers_check
+from engine.api.readiness import breakers_check, feed_check
 from engine.domain.errors import StoreUnavailable
 
 __all__ = ["DEFAULT_CHECKS", "MAX_TENANTS_PINGED", "ReadinessCheck", "add_routes"]
@@ -52,7 +52,8 @@ def queue_check(ctx: ApiContext) -> Mapping[str, Any]:
 
 
 DEFAULT_CHECKS: Mapping[str, ReadinessCheck] = {"registry": registry_check, "storage": storage_check,
-                                                "queue": queue_check, "breakers": breakers_check}
+                                                "queue": queue_check, "breakers": breakers_check,
+                                                "feed": feed_check}
 
 
 def run_checks(ctx: ApiContext, checks: Mapping[str, ReadinessCheck]) -> dict[str, dict[str, Any]]:

@@ -179,6 +179,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.feed.pausing import ResumePolicy
     from engine.tenants import sealer_of
 
     subscriptions = SqliteSubscriptionStore(settings.data_dir, sealer=sealer_of(tenants, "subscription secrets"),
@@ -190,8 +191,10 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       origin=settings.feed_origin, allow_private_destinations=settings.allow_private_destinations,
                       grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
-                      lane_concurrency=settings.feed_subscription_concurrency)
+                      lane_concurrency=settings.feed_subscription_concurrency,
+                      resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max))
     engine.processor.on_commit = feed.on_commit
+    engine.feed_attention = feed.attention
     return feed
 
 
@@ -248,16 +251,24 @@ def _has_tenant(tenants: TenantRegistry, tenant: str) -> bool:
 class WorkerPool:
     """N queue worker threads sharing one engine; `stop` lets each finish the command at hand."""
 
-    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0) -> None:
+    def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0,
+                 poison_drain_seconds: float = 60.0) -> None:
         self.engine = engine
         self.count = count
         self.visibility_timeout = visibility_timeout
+        self.poison_drain_seconds = poison_drain_seconds
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        from engine.service.worker import Worker
+        from engine.service.worker import Worker, drain_poison_loop
 
+        if self.count:  # what the queue poisoned for a known tenant goes to its parked store
+            drainer = threading.Thread(target=drain_poison_loop, name="waymark-poison-drain", daemon=True,
+                                       args=(self.engine.queue, self.engine.parked, self.stop_event,
+                                             self.poison_drain_seconds))
+            drainer.start()
+            self.threads.append(drainer)
         for number in range(self.count):
             worker = Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
                             failures=self.engine.failures)

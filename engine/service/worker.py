@@ -21,6 +21,7 @@ from engine.domain import InstanceAlreadyExists
 from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
+from engine.service.parked import ParkedCommands
 from engine.service.processor import CommandProcessor, Result
 
 log = logging.getLogger("waymark.worker")
@@ -199,3 +200,16 @@ class Worker:
                 stop.wait(self._idle_pause())
                 continue
             self.process_batch(messages, stop)
+
+
+def drain_poison_loop(queue: CommandQueue, parked: ParkedCommands, stop: threading.Event, interval: float) -> None:
+    """Every `interval` seconds until `stop`: the poison queue's commands of known tenants into their parked stores
+    (`ParkedCommands.drain_poison`)."""
+    while not stop.wait(interval):
+        try:
+            moved = parked.drain_poison(queue)
+        except Exception as e:
+            log.warning("moving poisoned commands to the parked stores failed (tried again later): %s", e)
+            continue
+        if moved:
+            log.info("%d poisoned command(s) moved to their tenants' parked stores", moved)

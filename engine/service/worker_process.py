@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from engine.service.worker import Worker
+from engine.service.worker import Worker, drain_poison_loop
 from engine.settings import Settings
 
 
@@ -37,6 +37,8 @@ def run(settings: Settings) -> None:
                                               failures=engine.failures).run,
                                 args=(stop,), name=f"worker-{n}")
                for n in range(max(1, settings.workers))]
+    workers.append(threading.Thread(target=drain_poison_loop, args=(engine.queue, engine.parked, stop, 60.0),
+                                    name="poison-drain"))
     for worker in workers:
         worker.start()
     for worker in workers:

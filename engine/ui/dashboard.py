@@ -132,14 +132,20 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
     # ------------------------------------------------------------------------------------------ plumbing
 
     def alerts(tenant: str) -> list[str]:
-        """What an operator of the tenant must see on every page: its storage held by the circuit breaker (from
-        memory: no storage call)."""
+        """What an operator of the tenant must see on every page: its storage held by the circuit breaker, its
+        change-feed subscriptions paused (what they are owed is kept) or gone."""
         found = []
         breaker = engine.breakers.states().get(tenant)
         if breaker is not None:
             found.append(f"This tenant's {breaker['store']} is unreachable (since {breaker['since']}): its commands "
                          f"are held, not lost, and are applied once it answers (next try in "
                          f"{breaker['retryInSeconds']:g} s).")
+        attention = engine.feed_attention
+        for paused in attention(tenant) if attention is not None else []:
+            when = (f"it resumes by itself at {paused['resumeAt']}" if paused["resumeAt"]
+                    else "it waits to be resumed" if paused["status"] == "paused" else "the endpoint answered 410")
+            found.append(f"Change-feed subscription {paused['name']} ({paused['kind']}) is {paused['status']}: "
+                         f"{paused['lastError'] or 'paused by hand'}. Nothing is lost; {when}.")
         return found
 
     def prefix_of(request: Request) -> str:
@@ -149,7 +155,7 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
                **values: Any) -> HTMLResponse:
         html = templates.get_template(name).render(
             prefix=prefix_of(request), session=session, flashes=session.take_flashes() if session else [],
-            alerts=alerts(session.tenant) if session else [], **values)
+            alerts=getattr(request.state, "alerts", []), **values)
         return HTMLResponse(html, status_code=code)
 
     def error_page(request: Request, session: Session | None, status: int, title: str, detail: str) -> HTMLResponse:
@@ -211,6 +217,10 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             if session is None:
                 return to_login(request)
             try:
+                try:
+                    request.state.alerts = await ctx.run(alerts, session.tenant)
+                except StoreUnavailable:
+                    request.state.alerts = ["This tenant's change-feed state cannot be read right now."]
                 response = await handler(request, session)
             except NotFound as e:
                 response = error_page(request, session, 404, "Not found", str(e))

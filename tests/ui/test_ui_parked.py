@@ -99,3 +99,23 @@ def test_a_tenant_whose_storage_is_held_has_a_banner_on_every_page(ui_server: Ru
     finally:
         breakers.success(tenant.id)
     assert "is unreachable" not in session.get("/ui/").text
+
+
+def test_a_paused_subscription_has_a_banner_on_every_page(ui_server: RunningServer, tenant: Tenant,
+                                                          session: httpx.Client) -> None:
+    from tests.webhook_receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        assert tenant.api.put(f"/tenants/{tenant.id}/subscriptions/ops-hook",
+                              json={"endpoint": receiver.url("/hook")}).json()["status"] == "active"
+        assert tenant.api.post(f"/tenants/{tenant.id}/subscriptions/ops-hook/pause").json()["status"] == "paused"
+        for path in ("/ui/", "/ui/parked"):
+            text = session.get(path).text
+            assert "Change-feed subscription ops-hook (webhook) is paused" in text, path
+            assert "Nothing is lost; it waits to be resumed" in text
+        tenant.api.post(f"/tenants/{tenant.id}/subscriptions/ops-hook/resume")
+        assert "ops-hook" not in session.get("/ui/").text
+    finally:
+        tenant.api.delete(f"/tenants/{tenant.id}/subscriptions/ops-hook")
+        receiver.close()
