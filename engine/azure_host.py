@@ -48,6 +48,7 @@ from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, Subscripti
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
 from engine.runtime import Engine
+from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
@@ -214,7 +215,7 @@ class AzureHost:
         if services is None:
             http = HttpxPort()
             self._closers.append(http.close)
-            services = Services(http=http)
+            services = Services(http=http, audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
         self.engine = Engine(
@@ -234,7 +235,8 @@ class AzureHost:
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
             grace_seconds=settings.outbox_grace_seconds,
-            resume_policy=ResumePolicy(settings.feed_resume_after_seconds, settings.feed_resume_max_seconds))
+            resume_policy=ResumePolicy(settings.feed_resume_after_seconds, settings.feed_resume_max_seconds),
+            schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
         self.engine.feed_attention = self.feed.attention

@@ -146,6 +146,16 @@ SETTINGS: tuple[Setting, ...] = (
             default="60", deployed=False),
     Setting("WAYMARK_FEED_RESUME_MAX_SECONDS", "The longest automatic pause of a subscription.", default="3600",
             deployed=False),
+    Setting("WEBSITE_HOSTNAME",
+            "The app's default host name (`<app>.azurewebsites.net`), set by the platform itself: the default of "
+            "WAYMARK_PUBLIC_URL.", deployed=False),
+    Setting("WAYMARK_PUBLIC_URL",
+            "The URL clients and subscribers reach the app at: each CloudEvent's `dataschema` is "
+            "`{url}/schemas/events/{type}.json`. Default: https://{WEBSITE_HOSTNAME} (the app's own host name, which "
+            "the platform sets).", deployed=False),
+    Setting("WAYMARK_AUDIT_CONTENT_BYTES",
+            "The largest trigger content (bytes of JSON) a TriggerIgnored or TriggerRejected event keeps whole; "
+            "larger content is kept as its SHA-256 digest and size.", default="32768", deployed=False),
     Setting("WAYMARK_FEED_SUBSCRIPTIONS",
             'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
             '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
@@ -222,6 +232,8 @@ class AzureSettings:
     rate_limit_per_key: float = 500.0
     rate_limit_per_address: float = 1.0
     client_address_hops: int = 1
+    public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
+    audit_content_bytes: int = 32_768
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -317,6 +329,9 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         except (InvalidSubscription, ValueError) as e:  # ValueError: not JSON
             problems.append(f"WAYMARK_FEED_SUBSCRIPTIONS is invalid: {e}")
 
+    host_name = (env.get("WEBSITE_HOSTNAME") or "").strip()
+    public_url = url("WAYMARK_PUBLIC_URL") or (f"https://{host_name}" if host_name else None)
+
     settings = AzureSettings(
         store="cosmos",
         cosmos_endpoint=cosmos_endpoint,
@@ -350,6 +365,8 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
+        public_url=public_url,
+        audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),
     )
     if problems:
         raise AzureSettingsError(problems)

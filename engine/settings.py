@@ -133,6 +133,15 @@ class Settings(BaseSettings):
         description="A subscription paused by failures resumes by itself after this many seconds (each further "
                     "pause in a row twice as long).")
     feed_resume_max: float = Field(default=3600.0, ge=0, description="The longest automatic pause of a subscription.")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$", max_length=2000,
+        description="The URL clients and subscribers reach this server at (e.g. `https://waymark.example.org`): "
+                    "each CloudEvent's `dataschema` is `{public_url}/schemas/events/{type}.json`. Default: "
+                    "`http://{host}:{port}`.")
+    audit_content_bytes: int = Field(
+        default=32_768, ge=0, le=1_048_576,
+        description="The largest trigger content (bytes of JSON) a TriggerIgnored or TriggerRejected event keeps "
+                    "whole; larger content is kept as its SHA-256 digest and size.")
     store: StoreKind = Field(
         default="sqlite",
         description="Where a tenant's events and definitions live when its configuration names no store: `sqlite` "
@@ -154,6 +163,11 @@ class Settings(BaseSettings):
     tenant_database_prefix: str = Field(
         default="waymark-", max_length=64,
         description="A Cosmos tenant's database is `{prefix}{tenant}` unless its configuration names one.")
+
+    @property
+    def schema_base(self) -> str:
+        """Where this server's published schemas are: `public_url`, or the address it listens on."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @model_validator(mode="after")
     def _cosmos_needs_an_endpoint(self) -> Self:

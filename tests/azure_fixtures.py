@@ -13,7 +13,7 @@ Registered as a pytest plugin by tests/conftest.py, so every test folder can ask
             ...
             server.start()
 
-The servers are `node_modules/.bin/azurite-{queue,blob}` (installed by `make test`, which runs `npm ci`),
+The servers are `node_modules/.bin/azurite-{queue,blob,table}` (installed by `make test`, which runs `npm ci`),
 started on 127.0.0.1 on free ports chosen at run time, with `--skipApiVersionCheck` (current SDKs send API
 versions newer than Azurite knows), `--loose`, `--silent` and `--disableTelemetry`. By default the data is
 in memory (`--inMemoryPersistence`), so `stop()` then `start()` gives an empty account on the same ports
@@ -47,7 +47,7 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 HOST = "127.0.0.1"
-SERVICES = ("queue", "blob")
+SERVICES = ("queue", "blob", "table")
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
 

@@ -5,7 +5,7 @@ the router sees it), so an app mounted under a prefix (`--root-path`, a reverse 
 prefix) is guarded exactly as it is served. A route's access:
 
     PUBLIC    no key: liveness, the API's description and its pages (PUBLIC_PATHS, and their assets in
-              PUBLIC_MOUNTS), the front door `/` (a redirect to the dashboard)
+              PUBLIC_MOUNTS), the published schemas, the front door `/` (a redirect to the dashboard)
     SESSION   a mounted app with its own sign-in (the dashboard under /ui: SESSION_MOUNTS)
     TENANT    a route with a `{tenant}` path parameter: that tenant's key, or the admin key
     ADMIN     every other route: the admin key only
@@ -33,7 +33,8 @@ class Access(Enum):
     ADMIN = "admin"
 
 
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                          "/schemas/workflow-definition.json", "/schemas/events/{event_type}.json", "/asyncapi.json"})
 PUBLIC_MOUNTS = frozenset({"/docs/assets"})  # the scripts and styles of /docs and /redoc (engine/api/front.py)
 SESSION_MOUNTS = frozenset({"/ui"})
 

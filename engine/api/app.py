@@ -9,7 +9,18 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from engine import __version__
-from engine.api import front, health, instances, migration, parked, problems, recovery, scheduling, workflows
+from engine.api import (
+    front,
+    health,
+    instances,
+    migration,
+    parked,
+    problems,
+    recovery,
+    scheduling,
+    schemas,
+    workflows,
+)
 from engine.api import tenants as tenant_routes
 from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
@@ -19,6 +30,7 @@ from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
 from engine.api.ratelimit import RateLimiter, RateLimits
 from engine.runtime import Engine
+from engine.schemas import definition_schema
 from engine.settings import Settings
 from engine.tenants import TenantRegistry
 
@@ -54,6 +66,7 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
     parked.add_routes(app, ctx)
     scheduling.add_routes(app, ctx)
     migration.add_routes(app, ctx)
+    schemas.add_routes(app, ctx)
     from engine.ui import MOUNT as DASHBOARD  # here: the dashboard itself uses parts of engine.api
     from engine.ui import add_routes as add_dashboard
 
@@ -74,8 +87,12 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
             for model in (CreateInstanceRequest, TriggerRequest, BroadcastRequest, recovery.RecoverRequest,
                           recovery.TerminateRequest, recovery.BulkRecoverRequest, recovery.BulkTerminateRequest,
                           parked.BulkParkedRequest, migration.MigrateRequest, migration.BulkMigrateRequest):
-                components.setdefault("schemas", {})[model.__name__] = model.model_json_schema(
-                    ref_template="#/components/schemas/{model}")
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                # Models they nest (`Filter`) come as `$defs`: in OpenAPI they are components beside them.
+                for name, nested in model_schema.pop("$defs", {}).items():
+                    components.setdefault("schemas", {}).setdefault(name, nested)
+                components.setdefault("schemas", {})[model.__name__] = model_schema
+            schemas.embed_definition_schema(components, definition_schema(engine.catalog.registry))
             components["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "A tenant key (for its own routes) or the admin key (every route)"}}
@@ -88,6 +105,10 @@ def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
                         operation.setdefault("responses", {}).setdefault("429", {
                             "description": "Too many requests from this key, or failed authentications from this "
                                            "client address (`Retry-After`)", "content": problem})
+                    # Every JSON body is refused with 415 when sent as another media type (problems.py).
+                    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                        operation.setdefault("responses", {}).setdefault("415", {
+                            "description": "The body is not `application/json`", "content": problem})
                     # FastAPI documents its own 422 shape; ours is a problem, like every error.
                     invalid = operation.get("responses", {}).get("422")
                     if invalid is not None:

@@ -200,7 +200,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
               response_model=TriggerAccepted,
               responses={200: {"model": TriggerResult, "description": "The result (with `Prefer: wait`, or at once "
                                                                       "when this trigger id was recorded already)"},
-                         **problem_responses(400, *AUTH_PROBLEMS, 412, 413, 415, 422)},
+                         **problem_responses(400, *AUTH_PROBLEMS, 409, 412, 413, 415, 422)},
               openapi_extra=body_openapi(TriggerRequest, PREFER, IF_MATCH, path=("tenant", "instance_id")),
               summary="Send a trigger to one instance: accepted (202) and queued; its id is the idempotency key")
     async def send_trigger(request: Request) -> JSONResponse:

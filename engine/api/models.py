@@ -83,7 +83,8 @@ class CreateInstanceRequest(_Body):
     id: str | None = Field(None, pattern=ID, description="Instance id; generated when absent.")
     context: JsonObject = Field(default_factory=dict, description="Initial context.")
     interests: list[Subject] = Field(default_factory=list, max_length=100,
-                                     description="Subjects the instance listens to (broadcast triggers).")
+                                     description="Subjects the instance listens to (broadcast triggers) while it "
+                                                 "lives, beside its id and its state's `interests`.")
     trigger_id: str | None = Field(None, alias="triggerId", pattern=TRIGGER_ID,
                                    description="Idempotency key of the creation; generated when absent.")
 
@@ -244,7 +245,9 @@ class InstanceView(_View):
     state: str
     status: Literal["Waiting", "Complete", "Faulted", "Terminated"]
     context: dict[str, Any]
-    interests: list[str]
+    interests: list[str] = Field(description="The subjects broadcasts reach it by: its id, the interests given at "
+                                             "creation and its state's `interests`; none once Complete or "
+                                             "Terminated.")
     version: int = Field(description="Sequence number of the instance's last event; also its ETag.")
     fault: FaultView | None = None
     timers: list[TimerView] = Field(default_factory=list, description="Pending timers: the current state's "
@@ -253,6 +256,8 @@ class InstanceView(_View):
                                                                       "of `state` (its timers belong to it).")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
+    given_interests: list[str] = Field(default_factory=list, alias="givenInterests",
+                                       description="The interests given when it was created (kept while it lives).")
 
 
 class InstancePage(_View):

@@ -15,12 +15,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from engine.domain.errors import (
     CommandTooLarge,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -54,6 +56,7 @@ _ERRORS: dict[type[WaymarkError], tuple[int, str, str]] = {
     InstanceNotFound: (404, "instance-not-found", "Instance not found"),
     NotFound: (404, "not-found", "Not found"),
     InvalidDefinition: (422, "invalid-definition", "Invalid workflow definition"),
+    DefinitionChanged: (412, "definition-changed", "The definition changed"),
     InvalidTenantId: (422, "invalid-tenant-id", "Invalid tenant id"),
     InvalidTenantConfig: (422, "invalid-tenant-config", "Invalid tenant configuration"),
     InstanceAlreadyExists: (409, "instance-exists", "Instance already exists"),
@@ -120,6 +123,8 @@ def _waymark_problem(error: WaymarkError, mapped: tuple[int, str, str], instance
     detail = str(error)
     if isinstance(error, InvalidDefinition | MigrationRefused):
         members["errors"] = [{"path": p.path, "message": p.message} for p in error.problems]
+    elif isinstance(error, DefinitionChanged) and error.version:
+        headers["ETag"] = f'"{error.version}"'  # the latest: what to GET, merge with, and send as If-Match
     elif isinstance(error, InvalidTenantConfig):
         members["errors"] = [{"path": "body.config", "message": problem} for problem in error.problems]
     elif isinstance(error, StoreUnavailable):
@@ -149,7 +154,20 @@ async def _on_waymark_error(request: Request, error: Exception) -> JSONResponse:
     return problem_for(error, request.url.path)
 
 
-async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (and OPTIONS), for `Allow`. Starlette names only the methods
+    of the first route whose path matches, so a path served by three routes (PUT, GET, DELETE) would claim one.
+    Asked of each route as routing asks (`matches`), so routes of included routers count too."""
+    methods = [method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return [*methods, "OPTIONS"] if methods else []
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     path = request.url.path
     if isinstance(error, ApiProblem):
@@ -160,7 +178,13 @@ async def _on_http_exception(request: Request, error: Exception) -> JSONResponse
         return problem_response(404, "Not found", f"No route matches {request.method} {path}.", slug="no-route",
                                 instance=path, headers=headers)
     if status == 405:
-        allowed = headers.get("allow") or headers.get("Allow") or ""
+        methods = allowed_methods(request)
+        if request.method == "OPTIONS" and methods:
+            return Response(status_code=204, headers={"Allow": ", ".join(methods)})
+        allowed = ", ".join(methods) or headers.get("allow") or headers.get("Allow") or ""
+        headers = {key: value for key, value in headers.items() if key.lower() != "allow"}
+        if allowed:
+            headers["Allow"] = allowed
         return problem_response(405, "Method not allowed",
                                 f"{request.method} is not allowed on {path}" + (f"; allowed: {allowed}." if allowed
                                                                                 else "."),

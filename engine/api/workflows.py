@@ -7,13 +7,23 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import WorkflowList, WorkflowVersion, json_safe
-from engine.api.problems import ApiProblem
-from engine.domain import InvalidDefinition, Problem, WorkflowDefinition, load_json, mermaid, redacted
+from engine.api.preconditions import Precondition, precondition
+from engine.api.problems import ApiProblem, is_json_media_type, unsupported_media_type
+from engine.domain import (
+    DefinitionChanged,
+    InvalidDefinition,
+    Problem,
+    WorkflowDefinition,
+    WorkflowNotFound,
+    load_json,
+    mermaid,
+    redacted,
+)
 
 MAX_VERSION = 2**31
 _SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
@@ -62,7 +72,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     tags: list[str | Enum] = ["workflows"]
     catalog = ctx.engine.catalog
 
-    def put(tenant: str, workflow_id: str, document: Any) -> WorkflowDefinition:
+    def put(tenant: str, workflow_id: str, document: Any, condition: Precondition) -> WorkflowDefinition:
         try:
             checked = checked_document(document, workflow_id)
         except InvalidDefinition as first:
@@ -74,23 +84,42 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
                 first.problems.extend(p for p in more.problems if (p.path, p.message) not in known)
                 raise InvalidDefinition(workflow_id, first.problems) from None
             raise
-        return catalog.put(tenant, checked)
+        if condition.must_exist:
+            try:
+                catalog.document(tenant, workflow_id)
+            except WorkflowNotFound:
+                raise DefinitionChanged(tenant, workflow_id, None, 0) from None
+        return catalog.put(tenant, checked, expected_version=condition.expected_version)
 
     @api.put("/tenants/{tenant}/workflows/{workflow_id}", tags=tags, response_model=WorkflowVersion,
              responses={200: {"description": "A new version of an existing workflow", "model": WorkflowVersion},
                         201: {"description": "The first version of the workflow", "model": WorkflowVersion},
-                        **problem_responses(400, 401, 403, 404, 413, 422, 503)},
+                        412: {"description": "`If-Match` names a version that is no longer the latest (or "
+                                             "`If-None-Match: *` and the workflow exists): nothing was stored; "
+                                             "`ETag` and `version` are the latest",
+                              "content": {"application/problem+json": {
+                                  "schema": {"$ref": "#/components/schemas/ProblemDetails"}}}},
+                        **problem_responses(400, 401, 403, 404, 413, 415, 422, 503)},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": {"type": "object", "description": "A workflow definition (DESIGN.md, Wire shapes); its "
-                                                             "`id` must be absent or equal the URL's."},
-                 "example": _sample()}}}},
-             summary="Upload a definition: validated (422 lists every problem), stored as a new version")
+                 "schema": {"$ref": "#/components/schemas/WorkflowDefinition"}, "example": _sample()}}},
+                 "parameters": [
+                     {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                      "description": '`"<version>"` (the ETag a GET answered): store only if that is still the '
+                                     "latest version, else 412. `*`: only if the workflow exists."},
+                     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                      "description": "`*`: store only if the workflow does not exist yet (else 412)."}]},
+             summary="Upload a definition: validated (422 lists every problem), stored as a new version; "
+                     "`If-Match` makes it conditional on the version read")
     async def put_workflow(tenant: str, workflow_id: str, request: Request) -> JSONResponse:
-        document = parse_document(await request.body())
-        definition = await ctx.run(put, tenant, workflow_id, document)
+        condition = precondition(request.headers.get("if-match"), request.headers.get("if-none-match"))
+        raw = await request.body()
+        if not is_json_media_type(request.headers.get("content-type")):
+            raise unsupported_media_type(request.headers.get("content-type"))
+        document = parse_document(raw)
+        definition = await ctx.run(put, tenant, workflow_id, document, condition)
         return JSONResponse(_stored(definition), status_code=201 if definition.version == 1 else 200,
                             headers={"Location": f"/tenants/{tenant}/workflows/{workflow_id}"
-                                                 f"?version={definition.version}"})
+                                                 f"?version={definition.version}", "ETag": f'"{definition.version}"'})
 
     @api.get("/tenants/{tenant}/workflows", tags=tags, response_model=WorkflowList,
              responses=problem_responses(*AUTH_PROBLEMS),
@@ -100,13 +129,19 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         return JSONResponse({"items": [{"id": workflow_id, "version": version} for workflow_id, version in listed]})
 
     @api.get("/tenants/{tenant}/workflows/{workflow_id}", tags=tags, response_model=WorkflowVersion,
-             responses=problem_responses(*AUTH_PROBLEMS, 422), summary="A definition: the latest or a given version")
+             responses={304: {"description": "Not modified (`If-None-Match` matched the version)"},
+                        **problem_responses(*AUTH_PROBLEMS, 422)},
+             summary="A definition: the latest or a given version, with `ETag` = its version")
     async def get_workflow(
             tenant: str, workflow_id: str,
             version: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="Default: latest")] = None,
-    ) -> JSONResponse:
+            if_none_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
         found_version, document = await ctx.run(catalog.document, tenant, workflow_id, version)
-        return JSONResponse({**document, "id": workflow_id, "version": found_version})
+        etag = f'"{found_version}"'
+        if if_none_match is not None and ({"*", etag} & {t.strip() for t in if_none_match.split(",")}):
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse({**document, "id": workflow_id, "version": found_version}, headers={"ETag": etag})
 
     def diagram(tenant: str, workflow_id: str, version: int | None, instance_id: str | None) -> tuple[
             WorkflowDefinition, str | None]:

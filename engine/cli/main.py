@@ -10,7 +10,8 @@ import typer
 
 from engine.cli import render
 from engine.cli.help import Cli
-from engine.domain import InvalidDefinition, default_registry, load_json, parse_definition
+from engine.domain import InvalidDefinition, default_registry, load_json
+from engine.service.definitions import validate_definition
 
 app = Cli(add_completion=False, help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
 workflows_app = Cli(help="Validate, draw, upload and read workflow definitions.")
@@ -54,7 +55,7 @@ def _read_definition(path: Path) -> Any:
 def workflows_validate(file: Path, as_json: AsJson = False) -> None:
     """Check a definition; list every problem and exit 1 when it is invalid."""
     try:
-        definition = parse_definition(_read_definition(file), default_registry())
+        definition = validate_definition(_read_definition(file), default_registry())
     except InvalidDefinition as e:
         if as_json:
             render.print_json({"valid": False, "problems": [{"path": p.path, "message": p.message}
@@ -113,11 +114,13 @@ def bench_cosmos(as_json: AsJson = False,
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.
 from engine.cli.bench_http import bench_http  # noqa: E402
+from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
 from engine.cli.remote import register as register_remote  # noqa: E402
 from engine.cli.serve import serve  # noqa: E402
 
 app.command("serve")(serve)
+workflows_app.command("import-marain")(import_marain)
 register_remote(app, workflows_app, instances_app)
 register_operations(app, instances_app, bench_app)
 bench_app.command("http")(bench_http)

@@ -525,10 +525,11 @@ def workflows_diagram(file_or_id: Annotated[str, typer.Argument(metavar="FILE_OR
     """Print a definition as a Mermaid stateDiagram-v2: from a local FILE, or fetched from the server by id."""
     path = Path(file_or_id)
     if path.is_file():
-        from engine.domain import InvalidDefinition, default_registry, mermaid, parse_definition
+        from engine.domain import InvalidDefinition, default_registry, mermaid
+        from engine.service.definitions import validate_definition
 
         try:
-            definition = parse_definition(_read_file(path), default_registry())
+            definition = validate_definition(_read_file(path), default_registry())
         except InvalidDefinition as e:
             _fail(str(e), 1)
         typer.echo(mermaid(definition, highlight=state), nl=False)

@@ -167,7 +167,8 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
     queue = SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=settings.max_dequeue_count,
                                synchronous=settings.sqlite_synchronous)
     # `http` conditions and actions call out through httpx (redirects not followed).
-    return Engine(events=events, definitions=definitions, queue=queue, services=Services(http=HttpxPort()),
+    return Engine(events=events, definitions=definitions, queue=queue,
+                  services=Services(http=HttpxPort(), audit_content_limit=settings.audit_content_bytes),
                   parked_store=TenantRoutedParkedStore(events.router),
                   hold=HoldPolicy(base_delay=settings.hold_base_delay, max_delay=settings.hold_max_delay,
                                   hold_seconds=settings.hold_seconds),
@@ -192,7 +193,8 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       grace_seconds=settings.feed_grace_seconds, pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency,
-                      resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max))
+                      resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max),
+                      schema_base=settings.schema_base)
     engine.processor.on_commit = feed.on_commit
     engine.feed_attention = feed.attention
     return feed

@@ -8,6 +8,7 @@ from engine.domain.definition import WorkflowDefinition, load_json, mermaid, par
 from engine.domain.errors import (
     CommandTooLarge,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     ExecutionError,
     ExpressionError,
@@ -76,6 +77,7 @@ __all__ = [
     "ConcurrencyConflict",
     "ContextChange",
     "Decision",
+    "DefinitionChanged",
     "DuplicateTrigger",
     "Event",
     "EventType",

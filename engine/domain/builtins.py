@@ -68,11 +68,11 @@ class SetContextAction:
                     self.values[key] = Expression(source)
                 except CompileError as e:
                     problems.append((f"values.{key}", f"does not compile: {e}"))
+        if not values and not remove:
+            problems.append(("values", "a set-context action needs `values` or `remove`"))
         if not isinstance(remove, list) or not all(isinstance(k, str) for k in remove):
             problems.append(("remove", "must be a list of context keys"))
             remove = []
-        if not values and not remove:
-            problems.append(("values", "a set-context action needs `values` or `remove`"))
         _raise_if(problems)
         self.remove = tuple(remove)
 
@@ -115,7 +115,7 @@ class _HttpCall:
             headers = {}
         self.headers: dict[str, str] = dict(headers)
         self.timeout = _number(spec, "timeoutSeconds", 10.0, problems, low=0.1, high=300.0)
-        self.retries = int(_number(spec, "retries", 2, problems, low=0, high=10))
+        self.retries = int(_number(spec, "retries", 2, problems, low=0, high=10, integer=True))
         self.backoff = _number(spec, "backoffSeconds", 0.5, problems, low=0.0, high=60.0)
         _raise_if(problems)
 
@@ -139,10 +139,12 @@ class _HttpCall:
 
 
 def _number(spec: Mapping[str, Any], key: str, default: float, problems: list[tuple[str, str]], *,
-            low: float, high: float) -> float:
+            low: float, high: float, integer: bool = False) -> float:
     value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        problems.append((key, f"must be a number from {low:g} to {high:g}"))
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high or (
+            integer and value != int(value)):
+        kind = "a whole number" if integer else "a number"
+        problems.append((key, f"must be {kind} from {low:g} to {high:g}"))
         return default
     return float(value)
 
@@ -163,7 +165,9 @@ class HttpCondition(_HttpCall):
 
 
 class HttpAction(_HttpCall):
-    """Calls a service; a JSON answer `{"setContext": {…}, "removeContext": […]}` updates the context."""
+    """Calls a service; a JSON answer `{"setContext": {…}, "removeContext": […]}` updates the context. The answer
+    of a Marain.Workflow external service (`{"contextValuesToSetOrAdd": {…}, "contextValuesToRemove": […]}`) is
+    read the same way, so a service written for Marain's InvokeExternalServiceAction works unchanged."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         super().__init__(spec, default_method="POST")
@@ -175,8 +179,8 @@ class HttpAction(_HttpCall):
         body = response.body
         if not isinstance(body, dict):
             return ContextChange()
-        to_set = body.get("setContext") or {}
-        to_remove = body.get("removeContext") or []
+        to_set = body.get("setContext", body.get("contextValuesToSetOrAdd")) or {}
+        to_remove = body.get("removeContext", body.get("contextValuesToRemove")) or []
         if not isinstance(to_set, dict) or not isinstance(to_remove, list):
             raise ExecutionError(where, "HttpResponseInvalid",
                                  "`setContext` must be an object and `removeContext` a list of keys")

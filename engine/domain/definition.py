@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.domain.errors import InvalidDefinition, Problem
 from engine.domain.extensions import Action, Condition, Registry, SpecProblems
+from engine.domain.interests import Interest, parse_interests
 from engine.domain.timers import Timeout, parse_timeouts
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -39,7 +40,7 @@ class ActionStep(Step):
 @dataclass(frozen=True)
 class Transition:
     id: str
-    trigger: str
+    trigger: str | None  # the topic it answers; None: any topic (Marain.Workflow's transitions without one)
     target: str
     conditions: tuple[ConditionStep, ...] = ()
     actions: tuple[ActionStep, ...] = ()
@@ -55,6 +56,7 @@ class State:
     exit_conditions: tuple[ConditionStep, ...] = ()
     entry_actions: tuple[ActionStep, ...] = ()
     exit_actions: tuple[ActionStep, ...] = ()
+    interests: tuple[Interest, ...] = ()  # what an instance listens to while here (engine/domain/interests.py)
     timeouts: tuple[Timeout, ...] = ()  # engine/domain/timers.py
 
     @property
@@ -153,6 +155,7 @@ def parse_definition(document: Any, registry: Registry, *, version: int = 0) -> 
             exit_conditions=_conditions(raw_state, "exitConditions", path, registry, problem),
             entry_actions=_actions(raw_state, "entryActions", path, registry, problem),
             exit_actions=_actions(raw_state, "exitActions", path, registry, problem),
+            interests=parse_interests(raw_state.get("interests"), f"{path}.interests", problem),
             timeouts=_timeouts(raw_state, path, raw_transitions, problem),
         )
 
@@ -241,10 +244,14 @@ def _transition(raw: Any, path: str, raw_states: Mapping[str, Any], registry: Re
         problem(path, "a transition must be an object")
         return None
     ok = True
-    for key in ("id", "trigger", "target"):
+    for key in ("id", "target"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             problem(f"{path}.{key}", "is required (a non-empty string)")
             ok = False
+    trigger = raw.get("trigger")
+    if trigger is not None and (not isinstance(trigger, str) or not trigger):
+        problem(f"{path}.trigger", "must be a non-empty string (the topic it answers), or left out (any topic)")
+        ok = False
     target = raw.get("target")
     if isinstance(target, str) and target and target not in raw_states:
         problem(f"{path}.target", f"names the state {target!r}, which is not defined")
@@ -254,7 +261,7 @@ def _transition(raw: Any, path: str, raw_states: Mapping[str, Any], registry: Re
     display_name = _optional_str(raw, "displayName", path, problem)
     if not ok:
         return None
-    return Transition(id=raw["id"], trigger=raw["trigger"], target=raw["target"], conditions=conditions,
+    return Transition(id=raw["id"], trigger=trigger, target=raw["target"], conditions=conditions,
                       actions=actions, display_name=display_name)
 
 
@@ -297,9 +304,19 @@ def _subscriptions(raw: Any, problem: Any) -> tuple[Mapping[str, Any], ...]:
         problem("$.eventSubscriptions", "must be a list of {\"endpoint\": url}")
         return ()
     for index, item in enumerate(raw):
+        where = f"$.eventSubscriptions[{index}]"
         endpoint = item.get("endpoint") if isinstance(item, dict) else None
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            problem(f"$.eventSubscriptions[{index}].endpoint", "must be an absolute http(s) URL")
+            problem(f"{where}.endpoint", "must be an absolute http(s) URL")
+        if not isinstance(item, dict):
+            continue
+        types = item.get("types", [])
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            problem(f"{where}.types", "must be a list of CloudEvent types")
+        if item.get("mode", "structured") not in ("structured", "binary"):
+            problem(f"{where}.mode", "must be `structured` or `binary`")
+        if "secret" in item and (not isinstance(item["secret"], str) or not item["secret"]):
+            problem(f"{where}.secret", "must be a non-empty string")
     return tuple(raw)
 
 
@@ -315,7 +332,7 @@ def mermaid(definition: WorkflowDefinition, *, highlight: str | None = None) -> 
     lines.append(f"    [*] --> {node(definition.initial_state)}")
     for state in definition.states.values():
         for transition in state.transitions:
-            label = transition.trigger.replace(":", " ")
+            label = (transition.trigger or "any").replace(":", " ")
             lines.append(f"    {node(state.id)} --> {node(transition.target)} : {label}")
         if state.terminal:
             lines.append(f"    {node(state.id)} --> [*]")

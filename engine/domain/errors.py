@@ -9,6 +9,7 @@
     │   └── TimerNotFound        no pending scheduled trigger or timer with that id
     ├── InstanceAlreadyExists    create with an id that is taken
     ├── ConcurrencyConflict      append with a stale expected version; nothing was written
+    ├── DefinitionChanged        a definition upload's expected version (If-Match) is not the latest
     ├── DuplicateTrigger         append of a trigger id already recorded on the instance
     ├── StoreUnavailable         the storage could not be reached; the command stays queued
     ├── CommandTooLarge          a command larger than one message of the command queue can hold
@@ -103,6 +104,20 @@ class ConcurrencyConflict(WaymarkError):
             actual = "at another version" if actual_version is None else f"at version {actual_version}"
             detail = f"is {actual}, not the expected {expected_version}"
         super().__init__(f"instance {instance_id!r} in tenant {tenant!r} {detail}; nothing was written")
+
+
+class DefinitionChanged(WaymarkError):
+    """An upload said which version it replaces (`If-Match`), and that is not the latest: nothing was stored."""
+
+    def __init__(self, tenant: str, workflow_id: str, expected_version: int | None, actual_version: int) -> None:
+        self.tenant = tenant
+        self.workflow_id = workflow_id
+        self.expected_version = expected_version
+        self.version = actual_version
+        expected = "any version" if expected_version is None else (
+            "no version yet" if expected_version == 0 else f"version {expected_version}")
+        actual = "has no version" if actual_version == 0 else f"is at version {actual_version}"
+        super().__init__(f"workflow {workflow_id!r} of tenant {tenant!r} {actual}, not {expected}; nothing was stored")
 
 
 class DuplicateTrigger(WaymarkError):

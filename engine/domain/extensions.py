@@ -56,6 +56,8 @@ class Services:
     http: HttpPort = field(default_factory=NoHttp)
     sleep: Callable[[float], None] = time.sleep
     log: Callable[[str, Mapping[str, Any]], None] = lambda message, fields: None
+    # The most bytes of JSON of a trigger's content an ignored or rejected trigger's event keeps whole (audit.py).
+    audit_content_limit: int = 32_768
 
 
 _NO_TRIGGER: dict[str, Any] = {"id": "", "topic": "", "content": {}}
@@ -144,20 +146,32 @@ ActionFactory = Callable[[Mapping[str, Any]], Action]
 
 
 class Registry:
-    """Condition and action types by name. `default_registry()` has the built-in ones."""
+    """Condition and action types by name. `default_registry()` has the built-in ones.
+
+    A type registered from Python may come with the JSON Schema of its spec (`schema`, an object schema whose
+    properties include `type`); the published definition schema then checks it like a built-in one. Without one,
+    the schema lets any object with that `type` through and the factory alone checks it.
+    """
 
     def __init__(self) -> None:
         self.conditions: dict[str, ConditionFactory] = {}
         self.actions: dict[str, ActionFactory] = {}
+        self.condition_schemas: dict[str, Mapping[str, Any] | None] = {}
+        self.action_schemas: dict[str, Mapping[str, Any] | None] = {}
 
-    def condition(self, type_name: str, factory: ConditionFactory) -> None:
+    def condition(self, type_name: str, factory: ConditionFactory, *,
+                  schema: Mapping[str, Any] | None = None) -> None:
         self.conditions[type_name] = factory
+        self.condition_schemas[type_name] = schema
 
-    def action(self, type_name: str, factory: ActionFactory) -> None:
+    def action(self, type_name: str, factory: ActionFactory, *, schema: Mapping[str, Any] | None = None) -> None:
         self.actions[type_name] = factory
+        self.action_schemas[type_name] = schema
 
     def copy(self) -> Registry:
         other = Registry()
         other.conditions = dict(self.conditions)
         other.actions = dict(self.actions)
+        other.condition_schemas = dict(self.condition_schemas)
+        other.action_schemas = dict(self.action_schemas)
         return other

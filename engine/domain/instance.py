@@ -7,16 +7,19 @@ instance; the instance after a decision is always `fold(previous, events)`, neve
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from engine.domain.audit import audited_content
 from engine.domain.definition import ActionStep, ConditionStep, State, WorkflowDefinition
 from engine.domain.errors import ExecutionError, InvalidCommand, RecoveryRefused
 from engine.domain.events import Event, EventType, timestamp
 from engine.domain.extensions import ContextChange, Scope, Services
+from engine.domain.interests import interests_of
 from engine.domain.timers import PendingTimer
 from engine.domain.visits import ALL, cancel_timers, schedule_visit
 
@@ -88,6 +91,7 @@ class Instance:
     updated_at: str = ""
     timers: tuple[PendingTimer, ...] = ()  # pending, in the order scheduled (engine/domain/timers.py)
     entry_sequence: int = 0  # the event that began the current visit of `state`
+    given_interests: tuple[str, ...] = ()  # given at creation; part of `interests` while it lives (interests.py)
 
     def timer(self, timer_id: str, entry_sequence: int | None) -> PendingTimer | None:
         return next((t for t in self.timers if t.id == timer_id and t.entry_sequence == entry_sequence), None)
@@ -107,6 +111,7 @@ class Instance:
             "updatedAt": self.updated_at,
             "timers": [timer.to_dict() for timer in self.timers],
             "entrySequence": self.entry_sequence,
+            "givenInterests": list(self.given_interests),
         }
 
     @classmethod
@@ -126,6 +131,8 @@ class Instance:
             updated_at=doc.get("updatedAt", ""),
             timers=tuple(PendingTimer.from_dict(timer) for timer in doc.get("timers") or ()),
             entry_sequence=int(doc.get("entrySequence") or 0),
+            # Kept before interests followed the state: then the interests were exactly those given.
+            given_interests=tuple(doc.get("givenInterests", doc.get("interests")) or ()),
         )
 
 
@@ -156,27 +163,31 @@ def apply(instance: Instance | None, event: Event) -> Instance:
             created_at=event.at,
             updated_at=event.at,
             entry_sequence=event.sequence,
+            given_interests=tuple(data.get("givenInterests", data.get("interests")) or ()),
         )
     if instance is None:
         raise ValueError(f"event {event.sequence} of {event.instance_id!r} ({event.type}) comes before Created")
     state, status, context, fault = instance.state, instance.status, instance.context, instance.fault
+    interests = instance.interests
     version, timers, entry = instance.workflow_version, instance.timers, instance.entry_sequence
     match event.type:
         case EventType.TRANSITION_APPLIED:
             state, context = data["to"], _changed(context, data.get("contextChanges"))
+            interests = tuple(data["interests"]) if "interests" in data else interests
             if data["to"] != data["from"]:  # a transition back to the same state keeps the visit
                 entry = event.sequence
         case EventType.COMPLETED:
-            status = Status.COMPLETE
+            status, interests = Status.COMPLETE, ()  # a finished instance listens to nothing
         case EventType.FAULTED:
             status = Status.FAULTED
             fault = Fault(event.sequence, event.trigger_id, data["where"], data["errorType"], data["message"], event.at)
         case EventType.RECOVERED:
             state, status, context, fault = data["state"], Status.WAITING, dict(data.get("context") or {}), None
+            interests = tuple(data["interests"]) if "interests" in data else interests
             if data.get("mode") == "reset":  # a reset begins a new visit, even of the same state
                 entry = event.sequence
         case EventType.TERMINATED:
-            status = Status.TERMINATED
+            status, interests = Status.TERMINATED, ()
         case EventType.TIMER_SCHEDULED:
             timer = PendingTimer.from_dict(data, scheduled_at=event.at)
             timers = (*(t for t in timers if t.key != timer.key), timer)
@@ -186,11 +197,13 @@ def apply(instance: Instance | None, event: Event) -> Instance:
         case EventType.MIGRATED:  # the visit goes on, on the new version
             state, version = data["to"], int(data["toVersion"])
             context = _changed(context, data.get("contextChanges"))
+            interests = tuple(data["interests"]) if "interests" in data else interests
         case _:  # TriggerIgnored, TriggerRejected: recorded, nothing else changes
             pass
     # Built directly rather than with dataclasses.replace: this runs for every event of every trigger.
     return Instance(instance.id, instance.workflow_id, version, state, status, context,
-                    instance.interests, event.sequence, fault, instance.created_at, event.at, timers, entry)
+                    interests, event.sequence, fault, instance.created_at, event.at, timers, entry,
+                    instance.given_interests)
 
 
 def fold(instance: Instance | None, events: Iterable[Event]) -> Instance | None:
@@ -294,17 +307,20 @@ def decide_create(workflow: WorkflowDefinition, instance_id: str, *, context: Ma
     scope = Scope(_view(instance_id, workflow, initial.id, Status.WAITING, 1), dict(context), None, 1, services)
     changes: dict[str, Any] = {}
     removed: set[str] = set()
+    given = sorted(set(interests))
     created = {"workflowId": workflow.id, "workflowVersion": workflow.version, "state": initial.id,
-               "interests": sorted(set(interests))}
+               "givenInterests": given}
     try:
         _enter(initial, scope, changes, removed)
         timers = schedule_visit(initial, instance_id=instance_id, entry_sequence=1, base=now, evaluate=scope.evaluate)
+        listening = interests_of(instance_id, given, initial.interests, scope)
     except ExecutionError as error:
-        recorder.record(EventType.CREATED, {**created, "context": dict(context)})
+        recorder.record(EventType.CREATED, {**created, "context": dict(context),
+                                            "interests": list(interests_of(instance_id, given, (), scope))})
         _fault(recorder, error, None, None)
         outcome = Outcome.FAULTED
     else:
-        recorder.record(EventType.CREATED, {**created, "context": scope.context,
+        recorder.record(EventType.CREATED, {**created, "interests": list(listening), "context": scope.context,
                                             "contextChanges": _context_changes(changes, removed)})
         _record_all(recorder, EventType.TIMER_SCHEDULED, timers)
         if initial.terminal:
@@ -339,12 +355,14 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
                   f"it is at version {instance.version}")
         recorder.record(EventType.TRIGGER_REJECTED, {
             "topic": trigger.topic, "status": str(instance.status), "reason": VERSION_MISMATCH, "detail": detail,
-            "expectedVersion": trigger.expected_version, "version": instance.version})
+            "expectedVersion": trigger.expected_version, "version": instance.version,
+            **audited_content(trigger.content, services.audit_content_limit)})
         return done(Outcome.REJECTED, detail)
     if instance.status is not Status.WAITING:
         reason = f"the instance is {instance.status} and accepts no trigger"
         recorder.record(EventType.TRIGGER_REJECTED, {"topic": trigger.topic, "status": str(instance.status),
-                                                     "reason": reason})
+                                                     "reason": reason,
+                                                     **audited_content(trigger.content, services.audit_content_limit)})
         return done(Outcome.REJECTED, reason)
 
     source = workflow.state(instance.state)
@@ -355,41 +373,45 @@ def decide_trigger(instance: Instance, workflow: WorkflowDefinition, trigger: Tr
         failed = _check(source.exit_conditions, scope)
         if failed is not None:
             reason = f"exit condition {failed.where} of state {source.id!r} does not hold"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         chosen = None
         for transition in source.transitions:
-            if transition.trigger == trigger.topic and _check(transition.conditions, scope) is None:
+            # Marain.Workflow's rule: a transition without a topic answers any trigger its conditions accept.
+            answers = transition.trigger is None or transition.trigger == trigger.topic
+            if answers and _check(transition.conditions, scope) is None:
                 chosen = transition
                 break
         if chosen is None:
-            if any(t.trigger == trigger.topic for t in source.transitions):
+            if any(t.trigger in (None, trigger.topic) for t in source.transitions):
                 reason = (f"no transition for topic {trigger.topic!r} from state {source.id!r} "
                           "has all its conditions true")
             else:
                 reason = f"state {source.id!r} has no transition for topic {trigger.topic!r}"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         transition_id = chosen.id
         target = workflow.state(chosen.target)
         failed = _check(target.entry_conditions, scope)
         if failed is not None:
             reason = f"entry condition {failed.where} of target state {target.id!r} does not hold"
-            return _ignored(recorder, trigger, reason, done)
+            return _ignored(recorder, trigger, reason, done, services)
         changes: dict[str, Any] = {}
         removed: set[str] = set()
         _run(source.exit_actions, scope, changes, removed)
         _run(chosen.actions, scope, changes, removed)
         scope.instance = {**scope.instance, "state": target.id}
         _run(target.entry_actions, scope, changes, removed)
+        listening = interests_of(instance.id, instance.given_interests, target.interests, scope)
         leaving = target.id != source.id  # a transition back to the same state keeps the visit and its timers
         timers = schedule_visit(target, instance_id=instance.id, entry_sequence=recorder.next, base=now,
                                 evaluate=scope.evaluate) if leaving else []
     except ExecutionError as error:
         _fault(recorder, error, trigger, transition_id)
         return done(Outcome.FAULTED, error.message)
-    recorder.record(EventType.TRANSITION_APPLIED, {
-        "transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
-        "content": trigger.content, "contextChanges": _context_changes(changes, removed),
-    })
+    applied = {"transition": chosen.id, "from": source.id, "to": target.id, "topic": trigger.topic,
+               "content": trigger.content, "contextChanges": _context_changes(changes, removed)}
+    if listening != instance.interests:
+        applied["interests"] = list(listening)
+    recorder.record(EventType.TRANSITION_APPLIED, applied)
     if target.terminal:
         _record_all(recorder, EventType.TIMER_CANCELLED,
                     cancel_timers(instance.timers, reason=f"the instance completed in state {target.id!r}", kinds=ALL))
@@ -407,8 +429,9 @@ def _record_all(recorder: _Recorder, type_: EventType, items: Iterable[Mapping[s
         recorder.record(type_, data)
 
 
-def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any) -> Decision:
-    recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason})
+def _ignored(recorder: _Recorder, trigger: Trigger, reason: str, done: Any, services: Services) -> Decision:
+    recorder.record(EventType.TRIGGER_IGNORED, {"topic": trigger.topic, "reason": reason,
+                                                **audited_content(trigger.content, services.audit_content_limit)})
     result: Decision = done(Outcome.IGNORED, reason)
     return result
 
@@ -456,13 +479,29 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
         if as_of is not None:
             details["toSequence"] = as_of.version
         entry = recorder.next
-        recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
+        try:
+            listening = _listening(instance, workflow, target_state, context, recorder.next, services)
+        except ExecutionError as error:  # the reset happens; the state's interests cannot be computed: a fault
+            recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context})
+            _fault(recorder, error, None, None)
+            after = fold(instance, recorder.events)
+            assert after is not None
+            return Decision(Outcome.FAULTED, tuple(recorder.events), after, error.message)
+        recorder.record(EventType.RECOVERED, {**details, "state": target_state, "context": context,
+                                              "interests": list(listening)})
         outcome = _revisit(recorder, instance, workflow.state(target_state), context, entry, workflow, now, services)
         after = fold(instance, recorder.events)
         assert after is not None
         return Decision(outcome, tuple(recorder.events), after)
 
-    recorder.record(EventType.RECOVERED, {**details, "state": instance.state, "context": dict(instance.context)})
+    recovered_data = {**details, "state": instance.state, "context": dict(instance.context)}
+    if retry_trigger is not None:
+        # A force-recovered Complete instance had none: it listens again, as in its state. If they cannot be
+        # computed they are kept as they are; the retried trigger recomputes them when it moves the instance.
+        with contextlib.suppress(ExecutionError):
+            recovered_data["interests"] = list(_listening(instance, workflow, instance.state, instance.context,
+                                                          recorder.next, services))
+    recorder.record(EventType.RECOVERED, recovered_data)
     recovered = fold(instance, recorder.events)
     assert recovered is not None
     if retry_trigger is not None:
@@ -480,14 +519,16 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     removed: set[str] = set()
     try:
         _enter(current, scope, changes, removed)
+        listening = interests_of(instance.id, instance.given_interests, current.interests, scope)
     except ExecutionError as error:
         _fault(recorder, error, None, None)
         outcome = Outcome.FAULTED
     else:
+        replaced = {**details, "state": current.id, "context": scope.context, "interests": list(listening)}
         if changes or removed:
-            recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
-                                        {**details, "state": current.id, "context": scope.context,
-                                         "contextChanges": _context_changes(changes, removed)})
+            replaced["contextChanges"] = _context_changes(changes, removed)
+        recorder.events[-1] = Event(instance.id, recorder.events[-1].sequence, EventType.RECOVERED, at, recovery_id,
+                                    replaced)
         if instance.fault is not None and not recovered.timers:  # a visit that faulted as it began scheduled none
             try:
                 timers = schedule_visit(current, instance_id=instance.id, entry_sequence=recovered.entry_sequence,
@@ -504,6 +545,14 @@ def decide_recover(instance: Instance, workflow: WorkflowDefinition, *, mode: Re
     after = fold(instance, recorder.events)
     assert after is not None
     return Decision(outcome, tuple(recorder.events), after)
+
+
+def _listening(instance: Instance, workflow: WorkflowDefinition, state_id: str, context: Mapping[str, Any],
+               sequence: int, services: Services) -> tuple[str, ...]:
+    """The interests of `instance` in state `state_id` with `context` (raises ExecutionError)."""
+    scope = Scope(_view(instance.id, workflow, state_id, Status.WAITING, instance.version), dict(context), None,
+                  sequence, services)
+    return interests_of(instance.id, instance.given_interests, workflow.state(state_id).interests, scope)
 
 
 def _revisit(recorder: _Recorder, instance: Instance, target: State, context: dict[str, Any], entry: int,

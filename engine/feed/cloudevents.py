@@ -9,6 +9,8 @@
     time        the event's `at`
     sequence    extension (integer): the event's sequence in its instance, 1, 2, 3 …
     tenantid    extension
+    dataschema  {base}/schemas/events/{type}.json: the JSON Schema of `data` (engine/schemas/events/), `base`
+                being the server's public URL (`schema_base`)
 
 `data` is self-contained: one event alone tells the whole change (workflow, trigger, transition, previous and new
 state, status and context, and the fault, recovery or termination details where they apply).
@@ -55,6 +57,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from engine.domain import Commit, Event, EventType, Instance, apply, fold
+from engine.schemas import DEFAULT_SCHEMA_BASE, dataschema
 from engine.stores.base import EventStore
 
 __all__ = [
@@ -137,6 +140,9 @@ def _data(event: Event, before: Instance | None, after: Instance, transition_id:
         case EventType.TRIGGER_IGNORED | EventType.TRIGGER_REJECTED:
             data["reason"] = stored.get("reason")
             data["topic"] = stored.get("topic")
+            for key in ("content", "contentDigest", "contentSize"):  # what was received (engine/domain/audit.py)
+                if key in stored:
+                    data[key] = stored[key]
         case EventType.TIMER_SCHEDULED | EventType.TIMER_FIRED | EventType.TIMER_CANCELLED:
             trigger = stored.get("trigger") or {}
             data["timer"] = {"timerId": stored.get("timerId"), "kind": stored.get("kind"),
@@ -153,8 +159,10 @@ def _data(event: Event, before: Instance | None, after: Instance, transition_id:
     return data
 
 
-def commit_events(tenant: str, commit: Commit, before: Instance | None) -> list[CloudEvent]:
-    """The CloudEvents of one commit, given the instance before it (None for a commit that creates it)."""
+def commit_events(tenant: str, commit: Commit, before: Instance | None, *,
+                  schema_base: str = DEFAULT_SCHEMA_BASE) -> list[CloudEvent]:
+    """The CloudEvents of one commit, given the instance before it (None for a commit that creates it).
+    `schema_base`: the public URL of the server, which serves the `dataschema` of each event."""
     result: list[CloudEvent] = []
     transition_id: str | None = None
     current = before
@@ -169,6 +177,7 @@ def commit_events(tenant: str, commit: Commit, before: Instance | None) -> list[
             "subject": event.instance_id,
             "time": _time(event.at),
             "datacontenttype": DATA_CONTENT_TYPE,
+            "dataschema": dataschema(schema_base, CE_TYPES[event.type]),
             "sequence": event.sequence,
             "tenantid": tenant,
         }
@@ -223,9 +232,11 @@ class CloudEventMapper:
     Thread-safe; one per process is enough (the LRU cache is what makes the live path cheap).
     """
 
-    def __init__(self, store: EventStore, *, cache_size: int = 10_000) -> None:
+    def __init__(self, store: EventStore, *, cache_size: int = 10_000,
+                 schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.store = store
         self.cache_size = cache_size
+        self.schema_base = schema_base
         self._cache: OrderedDict[tuple[str, str], Instance] = OrderedDict()
         self._lock = threading.Lock()
         self.lookups = 0  # instances found by reading the store rather than given or cached (tests and tuning)
@@ -263,7 +274,7 @@ class CloudEventMapper:
 
     def events(self, tenant: str, commit: Commit, before: Instance | None = _UNKNOWN) -> list[CloudEvent]:
         """The CloudEvents of one commit; remembers its state for the next commit of the instance."""
-        result = commit_events(tenant, commit, self.before(tenant, commit, before))
+        result = commit_events(tenant, commit, self.before(tenant, commit, before), schema_base=self.schema_base)
         self.remember(tenant, commit.state)
         return result
 
@@ -274,6 +285,7 @@ class CloudEventMapper:
         result = []
         for commit in commits:
             known = states.get(commit.instance_id, _UNKNOWN)
-            result.append(commit_events(tenant, commit, self.before(tenant, commit, known)))
+            result.append(commit_events(tenant, commit, self.before(tenant, commit, known),
+                                        schema_base=self.schema_base))
             states[commit.instance_id] = commit.state
         return result

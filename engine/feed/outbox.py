@@ -70,6 +70,7 @@ from engine.feed.subscriptions import (
     check_types,
 )
 from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
+from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.stores.base import EventStore
 
 __all__ = ["ChangeFeed", "Dispatcher", "FeedPage", "Publisher", "SweepReport", "Sweeper"]
@@ -640,13 +641,14 @@ class ChangeFeed:
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
-                 resume_policy: ResumePolicy | None = None) -> None:
+                 resume_policy: ResumePolicy | None = None,
+                 schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.events = events
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
         self.webhook = webhook or WebhookPublisher(origin=origin,
                                                    allow_private_destinations=allow_private_destinations)
-        self.mapper = CloudEventMapper(events)
+        self.mapper = CloudEventMapper(events, schema_base=schema_base)
         self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,
                                      mapper=self.mapper, max_workers=max_workers, pause_after=pause_after,
                                      lane_concurrency=lane_concurrency, tenant_concurrency=tenant_concurrency,

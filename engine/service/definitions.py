@@ -29,9 +29,10 @@ from engine.domain import (
     replace_secrets,
     secret_slots,
 )
+from engine.schemas import MAX_PROBLEMS, definition_problems
 from engine.stores.base import DefinitionStore
 
-__all__ = ["DefinitionCatalog", "SecretSealer"]
+__all__ = ["DefinitionCatalog", "SecretSealer", "validate_definition"]
 
 
 class SecretSealer(Protocol):
@@ -40,6 +41,24 @@ class SecretSealer(Protocol):
     def seal_text(self, text: str) -> str: ...
 
     def open_text(self, value: str) -> str: ...
+
+
+def validate_definition(document: Any, registry: Registry, *, version: int = 0) -> WorkflowDefinition:
+    """The definition, or InvalidDefinition listing every problem: first the published schema's (unknown keys,
+    shapes), then the parser's (references, reachability, CEL), without saying the same thing twice."""
+    shape = definition_problems(document, registry)
+    try:
+        definition = parse_definition(document, registry, version=version)
+    except InvalidDefinition as e:
+        meaning = [p for p in e.problems if not any(_within(p.path, s.path) for s in shape)]
+        raise InvalidDefinition(e.workflow_id, (shape + meaning)[:MAX_PROBLEMS]) from None
+    if shape:
+        raise InvalidDefinition(definition.id, shape)
+    return definition
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or path.startswith((outer + ".", outer + "["))
 
 
 class DefinitionCatalog:
@@ -56,11 +75,13 @@ class DefinitionCatalog:
 
     def validate(self, document: Mapping[str, Any]) -> WorkflowDefinition:
         """Raises InvalidDefinition listing every problem."""
-        return parse_definition(document, self.registry)
+        return validate_definition(document, self.registry)
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> WorkflowDefinition:
+    def put(self, tenant: str, document: Mapping[str, Any], *,
+            expected_version: int | None = None) -> WorkflowDefinition:
         """Store a new version (secrets sealed). Raises InvalidDefinition listing every problem, those of a "***"
-        with no secret to keep among them."""
+        with no secret to keep among them. With `expected_version`, only if that is the latest version (0: none
+        yet), else DefinitionChanged."""
         workflow_id = str(document.get("id", ""))
         complete, problems = self._kept_secrets(tenant, workflow_id, document)
         try:
@@ -73,7 +94,7 @@ class DefinitionCatalog:
         sealer = self.sealer
         if sealer is not None:
             stored = replace_secrets(stored, lambda slot: sealer.seal_text(slot.value))
-        version = self.store.put(tenant, stored)
+        version = self.store.put(tenant, stored, expected_version=expected_version)
         return self.get(tenant, workflow_id, version)
 
     def get(self, tenant: str, workflow_id: str, version: int | None = None) -> WorkflowDefinition:

@@ -140,9 +140,10 @@ class EventStore(Protocol):
 
 
 class DefinitionStore(Protocol):
-    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+    def put(self, tenant: str, document: Mapping[str, Any], *, expected_version: int | None = None) -> int:
         """Store a new version of the workflow `document["id"]`; returns its version (1, 2, 3 …).
-        Every version is kept: instances pin the version they were created with."""
+        Every version is kept: instances pin the version they were created with. With `expected_version`, only if
+        that is the latest version (0: none yet), atomically; else `DefinitionChanged` and nothing is stored."""
         ...
 
     def get(self, tenant: str, workflow_id: str, version: int | None = None) -> tuple[int, dict[str, Any]]:

@@ -87,6 +87,7 @@ from azure.cosmos.container import ContainerProxy
 from engine.domain import (
     Commit,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     Event,
     Instance,
@@ -1082,12 +1083,15 @@ class CosmosDefinitionStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+    def put(self, tenant: str, document: Mapping[str, Any], *, expected_version: int | None = None) -> int:
         workflow_id = workflow_id_of(document)
         text = _encode(document)
         silo = self._silos.get(tenant)
         for _ in range(self.MAX_ATTEMPTS):
-            version = self._latest(tenant, silo, workflow_id) + 1
+            latest = self._latest(tenant, silo, workflow_id)
+            if expected_version is not None and expected_version != latest:
+                raise DefinitionChanged(tenant, workflow_id, expected_version, latest)
+            version = latest + 1
             with self._silos.translated(tenant):
                 try:
                     silo.definitions.create_item({
@@ -1095,6 +1099,9 @@ class CosmosDefinitionStore:
                         "workflowId": workflow_id, "version": version, "document": text,
                         "createdAt": _now()}, no_response=True)
                 except exceptions.CosmosResourceExistsError:
+                    if expected_version is not None:  # another put took the version this one expected to follow
+                        raise DefinitionChanged(tenant, workflow_id, expected_version,
+                                                self._latest(tenant, silo, workflow_id)) from None
                     continue  # another put took this version: take the next
             return version
         raise StoreUnavailable(STORE, f"tenant {tenant!r}: too many concurrent puts of workflow {workflow_id!r}")

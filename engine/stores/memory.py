@@ -16,6 +16,7 @@ from typing import Any
 from engine.domain import (
     Commit,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     Event,
     Instance,
@@ -185,11 +186,13 @@ class MemoryDefinitionStore:
         self._lock = threading.Lock()
         self._tenants: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+    def put(self, tenant: str, document: Mapping[str, Any], *, expected_version: int | None = None) -> int:
         workflow_id = workflow_id_of(document)
         stored = copy.deepcopy(dict(document))  # the caller may go on changing its dict
         with self._lock:
             versions = self._tenants.setdefault(tenant, {}).setdefault(workflow_id, [])
+            if expected_version is not None and expected_version != len(versions):
+                raise DefinitionChanged(tenant, workflow_id, expected_version, len(versions))
             versions.append(stored)
             return len(versions)
 

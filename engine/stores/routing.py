@@ -288,8 +288,8 @@ class TenantRoutedDefinitionStore:
     def __init__(self, router: TenantStoreRouter) -> None:
         self.router = router
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
-        return self.router.definition_store(tenant).put(tenant, document)
+    def put(self, tenant: str, document: Mapping[str, Any], *, expected_version: int | None = None) -> int:
+        return self.router.definition_store(tenant).put(tenant, document, expected_version=expected_version)
 
     def get(self, tenant: str, workflow_id: str, version: int | None = None) -> tuple[int, dict[str, Any]]:
         return self.router.definition_store(tenant).get(tenant, workflow_id, version)

@@ -30,6 +30,7 @@ import orjson
 from engine.domain import (
     Commit,
     ConcurrencyConflict,
+    DefinitionChanged,
     DuplicateTrigger,
     Event,
     Instance,
@@ -475,7 +476,7 @@ class SqliteDefinitionStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def put(self, tenant: str, document: Mapping[str, Any]) -> int:
+    def put(self, tenant: str, document: Mapping[str, Any], *, expected_version: int | None = None) -> int:
         workflow_id = workflow_id_of(document)
         text = _encode(document)
         created_at = timestamp(datetime.now(UTC))
@@ -485,6 +486,8 @@ class SqliteDefinitionStore:
             try:
                 (latest,) = db.execute("SELECT coalesce(max(version), 0) FROM definitions WHERE workflow_id = ?",
                                        (workflow_id,)).fetchone()
+                if expected_version is not None and expected_version != latest:
+                    raise DefinitionChanged(tenant, workflow_id, expected_version, int(latest))
                 db.execute("INSERT INTO definitions (workflow_id, version, document, created_at) VALUES (?, ?, ?, ?)",
                            (workflow_id, latest + 1, text, created_at))
                 db.execute("COMMIT")

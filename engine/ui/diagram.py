@@ -160,7 +160,7 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
         longest = 0.0
         for state_id in column:
             for transition in definition.states[state_id].transitions:
-                longest = max(longest, _text_width(_short(transition.trigger)))
+                longest = max(longest, _text_width(_short(transition.trigger or "any topic")))
         gaps.append(max(MIN_COLUMN_GAP, longest + 40))
 
     def column_height(column: list[str]) -> float:
@@ -196,8 +196,9 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
             source, target = boxes[state.id], boxes[transition.target]
             nth = pairs.get((source.state, target.state), 0)
             pairs[(source.state, target.state)] = nth + 1
-            label = _short(transition.trigger)
-            title = f"{transition.trigger} (transition {transition.id}): {state.id} → {transition.target}"
+            topic = transition.trigger or "any topic"
+            label = _short(topic)
+            title = f"{topic} (transition {transition.id}): {state.id} → {transition.target}"
             label_width = _text_width(label) + 10
             if source is target:
                 lift = 30 + nth * 16

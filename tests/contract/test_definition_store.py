@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.domain import WorkflowNotFound, default_registry, parse_definition
+from engine.domain import DefinitionChanged, WorkflowNotFound, default_registry, parse_definition
 from engine.stores.base import DefinitionStore
 
 A, B = "tenant-a", "tenant-b"
@@ -112,3 +112,36 @@ def test_concurrent_puts_get_distinct_versions(definition_store: DefinitionStore
     assert errors == []
     assert sorted(versions) == list(range(1, 21))
     assert definition_store.list(A) == [("orders", 20)]
+
+
+def test_put_with_an_expected_version_is_conditional_and_atomic(definition_store: DefinitionStore) -> None:
+    assert definition_store.put(A, document("orders", "v1"), expected_version=0) == 1
+    with pytest.raises(DefinitionChanged) as caught:
+        definition_store.put(A, document("orders", "again"), expected_version=0)  # it exists now
+    assert (caught.value.expected_version, caught.value.version) == (0, 1)
+    assert definition_store.put(A, document("orders", "v2"), expected_version=1) == 2
+    for stale in (1, 3):
+        with pytest.raises(DefinitionChanged):
+            definition_store.put(A, document("orders", f"stale {stale}"), expected_version=stale)
+    assert definition_store.get(A, "orders")[0] == 2  # nothing was stored by the refused puts
+    assert definition_store.put(B, document("orders", "b1"), expected_version=0) == 1  # tenants apart
+
+
+def test_two_editors_of_the_same_version_one_wins(definition_store: DefinitionStore) -> None:
+    definition_store.put(A, document("race", "v1"))
+    outcomes: list[str] = []
+
+    def edit(marker: str) -> None:
+        try:
+            definition_store.put(A, document("race", marker), expected_version=1)
+            outcomes.append("stored")
+        except DefinitionChanged:
+            outcomes.append("refused")
+
+    editors = [threading.Thread(target=edit, args=(f"editor {n}",)) for n in range(4)]
+    for editor in editors:
+        editor.start()
+    for editor in editors:
+        editor.join()
+    assert sorted(outcomes) == ["refused", "refused", "refused", "stored"]
+    assert definition_store.get(A, "race")[0] == 2

@@ -233,7 +233,8 @@ def test_the_index_is_repaired_after_a_crash_between_commit_and_index(cosmos_sil
     assert fresh.list_instances(A).items == list(current.values())
     assert [i.id for i in fresh.list_instances(A, status="Complete").items] == ["i-2"]
     assert [i.id for i in fresh.list_instances(A, state="busy").items] == ["i-1"]
-    assert fresh.interested(A, ["s:0", "s:2"]) == ["i-0", "i-2"]
+    assert fresh.interested(A, ["s:0", "s:2"]) == ["i-0"]  # i-2 is Complete: it listens to nothing
+    assert fresh.interested(A, ["i-1"]) == ["i-1"]  # an instance's id is always an interest
 
     # The sweeper's repair writes the index from the newest commit of each instance and flags the commits.
     assert fresh.repair_index(A) == 5

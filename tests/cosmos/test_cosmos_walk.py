@@ -64,7 +64,8 @@ def test_the_expense_claim_walk_on_cosmos(cosmos_silo: CosmosSilo, expense_claim
         assert engine.events.undispatched(T) == []
         assert [i.id for i in engine.events.list_instances(T, status="Complete").items] == ["claim-42"]
         assert [i.id for i in engine.events.list_instances(T, state="draft").items] == ["claim-43"]
-        assert engine.events.interested(T, ["claimant:jgeorge"]) == ["claim-42"]
+        assert engine.events.interested(T, ["claimant:jgeorge"]) == []  # claim-42 is Complete: no interests
+        assert engine.events.interested(T, ["claim-43", "claim-42"]) == ["claim-43"]  # its id, while it lives
         assert engine.events.repair_index(T) == 0  # nothing left behind
 
         page = feed.read(T, after=0, limit=100)

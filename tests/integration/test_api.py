@@ -396,7 +396,8 @@ def test_create_is_accepted_then_processed(http: httpx.Client) -> None:
     assert body["instanceId"] == instance_id and body["triggerId"]
     eventually(lambda: http.get(f"/tenants/acme/instances/{instance_id}").status_code == 200)
     instance = http.get(f"/tenants/acme/instances/{instance_id}").json()
-    assert instance["state"] == "draft" and instance["interests"] == ["claimant:jg"]
+    assert instance["state"] == "draft" and instance["givenInterests"] == ["claimant:jg"]
+    assert instance["interests"] == sorted(["claimant:jg", instance["id"]])  # its id is always one
     events = http.get(f"/tenants/acme/instances/{instance_id}/events").json()["items"]
     assert events[0]["triggerId"] == body["triggerId"]
 

@@ -23,11 +23,13 @@ from tests.integration.conftest import ADMIN_KEY, serve_api
 pytestmark = pytest.mark.integration
 
 ROOT = "/api"
-# The routes that answer without a key: liveness and the API's description (engine/api/access.py PUBLIC_PATHS),
+# The routes that answer without a key: liveness, the API's description and the published schemas (formats, no
+# tenant data) (engine/api/access.py PUBLIC_PATHS),
 # and the dashboard's sign-in and its static files. Adding one here is a decision: say why in its PR.
 # `/` only redirects to the dashboard (issue 15: a newcomer's browser lands somewhere useful); /docs/assets holds
 # the scripts and styles of /docs and /redoc, served here so they work offline.
-ANONYMOUS = {"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+ANONYMOUS = {"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+             "/schemas/workflow-definition.json", "/schemas/events/{event_type}.json", "/asyncapi.json"}
 ANONYMOUS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
                     "/docs/assets/redoc.standalone.js"]
 DASHBOARD_ANONYMOUS = {"/login", "/static"}
@@ -125,7 +127,8 @@ def test_another_tenants_key_is_refused_on_every_tenant_route_and_admin_routes(s
 
 
 def test_the_anonymous_routes_answer_without_a_key(service: Service) -> None:
-    calls = [Call("GET", path, path) for path in [*sorted(ANONYMOUS - {"/"}), *ANONYMOUS_ASSETS]]
+    calls = [Call("GET", path, path.replace("{event_type}", "io.waymark.workflow.instance.created"))
+             for path in [*sorted(ANONYMOUS - {"/"}), *ANONYMOUS_ASSETS]]
     answers = send_all(service, calls, None)
     assert {call: r.status_code for call, r in answers.items() if r.status_code != 200} == {}
     front = send_all(service, [Call("GET", "/", "/")], None)

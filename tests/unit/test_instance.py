@@ -77,7 +77,8 @@ def test_creation_runs_entry_actions_and_records_created() -> None:
     assert [e.type for e in decision.events] == [EventType.CREATED]
     assert decision.events[0].sequence == 1 and decision.events[0].trigger_id == "c"
     assert decision.instance.context == {"x": 2, "n": 1}
-    assert decision.instance.interests == ("a", "b")
+    assert decision.instance.interests == ("a", "b", "i-1")  # the given ones and, always, its own id
+    assert decision.instance.given_interests == ("a", "b")
     assert decision.instance.status is Status.WAITING and decision.instance.version == 1
 
 
