@@ -5,12 +5,14 @@ synchronous level it is given, which it reads back from its own connections (wha
   first (the API's accept is not timed; `waymark bench http` measures it). Timed: `Worker.run_once` until the queue
   is empty — receive a batch (one queue transaction), find each trigger and load its instance, decide, store the
   batch in one group commit (commit + outbox row), delete the batch from the queue (one transaction) — and the
-  change feed's marker flagging every commit dispatched (no subscriber), in batches on its own thread. The run
-  ends when the last commit is marked.
+  change feed flagging every commit dispatched (no subscriber): its marker thread gathers the marks, which ride
+  along a later group commit (engine/stores/_rides.py) or, when none comes in time, are written in a transaction
+  of their own. The run ends when the last commit is marked.
 - `raw_round`: the same SQL with no engine, on the same schema, files, pragmas and connection set-up: per batch,
   the receive's SELECT and claims in one queue transaction, the find-and-head SELECT of each trigger, the inserts
   (with their version check) of commits of the same sizes in one transaction, the deletes in one queue
-  transaction; and as many mark transactions as Waymark's marker made in its round. Each transaction synced as
+  transaction; and the same marks: as many group commits carrying the marks made until then as carried marks in
+  Waymark's round, and as many mark transactions of their own as Waymark's made. Each transaction synced as
   Waymark syncs it (at FULL: the group commit; the claims, deletes and marks unsynced, see
   engine/stores/_sqlite.unsynced). The physical limit of the design on this disk.
 - `pyeventsourcing_round`: pyeventsourcing's `Application` on SQLite, its connections set to the same synchronous
@@ -25,16 +27,19 @@ import functools
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from engine.domain import Trigger
+from engine.queues.sqlite import SqliteCommandQueue
 from engine.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
 from engine.stores._sqlite import checked_synchronous, unsynced
 from engine.stores.sqlite import _FIND_AND_HEAD, _INSERT_COMMIT  # the very statements Waymark runs
+from engine.stores.sqlite import _MARK_DISPATCHED as _MARK
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
 TENANT = "bench"
@@ -73,9 +78,15 @@ class Phases:
             self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - start
 
     def wrap(self, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        """`call`, timed under `name` (as cheaply as can be: it wraps calls made once per trigger)."""
+        spent, clock = self.spent, time.perf_counter
+
         def timed(*args: Any, **kwargs: Any) -> Any:
-            with self.timing(name):
+            start = clock()
+            try:
                 return call(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + clock() - start
         return timed
 
     def per_trigger_us(self, triggers: int) -> dict[str, float]:
@@ -87,7 +98,8 @@ class Round:
     tps: float
     synchronous: str  # read back from the connections that did the work
     phases_us: dict[str, float]  # per trigger
-    mark_transactions: int = 0
+    mark_transactions: int = 0  # marks written in a transaction of their own
+    mark_rides: int = 0  # group commits that also wrote marks
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,6 @@ def measure_sizes(data_dir: Path, workload: Workload) -> Sizes:
 def waymark_round(data_dir: Path, workload: Workload) -> Round:
     from engine.feed import ChangeFeed, SqliteSubscriptionStore
     from engine.queues.base import CommandQueue
-    from engine.queues.sqlite import SqliteCommandQueue
     from engine.runtime import Engine
     from engine.service.worker import Worker
     from engine.stores.base import EventStore
@@ -157,7 +168,6 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
     _prepare_engine(data_dir, workload)
     synchronous = checked_synchronous(workload.synchronous)
     phases = Phases()
-    marks = [0]
     store = SqliteEventStore(data_dir, synchronous=synchronous)
     queue = SqliteCommandQueue(data_dir / "queue.db", synchronous=synchronous)
     definitions = SqliteDefinitionStore(data_dir, synchronous=synchronous)
@@ -168,8 +178,7 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
                                             complete_many="complete (1 transaction)"))
     engine = Engine(events=timed_store, definitions=definitions, queue=timed_queue)
     subscriptions = SqliteSubscriptionStore(data_dir, synchronous=synchronous)  # no subscription in it
-    feed = ChangeFeed(timed_store, subscriptions, definitions=engine.catalog,
-                      before_mark=lambda tenant, positions: marks.__setitem__(0, marks[0] + 1))
+    feed = ChangeFeed(timed_store, subscriptions, definitions=engine.catalog)
     engine.processor.on_commit = feed.on_commit
     worker = Worker(timed_queue, engine.processor, batch_size=workload.batch)
     try:
@@ -192,7 +201,7 @@ def waymark_round(data_dir: Path, workload: Workload) -> Round:
     on_worker = sum(seconds for name, seconds in phases.spent.items() if "marker" not in name)
     phases.spent["decide, and the rest of the worker"] = working - on_worker
     phases.spent["the marker's last batch after the worker"] = elapsed - working
-    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), marks[0])
+    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), store.rides.alone, store.rides.ridden)
 
 
 class _Timed:
@@ -207,8 +216,8 @@ class _Timed:
         return getattr(self._adapter, name)
 
 
-def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transactions: int) -> Round:
-    from engine.queues.sqlite import SqliteCommandQueue
+def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, marks: Round) -> Round:
+    """`marks`: Waymark's round, whose mark transactions and rides this one makes as many of."""
     from engine.stores._sqlite import TenantDatabases
 
     synchronous = checked_synchronous(workload.synchronous)
@@ -219,28 +228,28 @@ def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transaction
     versions = {instance_id: 1 for instance_id in workload.ids}
     events_json, state_json = "x" * sizes.events, "x" * sizes.state
     batches = -(-workload.instances * workload.triggers // workload.batch)
-    mark_every = max(1, -(-batches // max(1, mark_transactions)))
-    phases, unmarked, marks = Phases(), [], 0
+    phases, unmarked, alone, rides = Phases(), list[int](), 0, 0
     try:
         start = time.perf_counter()
         for number in range(batches):
             with phases.timing("receive"), unsynced(db, synchronous):
-                claimed = _raw_receive(db, workload.batch)
+                claimed = _raw_receive(db, queue, workload.batch)
             parsed = [(json.loads(body), message_id, receipt) for message_id, body, receipt in claimed]
             with phases.timing("find + load"):
-                for body, _, _ in parsed:
-                    store.execute(_FIND_AND_HEAD, (body["instanceId"], -1, body["trigger"]["id"])).fetchone()
+                for body, _, _ in parsed:  # with the version held, as Waymark's cache holds it: no snapshot read
+                    store.execute(_FIND_AND_HEAD, (body["instanceId"], versions[body["instanceId"]],
+                                                   body["trigger"]["id"])).fetchone()
             with phases.timing("group commit (1 transaction)"):
-                unmarked += _raw_group_commit(store, parsed, versions, events_json, state_json)
+                riding = unmarked if _spread(marks.mark_rides, batches, number) else []
+                stored = _raw_group_commit(store, parsed, versions, events_json, state_json, riding)
                 files.committed(TENANT)
+                unmarked, rides = (stored, rides + 1) if riding else (unmarked + stored, rides)
             with phases.timing("complete (1 transaction)"), unsynced(db, synchronous):
-                _raw_in_one(db, "DELETE FROM commands WHERE id = ? AND receipt = ?",
-                            [(message_id, receipt) for _, message_id, receipt in parsed])
-            if (number + 1) % mark_every == 0 or number == batches - 1:
+                _raw_in_one(db, queue._sql_complete, [(message_id, receipt) for _, message_id, receipt in parsed])
+            if unmarked and (_spread(marks.mark_transactions, batches, number) or number == batches - 1):
                 with phases.timing("mark dispatched"), unsynced(store, synchronous):
-                    _raw_in_one(store, "UPDATE commits SET dispatched = 1 WHERE position = ? AND dispatched = 0",
-                                [(position,) for position in unmarked])
-                unmarked, marks = [], marks + 1
+                    _raw_in_one(store, _MARK, [(position,) for position in unmarked])
+                unmarked, alone = [], alone + 1
         elapsed = time.perf_counter() - start
         level = level_of(store)
         if level_of(db) != level or queue.depth():
@@ -249,26 +258,31 @@ def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, mark_transaction
         queue.close()
         files.close()
     triggers = workload.instances * workload.triggers
-    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), marks)
+    return Round(triggers / elapsed, level, phases.per_trigger_us(triggers), alone, rides)
 
 
-def _raw_receive(db: sqlite3.Connection, batch: int) -> list[tuple[str, str, str]]:
-    now = time.time()
+def _spread(count: int, batches: int, number: int) -> bool:
+    """Whether batch `number` is one of `count` spread evenly over `batches` (the last batch is one of them)."""
+    return (number + 1) * count // batches > number * count // batches
+
+
+def _raw_receive(db: sqlite3.Connection, queue: SqliteCommandQueue, batch: int) -> list[tuple[str, str, str]]:
+    """The receive's statements (the queue's own), in one transaction."""
+    now, token = time.time(), uuid.uuid4().hex
     db.execute("BEGIN IMMEDIATE")
-    rows = db.execute("SELECT seq, id, body, dequeue_count FROM commands WHERE visible_at <= ? ORDER BY seq LIMIT ?",
-                      (now, batch)).fetchall()
+    db.execute(queue._sql_due, (now,)).fetchall()  # the probe for due delayed messages (timers)
+    rows = db.execute(queue._sql_candidates, (now, batch)).fetchall()
     claimed = []
     for seq, message_id, body, count in rows:
-        receipt = f"r-{seq}"
-        db.execute("UPDATE commands SET visible_at = ?, dequeue_count = ?, receipt = ? WHERE seq = ?",
-                   (now + 30, count + 1, receipt, seq))
+        receipt = f"{token}-{seq}"
+        db.execute(queue._sql_claim, (now + 30, count + 1, receipt, seq))
         claimed.append((message_id, body, receipt))
     db.execute("COMMIT")
     return claimed
 
 
 def _raw_group_commit(store: sqlite3.Connection, parsed: Sequence[tuple[dict[str, Any], str, str]],
-                      versions: dict[str, int], events_json: str, state_json: str) -> list[int]:
+                      versions: dict[str, int], events_json: str, state_json: str, marks: list[int]) -> list[int]:
     positions = []
     store.execute("BEGIN IMMEDIATE")
     for body, _, _ in parsed:
@@ -277,6 +291,8 @@ def _raw_group_commit(store: sqlite3.Connection, parsed: Sequence[tuple[dict[str
                                                   "2026-01-01T00:00:00.000000Z", events_json, state_json, version))
         versions[instance_id] = version + 1
         positions.append(int(inserted.lastrowid or 0))
+    if marks:
+        store.executemany(_MARK, [(position,) for position in marks])
     store.execute("COMMIT")
     return positions
 

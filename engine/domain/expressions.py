@@ -115,10 +115,62 @@ class CompileError(ValueError):
     pass
 
 
+# Most expressions of a definition are a member path (`trigger.content.amount`) or the presence test of one
+# (`has(context.claimant)`). Such an expression is answered by walking the variables' maps — no conversion to CEL,
+# which costs more than the evaluation — whenever the walk can tell what CEL would answer: each step a map holding
+# the key, and a value a plain JSON scalar (or, for `has`, the last map holding the key or not). Anything else (a
+# missing key, a list or map value, an integer beyond 64 bits) is left to CEL, its errors included.
+_MEMBERS = r"(trigger|context|instance)((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)+)"
+_PATH = re.compile(rf"\s*{_MEMBERS}\s*")
+_HAS = re.compile(rf"\s*has\s*\(\s*{_MEMBERS}\s*\)\s*")
+UNANSWERED: Any = object()  # what a walk answers when CEL must
+_INT64 = range(-(2 ** 63), 2 ** 63)
+
+
+class Walk:
+    """A member path or presence test, answered from the variables when that is certain (see above)."""
+
+    __slots__ = ("index", "keys", "presence", "variable")
+
+    def __init__(self, variable: str, keys: tuple[str, ...], presence: bool) -> None:
+        self.variable, self.keys, self.presence = variable, keys, presence
+        self.index = ("instance", "context", "trigger").index(variable)
+
+    @classmethod
+    def of(cls, source: str) -> Walk | None:
+        for pattern, presence in ((_PATH, False), (_HAS, True)):
+            match = pattern.fullmatch(source)
+            if match:
+                keys = tuple(key.strip() for key in match.group(2).split(".")[1:])
+                return cls(match.group(1), keys, presence)
+        return None
+
+    def answer(self, instance: Any, context: Any, trigger: Any) -> Any:
+        """The value (or presence) CEL would answer, or UNANSWERED."""
+        node = (instance, context, trigger)[self.index]
+        keys = self.keys
+        for key in keys[:-1]:
+            if type(node) is not dict or key not in node:
+                return UNANSWERED
+            node = node[key]
+        if type(node) is not dict:
+            return UNANSWERED
+        last = keys[-1]
+        if self.presence:
+            return last in node
+        if last not in node:
+            return UNANSWERED
+        value = node[last]
+        kind = type(value)
+        if kind is str or kind is float or kind is bool or value is None or (kind is int and value in _INT64):
+            return value
+        return UNANSWERED
+
+
 class Expression:
     """A compiled CEL program over the variables `trigger`, `context` and `instance`."""
 
-    __slots__ = ("_conversions", "_program", "depth", "paths", "source", "variables")
+    __slots__ = ("_conversions", "_program", "depth", "paths", "source", "variables", "walk")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -140,6 +192,7 @@ class Expression:
             raise CompileError(f"comprehensions (map, filter, all, exists) nest {self.depth} deep; at most "
                                f"{MAX_COMPREHENSION_DEPTH} are allowed")
         self._conversions = threading.local()
+        self.walk = Walk.of(source)  # compiled above: a valid CEL expression
 
     def prepare(self, variables: dict[str, Any]) -> cel.Context:
         """`variables` converted to CEL, reused when the same values come again on this thread (converting is

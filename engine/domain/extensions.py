@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import cel
 
-from engine.domain.expressions import Expression, pruned
+from engine.domain.expressions import UNANSWERED, Expression, pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,11 @@ class Scope:
         return {"instance": self._instance, "context": self._context, "trigger": self.trigger}
 
     def evaluate(self, expression: Expression, where: str) -> Any:
+        walk = expression.walk
+        if walk is not None:
+            answer = walk.answer(self._instance, self._context, self.trigger)
+            if answer is not UNANSWERED:
+                return answer
         if expression.depth:
             expression.check_budget(self.activation(), where=where)
         prepared = self._prepared.get(expression)

@@ -242,15 +242,16 @@ class CloudEventMapper:
         self.lookups = 0  # instances found by reading the store rather than given or cached (tests and tuning)
         self.folds = 0  # of those, found only by folding the history from the start
 
-    def remember(self, tenant: str, instance: Instance) -> None:
-        key = (tenant, instance.id)
+    def remember(self, tenant: str, *instances: Instance) -> None:
         with self._lock:
-            known = self._cache.get(key)
-            if known is None or known.version <= instance.version:
-                self._cache[key] = instance
-                self._cache.move_to_end(key)
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            for instance in instances:
+                key = (tenant, instance.id)
+                known = self._cache.get(key)
+                if known is None or known.version <= instance.version:
+                    self._cache[key] = instance
+                    self._cache.move_to_end(key)
+                    if len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
 
     def before(self, tenant: str, commit: Commit, given: Instance | None = _UNKNOWN) -> Instance | None:
         """The instance just before `commit` (None when the commit creates it)."""

@@ -101,7 +101,6 @@ class _Work:
     commit: Commit
     remaining: int
     recorded: bool  # deliveries were recorded by an earlier attempt: forget them once dispatched
-    done: threading.Event
     delivered: list[str] = field(default_factory=list)
     failed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -144,13 +143,15 @@ class Dispatcher:
                            limit=lane_limit, turn=lane_turn)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        # The commits on their way, each with the event set when it is done with, where someone waits for it.
+        self._inflight: dict[tuple[str, int], threading.Event | None] = {}
         self._catching_up: set[tuple[str, str]] = set()
         self._handshakes: dict[tuple[str, str], float] = {}
         self._handshake_locks: dict[tuple[str, str], threading.Lock] = {}
         self._failed_lately: set[LaneKey] = set()  # subscriptions whose last delivery failed (in this process)
-        self._routes: queue.SimpleQueue[tuple[str, Commit, Collection[str], threading.Event] | None] = (
-            queue.SimpleQueue())
+        # Each item: a tenant's commits handed over together (a group commit's), with the subscriptions to skip.
+        self._routes: queue.SimpleQueue[
+            tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
         self._marks: dict[str, list[_Work]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
         self._closed = False
@@ -165,22 +166,74 @@ class Dispatcher:
         """The processor's `on_commit`: queue the commit and return at once."""
         self.submit(tenant, commit)
 
+    def many(self, tenant: str, commits: Sequence[Commit]) -> None:
+        """The processor's hand-over of a group commit's commits. Those that no subscription wants, as far as the
+        subscription catalog's cache tells without reading anything, go straight to be marked dispatched; the
+        others go to the router together, in one hand-over. So in the steady state without subscribers the worker
+        wakes no router at all: each wake-up hands the GIL over, which cost the worker more than this check."""
+        new = self._admit(tenant, commits, waited=False)
+        if not new:
+            return
+        try:
+            unwanted, routed = self._sorted(tenant, new)
+        except Exception:  # the router finds out
+            unwanted, routed = [], new
+        if unwanted:
+            self._to_mark(tenant, unwanted)
+        if routed:
+            self._routes.put((tenant, routed, frozenset()))
+
+    def _sorted(self, tenant: str, commits: Sequence[Commit]) -> tuple[list[_Work], list[Commit]]:
+        """The commits the catalog's cache says no subscription wants, and the others (for the router)."""
+        targets: dict[str, list[Subscription] | None] = {}
+        unwanted: list[_Work] = []
+        routed: list[Commit] = []
+        for commit in commits:
+            workflow_id = commit.state.workflow_id
+            if workflow_id not in targets:
+                targets[workflow_id] = self.catalog.cached_targets(tenant, workflow_id)
+            known = targets[workflow_id]
+            if known is None or _wanted(known, commit, ()):
+                routed.append(commit)
+            else:
+                unwanted.append(_Work(tenant, commit, remaining=0, recorded=False))
+        # Mapping is skipped, but the next commit may need them.
+        self.mapper.remember(tenant, *(work.commit.state for work in unwanted))
+        return unwanted, routed
+
     def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
         """Queue a commit for publishing, skipping the subscriptions in `skip` (already delivered). Returns an
         event set when the commit is done with (dispatched, or left for the sweeper); None once closed. A commit
         already on its way is not queued twice."""
-        if commit.position is None:
+        waiting: list[threading.Event] = []
+        new = self._admit(tenant, [commit], waited=True, events=waiting)
+        if new:
+            self._routes.put((tenant, new, frozenset(skip)))
+        return waiting[0] if waiting else None
+
+    def _admit(self, tenant: str, commits: Sequence[Commit], *, waited: bool,
+               events: list[threading.Event] | None = None) -> list[Commit]:
+        """Note the commits as on their way; those that were not already (to be routed). `waited`: someone waits
+        for them, and `events` gets, for each commit (also one already on its way), an event set when it is done
+        with; the live path's commits, which nobody waits for one by one, get none (`drain` waits for all).
+        Nothing once closed."""
+        if any(commit.position is None for commit in commits):
             raise ValueError("only a stored commit (with a feed position) can be published")
-        key = (tenant, commit.position)
+        new: list[Commit] = []
         with self._lock:
             if self._closed:
-                return None
-            found = self._inflight.get(key)
-            if found is not None:
-                return found
-            done = self._inflight[key] = threading.Event()
-        self._routes.put((tenant, commit, frozenset(skip), done))
-        return done
+                return []
+            for commit in commits:
+                key = (tenant, commit.position or 0)
+                if key not in self._inflight:
+                    self._inflight[key] = None
+                    new.append(commit)
+                done = self._inflight[key]
+                if waited and events is not None:
+                    if done is None:
+                        done = self._inflight[key] = threading.Event()
+                    events.append(done)
+        return new
 
     def catch_up(self, tenant: str, subscription: Subscription) -> bool:
         """Deliver a resumed subscription's backlog in its lane. False if one is already running here."""
@@ -225,39 +278,51 @@ class Dispatcher:
             item = self._routes.get()
             if item is None:
                 return
-            tenant, commit, skip, done = item
-            try:
-                self._route(tenant, commit, skip, done)
-            except Exception:
-                log.exception("routing a commit failed; the sweeper will retry it",
-                              extra={"tenant": tenant, "instanceId": commit.instance_id, "position": commit.position})
-                self._release(tenant, commit, done)
+            tenant, commits, skip = item
+            unwanted: list[_Work] = []  # the commits no subscription wants: marked together
+            for commit in commits:
+                try:
+                    work = self._route(tenant, commit, skip)
+                except Exception:
+                    log.exception("routing a commit failed; the sweeper will retry it",
+                                  extra={"tenant": tenant, "instanceId": commit.instance_id,
+                                         "position": commit.position})
+                    self._release(tenant, commit)
+                    continue
+                if work is not None:
+                    unwanted.append(work)
+            if unwanted:
+                self._to_mark(tenant, unwanted)
 
-    def _route(self, tenant: str, commit: Commit, skip: Collection[str], done: threading.Event) -> None:
-        types = [CE_TYPES[event.type] for event in commit.events]
-        targets = [s for s in self.catalog.targets(tenant, commit.state.workflow_id)
-                   if s.name not in skip and any(s.wants(t) for t in types)]
-        plan: list[tuple[Subscription, list[BaseCloudEvent]]] = []
-        if targets:
-            events = self.mapper.events(tenant, commit)
-            plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
-        else:
-            self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
-        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip), done=done)
-        if not plan:
-            self._to_mark(work)
-            return
+    def _route(self, tenant: str, commit: Commit, skip: Collection[str]) -> _Work | None:
+        """Hand the commit to the lanes of the subscriptions that want it; the commit's work when none does (it
+        is to be marked dispatched)."""
+        targets = _wanted(self.catalog.targets(tenant, commit.state.workflow_id), commit, skip)
+        if not targets:
+            return self._unwanted(tenant, commit, recorded=bool(skip))
+        events = self.mapper.events(tenant, commit)
+        plan = [(s, [e for e in events if s.wants(e.get_type())]) for s in targets]
+        work = _Work(tenant, commit, remaining=len(plan), recorded=bool(skip))
         for subscription, wanted in plan:
             if not self.lanes.push((tenant, subscription.name), self._task(work, subscription, wanted, 1)):
                 log.warning("the lane of subscription %s is full; the sweeper will deliver this commit later",
                             subscription.name, extra={"tenant": tenant, "position": commit.position})
                 self._finished(work, subscription.name, _Outcome.FAILED)
+        return None
 
-    def _release(self, tenant: str, commit: Commit, done: threading.Event) -> None:
+    def _unwanted(self, tenant: str, commit: Commit, *, recorded: bool = False) -> _Work:
+        """A commit no subscription wants: to be marked dispatched as it is."""
+        self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
+        return _Work(tenant, commit, remaining=0, recorded=recorded)
+
+    def _release(self, tenant: str, *commits: Commit) -> None:
+        """The commits are done with (dispatched, or left for the sweeper)."""
         with self._idle:
-            self._inflight.pop((tenant, commit.position or 0), None)
+            dones = [self._inflight.pop((tenant, commit.position or 0), None) for commit in commits]
             self._idle.notify_all()
-        done.set()
+        for done in dones:
+            if done is not None:
+                done.set()
 
     # -------------------------------------------------------------------------------------- delivering
 
@@ -398,7 +463,7 @@ class Dispatcher:
         if not last:
             return
         if not work.failed:
-            self._to_mark(work)
+            self._to_mark(work.tenant, [work])
             return
         try:
             if work.delivered:
@@ -406,13 +471,13 @@ class Dispatcher:
         except Exception:
             log.exception("could not record deliveries; the sweeper's retry may deliver them again",
                           extra={"tenant": work.tenant, "position": work.position})
-        self._release(work.tenant, work.commit, work.done)
+        self._release(work.tenant, work.commit)
 
     # -------------------------------------------------------------------------------------- marking
 
-    def _to_mark(self, work: _Work) -> None:
+    def _to_mark(self, tenant: str, works: Sequence[_Work]) -> None:
         with self._mark_ready:
-            self._marks.setdefault(work.tenant, []).append(work)
+            self._marks.setdefault(tenant, []).extend(works)
             self._mark_ready.notify()
 
     def _mark_loop(self) -> None:
@@ -440,8 +505,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("marking commits dispatched failed; the sweeper will publish them again",
                                   extra={"tenant": tenant, "positions": positions[:10]})
-                for work in works:
-                    self._release(tenant, work.commit, work.done)
+                self._release(tenant, *(work.commit for work in works))
 
     # -------------------------------------------------------------------------------------- catching up
 
@@ -500,6 +564,14 @@ class Dispatcher:
         with self._idle:
             self._catching_up.discard(key)
             self._idle.notify_all()
+
+
+def _wanted(targets: Iterable[Subscription], commit: Commit, skip: Collection[str]) -> list[Subscription]:
+    """The subscriptions of `targets` (but those in `skip`) that want one of the commit's events."""
+    if not targets:
+        return []
+    types = [CE_TYPES[event.type] for event in commit.events]
+    return [s for s in targets if s.name not in skip and any(s.wants(t) for t in types)]
 
 
 def _owe(subscription: Subscription, position: int) -> Subscription:

@@ -585,8 +585,24 @@ class SubscriptionCatalog:
     def targets(self, tenant: str, workflow_id: str) -> list[Subscription]:
         """Every subscription that may receive an event of a `workflow_id` instance, with its current state."""
         rows = self._stored(tenant)
+        return self._targets(rows, self._of_definition(tenant, workflow_id), self._of_tenant(tenant))
+
+    def cached_targets(self, tenant: str, workflow_id: str) -> list[Subscription] | None:
+        """`targets` from the cache alone: None when a part of it is not cached or is stale (finding it would read
+        a store, which a caller on the worker's path does not wait for)."""
+        now = self.monotonic()
+        with self._lock:
+            parts = [self._rows.get(tenant), self._derived.get((tenant, "definition:" + workflow_id)),
+                     self._derived.get((tenant, "tenant"))]
+        if any(part is None or now - part[0] >= self.cache_seconds for part in parts):
+            return None
+        rows, of_definition, of_tenant = (part[1] for part in parts if part is not None)
+        return self._targets(rows, of_definition, of_tenant)  # type: ignore[arg-type]
+
+    def _targets(self, rows: Mapping[str, Subscription], of_definition: Sequence[Subscription],
+                 of_tenant: Sequence[Subscription]) -> list[Subscription]:
         found = [s for s in rows.values() if s.source is Source.API]
-        for spec in (*self._of_definition(tenant, workflow_id), *self._of_tenant(tenant)):
+        for spec in (*of_definition, *of_tenant):
             found.append(self._merge(spec, rows))
         return found
 

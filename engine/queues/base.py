@@ -8,9 +8,12 @@ times is moved to the poison queue instead of being handed out again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,24 @@ def dump_body(body: Mapping[str, Any]) -> str:
     if not isinstance(body, Mapping):
         raise TypeError(f"a command body must be a JSON object, not {type(body).__name__}")
     return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# orjson reads a body several times faster than the standard library, and the same, but for an integer beyond 64
+# bits (a float to orjson) and what it refuses (a lone surrogate, NaN): a body with a run of 16 digits or more, or
+# that orjson refuses, is read by the standard library.
+_LONG_NUMBER = re.compile(r"\d{16}")
+
+
+def load_body(text: str) -> dict[str, Any]:
+    """A stored command body (`dump_body`'s text) read back."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            body: dict[str, Any] = orjson.loads(text)
+            return body
+        except orjson.JSONDecodeError:
+            pass
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def check_receive(max_messages: int, visibility_timeout: float) -> None:

@@ -33,12 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain.errors import StoreUnavailable
-from engine.queues.base import Message, MessageLost, check_receive, dump_body
+from engine.queues.base import Message, MessageLost, check_receive, dump_body, load_body
 from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 
 _STORE = "command queue"
 _PROMOTE_BATCH = 256  # due delayed messages moved onto the queue by one receive
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class _SomeLost(Exception):
+    """A batch's completion deleted fewer messages than it was given (a stale receipt among them)."""
 
 
 class SqliteCommandQueue:
@@ -132,6 +136,8 @@ class SqliteCommandQueue:
     def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
         check_receive(max_messages, visibility_timeout)
         received: list[Message] = []
+        # A claim's receipt: this receive's own random token and the row's seq, unique to the claim.
+        token = uuid.uuid4().hex
         with self._translated(), self._transaction(synced=False) as db:
             now = self._clock()
             for seq, message_id, body, enqueued_at, not_before in db.execute(self._sql_due, (now,)).fetchall():
@@ -146,9 +152,9 @@ class SqliteCommandQueue:
                         db.execute(self._sql_poison, (now, self._poison_reason, seq))
                         db.execute(self._sql_delete_seq, (seq,))
                         continue
-                    receipt = uuid.uuid4().hex
+                    receipt = f"{token}-{seq}"
                     db.execute(self._sql_claim, (now + visibility_timeout, dequeue_count + 1, receipt, seq))
-                    received.append(Message(message_id, json.loads(body), dequeue_count + 1, receipt))
+                    received.append(Message(message_id, load_body(body), dequeue_count + 1, receipt))
                 if now + visibility_timeout <= now:
                     break  # claimed rows are still visible: querying again would hand them out twice
         return received
@@ -163,10 +169,16 @@ class SqliteCommandQueue:
         """Delete every message of a processed batch in one transaction (one sync of the file, not one each)."""
         if not messages:
             return []
+        try:
+            with self._translated(), self._transaction(synced=False) as db:
+                if db.executemany(self._sql_complete, [(m.id, m.receipt) for m in messages]).rowcount != len(messages):
+                    raise _SomeLost  # rolled back: done again one by one, to tell which
+            return []
+        except _SomeLost:
+            pass
         with self._translated(), self._transaction(synced=False) as db:
-            lost = [message for message in messages
+            return [message for message in messages
                     if db.execute(self._sql_complete, (message.id, message.receipt)).rowcount != 1]
-        return lost
 
     def release(self, message: Message, *, delay: float = 0.0) -> None:
         # The receipt is cleared, as Azure changes the pop receipt on update: the receiver has let go.

@@ -7,25 +7,19 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+Event = Mapping[str, Any]
 
-def explain(instance: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Sentences an operator reads at a glance: where it is, how it got there, what was refused, the fault."""
+
+def explain(instance: Mapping[str, Any], events: Sequence[Event]) -> list[str]:
+    """Sentences an operator reads at a glance: where it is, how it got there (the last transition, or the reset
+    that moved it, whichever came last), a fault it was recovered from, what was refused, the fault it is in."""
     status, state = instance["status"], instance["state"]
     lines = [f"{instance['id']} is {status} in state {state!r} (workflow {instance['workflowId']} "
              f"v{instance['workflowVersion']}, {instance['version']} event(s))."]
-    applied = _last(events, "TransitionApplied")
-    if applied is not None:
-        data = applied["data"]
-        lines.append(f"It got there by transition {data.get('transition')!r} from {data.get('from')!r} on trigger "
-                     f"{data.get('topic')!r} (id {applied.get('triggerId')}) at {applied['at']}, event "
-                     f"{applied['sequence']}.")
-    else:
-        lines.append("No transition was ever applied: it is still in the state it was created in.")
+    lines.append(_how_it_got_there(events))
     recovered = _last(events, "Recovered")
     if recovered is not None:
-        data = recovered["data"]
-        lines.append(f"It was recovered ({data.get('mode')}) by {data.get('by')} at {recovered['at']}, event "
-                     f"{recovered['sequence']}: {data.get('reason')}.")
+        lines.append(_recovery(recovered, events, faulted_now=status == "Faulted"))
     ignored = _last(events, "TriggerIgnored")
     if ignored is not None:
         data = ignored["data"]
@@ -37,17 +31,7 @@ def explain(instance: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) ->
                      f"{rejected['data'].get('reason')}.")
     fault = instance.get("fault")
     if status == "Faulted" and fault:
-        faulted = next((e for e in events if e["sequence"] == fault["sequence"]), None)
-        trigger = (faulted or {}).get("data", {}).get("trigger") if faulted else None
-        cause = (f"on trigger {trigger['topic']!r} (id {trigger['id']}, content "
-                 f"{json.dumps(trigger.get('content'), ensure_ascii=False)})" if trigger else "at creation")
-        lines.append(f"It FAULTED {cause} at {fault['at']}, event {fault['sequence']}: {fault['errorType']} at "
-                     f"{fault['where']}: {fault['message']}")
-        lines.append("It accepts no trigger until it is recovered. Fix the cause, then:")
-        quoted = shlex.quote(str(instance["id"]))
-        lines.append(f"  waymark instances recover {quoted} --mode retry --reason '…'   (re-run that trigger)")
-        lines.append(f"  waymark instances recover {quoted} --mode reset --state STATE --reason '…'")
-        lines.append(f"  waymark instances terminate {quoted} --reason '…'   (end it for good)")
+        lines += _faulted(instance, fault, events)
     elif status == "Terminated":
         terminated = _last(events, "Terminated")
         if terminated is not None:
@@ -60,5 +44,49 @@ def explain(instance: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) ->
     return lines
 
 
-def _last(events: Sequence[Mapping[str, Any]], kind: str) -> Mapping[str, Any] | None:
+def _how_it_got_there(events: Sequence[Event]) -> str:
+    """The last event that set its state: a transition, or a recovery that reset it."""
+    moved = next((e for e in reversed(events) if e["type"] == "TransitionApplied"
+                  or (e["type"] == "Recovered" and e["data"].get("mode") == "reset")), None)
+    if moved is None:
+        return "No transition was ever applied: it is still in the state it was created in."
+    data = moved["data"]
+    if moved["type"] == "Recovered":
+        return (f"It got there by a reset to {data.get('state')!r} (a recovery) by {data.get('by')} at "
+                f"{moved['at']}, event {moved['sequence']}.")
+    return (f"It got there by transition {data.get('transition')!r} from {data.get('from')!r} on trigger "
+            f"{data.get('topic')!r} (id {moved.get('triggerId')}) at {moved['at']}, event {moved['sequence']}.")
+
+
+def _recovery(recovered: Event, events: Sequence[Event], *, faulted_now: bool) -> str:
+    """The last recovery, and the fault it was the answer to (in the past: the instance is not in it any more,
+    unless it faulted again since)."""
+    data = recovered["data"]
+    before = next((e for e in reversed(events) if e["type"] == "Faulted" and e["sequence"] < recovered["sequence"]),
+                  None)
+    had = ""
+    if before is not None:
+        fault = before["data"]
+        had = (f"It had faulted at {before['at']} (event {before['sequence']}: {fault.get('errorType')}); ")
+    again = " It faulted again after that (below)." if faulted_now else ""
+    said = f"{had}it was recovered" if had else "It was recovered"
+    return (f"{said} ({data.get('mode')}) by {data.get('by')} at {recovered['at']}, event "
+            f"{recovered['sequence']}: {data.get('reason')}.{again}")
+
+
+def _faulted(instance: Mapping[str, Any], fault: Mapping[str, Any], events: Sequence[Event]) -> list[str]:
+    faulted = next((e for e in events if e["sequence"] == fault["sequence"]), None)
+    trigger = (faulted or {}).get("data", {}).get("trigger") if faulted else None
+    cause = (f"on trigger {trigger['topic']!r} (id {trigger['id']}, content "
+             f"{json.dumps(trigger.get('content'), ensure_ascii=False)})" if trigger else "at creation")
+    quoted = shlex.quote(str(instance["id"]))
+    return [f"It FAULTED {cause} at {fault['at']}, event {fault['sequence']}: {fault['errorType']} at "
+            f"{fault['where']}: {fault['message']}",
+            "It accepts no trigger until it is recovered. Fix the cause, then:",
+            f"  waymark instances recover {quoted} --mode retry --reason '…'   (re-run that trigger)",
+            f"  waymark instances recover {quoted} --mode reset --state STATE --reason '…'",
+            f"  waymark instances terminate {quoted} --reason '…'   (end it for good)"]
+
+
+def _last(events: Sequence[Event], kind: str) -> Event | None:
     return next((event for event in reversed(events) if event["type"] == kind), None)

@@ -184,13 +184,18 @@ class CommandProcessor:
         except Exception as e:  # nothing is stored: each trigger of the batch fails, and is retried, on its own
             return [result if result is not None else e for result in results]
         stored = append_many(self.events, tenant, pending) if pending else []
-        refused: set[str] = set()
+        published: list[Commit] = []
+        refused: dict[str, list[int]] = {}  # by instance: the triggers whose commit was not stored, in order
         for (index, outcome), commit in zip(owners, stored, strict=True):
             instance_id, trigger = items[index]
             if isinstance(commit, Commit) and instance_id not in refused:
-                results[index] = self._committed(tenant, instance_id, trigger.id, outcome, commit)
-                continue
-            refused.add(instance_id)  # later commits of it in the batch were decided on a state not stored
+                results[index] = self._result(tenant, instance_id, trigger.id, outcome, commit)
+                published.append(commit)
+            else:  # later commits of it in the batch were decided on a state not stored
+                refused.setdefault(instance_id, []).append(index)
+        self._publish(tenant, published)  # the group commit's commits handed over at once
+        for index in sorted(i for indexes in refused.values() for i in indexes):
+            instance_id, trigger = items[index]
             try:
                 results[index] = self.trigger(tenant, instance_id, trigger)
             except Exception as e:
@@ -344,12 +349,31 @@ class CommandProcessor:
         return Result(tenant, instance_id, trigger_id, outcome_of(commit), commit, duplicate=True)
 
     def _committed(self, tenant: str, instance_id: str, trigger_id: str, outcome: Outcome, commit: Commit) -> Result:
-        log.info("%s", outcome, extra={"tenant": tenant, "instanceId": instance_id, "triggerId": trigger_id,
-                                        "sequence": commit.last_sequence})
-        if self.on_commit is not None:
-            try:
-                self.on_commit(tenant, commit)
-            except Exception:  # publishing never faults an instance; the sweeper will retry the commit
-                log.exception("publishing a commit failed; the outbox sweeper will retry it",
-                              extra={"tenant": tenant, "instanceId": instance_id, "sequence": commit.last_sequence})
+        result = self._result(tenant, instance_id, trigger_id, outcome, commit)
+        self._publish(tenant, [commit])
+        return result
+
+    @staticmethod
+    def _result(tenant: str, instance_id: str, trigger_id: str, outcome: Outcome, commit: Commit) -> Result:
+        if log.isEnabledFor(logging.INFO):  # (its fields cost a trigger more than the check)
+            log.info("%s", outcome, extra={"tenant": tenant, "instanceId": instance_id, "triggerId": trigger_id,
+                                            "sequence": commit.last_sequence})
         return Result(tenant, instance_id, trigger_id, outcome, commit)
+
+    def _publish(self, tenant: str, commits: Sequence[Commit]) -> None:
+        """Hand stored commits to `on_commit`: all at once to a listener that takes a group commit's commits
+        together (its `many`, as the change feed's dispatcher has), else one by one."""
+        listener = self.on_commit
+        if listener is None or not commits:
+            return
+        many = getattr(listener, "many", None)
+        for batch in ([commits] if many is not None else [[commit] for commit in commits]):
+            try:
+                if many is not None:
+                    many(tenant, batch)
+                else:
+                    listener(tenant, batch[0])
+            except Exception:  # publishing never faults an instance; the sweeper will retry the commits
+                log.exception("publishing %d commit(s) failed; the outbox sweeper will retry them", len(batch),
+                              extra={"tenant": tenant, "instanceId": batch[0].instance_id,
+                                     "sequence": batch[0].last_sequence})

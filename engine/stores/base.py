@@ -8,8 +8,7 @@ a driver exception.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,16 +26,24 @@ class Page:
 _LOAD_FOLLOWS = threading.local()
 
 
-@contextmanager
-def load_follows() -> Iterator[None]:
+class _LoadFollows:
+    """(A class rather than a generator: it runs twice per trigger.)"""
+
+    def __enter__(self) -> None:
+        _LOAD_FOLLOWS.on = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        _LOAD_FOLLOWS.on = False
+
+
+_LOAD_FOLLOWS_BLOCK = _LoadFollows()
+
+
+def load_follows() -> _LoadFollows:
     """Says that, on this thread, a `load` of the instance follows its `find_trigger` at once (the processor's
     find-then-decide). A store may then answer that load from what `find_trigger` just read (Cosmos: one request
     fewer); outside it, every load reads the store, so a reader never sees a head older than its own request."""
-    _LOAD_FOLLOWS.on = True
-    try:
-        yield
-    finally:
-        _LOAD_FOLLOWS.on = False
+    return _LOAD_FOLLOWS_BLOCK
 
 
 def load_expected() -> bool:

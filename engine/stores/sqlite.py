@@ -38,6 +38,7 @@ from engine.domain import (
     WorkflowNotFound,
     timestamp,
 )
+from engine.stores._rides import MarkRides, Ride
 from engine.stores._sqlite import DURABLE, Synchronous, TenantDatabases, rollback, unsynced
 from engine.stores.base import Page, PendingCommit, load_expected
 from engine.stores.checks import (
@@ -160,6 +161,8 @@ class SqliteEventStore:
         self._cache_lock = threading.Lock()
         # What find_trigger read for the load that follows it at once on this thread (see base.load_follows).
         self._local = threading.local()
+        self._busy_timeout = busy_timeout
+        self.rides = MarkRides()  # outbox marks written by the next append (engine/stores/_rides.py)
 
     def database_path(self, tenant: str) -> Path:
         """The file that holds the tenant's data."""
@@ -197,9 +200,12 @@ class SqliteEventStore:
         results: list[Commit | Exception] = []
         self._local.handoff = None
         db = self._db.connection(tenant)
+        rides: list[Ride] = []
+        marked = False
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                rides = self.rides.take(tenant)
                 refused: set[str] = set()
                 for pending, events, state_json, events_json in prepared:
                     if pending.instance_id in refused:
@@ -225,16 +231,18 @@ class SqliteEventStore:
                     self._write_instance(db, tenant, pending.expected_version, pending.state)
                     position: int = inserted.lastrowid  # type: ignore[assignment]
                     results.append(Commit(pending.instance_id, events, pending.state, position=position))
+                ridden = _write_marks(db, rides)
                 db.execute("COMMIT")
+                marked = ridden
             except BaseException:
                 rollback(db)
                 raise
         except sqlite3.Error as e:
             raise self._translated(e, tenant, commits[0]) from e
+        finally:
+            self.rides.finished(rides, written=marked)
         self._db.committed(tenant)
-        for result in results:
-            if isinstance(result, Commit):
-                self._remember(tenant, result.state)
+        self._remember(tenant, *(result.state for result in results if isinstance(result, Commit)))
         return results
 
     def _translated(self, error: Exception, tenant: str, pending: PendingCommit) -> Exception:
@@ -296,8 +304,11 @@ class SqliteEventStore:
             db.executemany(_INSERT_INTEREST, [(subject, instance_id) for subject in interests])
 
     def mark_dispatched(self, tenant: str, positions: Sequence[int]) -> None:
-        if not positions:
+        """Written by the next append of the tenant when one comes within moments, else in a transaction of its
+        own (see engine/stores/_rides.py)."""
+        if not positions or self.rides.offer(tenant, positions, patience=self._busy_timeout):
             return
+        self.rides.alone += 1
         db = self._db.connection(tenant)
         try:
             # A mark lost to a power cut only has the sweeper publish the commit again: not synced on its own.
@@ -345,13 +356,14 @@ class SqliteEventStore:
         self._remember(tenant, instance)
         return instance
 
-    def _remember(self, tenant: str, instance: Instance) -> None:
+    def _remember(self, tenant: str, *instances: Instance) -> None:
         if self._cache_size <= 0:
             return
         with self._cache_lock:
-            if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]  # the oldest entry
-            self._cache[(tenant, instance.id)] = instance
+            for instance in instances:
+                if len(self._cache) >= self._cache_size:
+                    del self._cache[next(iter(self._cache))]  # the oldest entry
+                self._cache[(tenant, instance.id)] = instance
 
     def read(self, tenant: str, instance_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         self._local.handoff = None
@@ -440,6 +452,18 @@ class SqliteEventStore:
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as e:
             raise self._db.unavailable(tenant, e) from e
+
+
+def _write_marks(db: sqlite3.Connection, rides: Sequence[Ride]) -> bool:
+    """The marks riding with an append, in its transaction; False when they could not be written (their callers
+    then write them). A failed statement is undone on its own: the commits of the append are not touched."""
+    if not rides:
+        return False
+    try:
+        db.executemany(_MARK_DISPATCHED, [(position,) for ride in rides for position in ride.positions])
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _update_params(changed: tuple[bool, bool, bool], state: Instance, status: str, instance_id: str) -> list[Any]:

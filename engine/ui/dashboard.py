@@ -4,7 +4,8 @@
     GET  /ui/login   POST /ui/login    a tenant key (or the admin key and a tenant id) → a session; failed logins
                                        count against the client address's rate limit (429 when spent)
     POST /ui/logout
-    GET  /ui/instances                 filters (workflow, state, status), pages of 25 (continuation tokens)
+    GET  /ui/instances                 filters (workflow, state, status, id search), pages of 25, the most
+                                       recently updated first or by id in natural order (engine/ui/listing.py)
     GET  /ui/instances/{id}            state, context, diagram, timeline, explanation, actions
     POST /ui/instances/{id}/recover    retry or reset, with a reason: a confirm page first, unless confirmed
     POST /ui/instances/{id}/terminate  the same for terminating
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -57,7 +59,8 @@ from engine.domain import (
 from engine.feed.cloudevents import TYPE_PREFIX, CloudEventMapper, to_batch
 from engine.service.explain import explain
 from engine.tenants import sealer_of
-from engine.ui.diagram import layout
+from engine.ui.diagram import layout, path_of
+from engine.ui.listing import by_natural_id, exactly, recently_updated, searched
 from engine.ui.parked import ParkedPages
 from engine.ui.security import FormError, SecurityHeadersMiddleware, read_form, same_origin, tokens_match
 from engine.ui.sessions import Session, SessionStore
@@ -79,6 +82,10 @@ FEED_PAGE = 100
 FEED_BACKLOG = 25  # commits the live page starts with
 MAX_SCANNED = 20_000  # instances the overview counts before it says "at least"
 RECENT_FAULTS = 10
+RECENTLY_UPDATED = 10  # instances in the overview's "Recently updated"
+PATH_EVENTS = 2000  # events read to draw the path an instance took (its latest ones, for a very long history)
+MAX_SEARCH = 128
+SORTS = ("updated", "id")
 MAX_REASON = 2000
 MAX_OPERATOR = 100
 MAX_POSITION = 2**62
@@ -88,6 +95,44 @@ OPERATION_ID = re.compile(r"^[!-~]{1,200}$")
 
 Handler = Callable[[Request], Awaitable[Response]]
 SessionHandler = Callable[[Request, Session], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What the instance list was asked for: filters, an id search, the order, and where the page starts."""
+
+    workflow: str | None = None
+    state: str | None = None
+    status: str | None = None
+    search: str = ""
+    sort: str = "updated"
+    page: int = 0  # sort=id: the page number
+    before: int | None = None  # sort=updated: the feed position the page starts at, reading down
+
+    @staticmethod
+    def of(params: Any) -> tuple[ListQuery, str | None]:
+        """The query of a request's parameters, and what was wrong with its status (None: nothing)."""
+        status_text = (params.get("status") or "").strip()
+        status = next((s for s in STATUSES if s.lower() == status_text.lower()), None)
+        sort = params.get("sort") if params.get("sort") in SORTS else "updated"
+        page, before = params.get("page", ""), params.get("before", "")
+        query = ListQuery(workflow=params.get("workflow") or None, state=params.get("state") or None, status=status,
+                          search=" ".join((params.get("q") or "").split())[:MAX_SEARCH], sort=sort,
+                          page=int(page) if page.isdigit() and len(page) < 9 else 0,
+                          before=int(before) if before.isdigit() and len(before) < 19 else None)
+        return query, f"{status_text!r} is not a status" if status_text and status is None else None
+
+    @property
+    def filters(self) -> dict[str, str]:
+        """The parameters that choose the instances and their order (the page links keep them)."""
+        chosen = {"workflow": self.workflow, "state": self.state, "status": self.status, "q": self.search or None,
+                  "sort": self.sort if self.sort != "updated" else None}
+        return {name: value for name, value in chosen.items() if value}
+
+    def matches(self, instance: Any) -> bool:
+        return ((self.status is None or str(instance.status) == self.status)
+                and (self.workflow is None or instance.workflow_id == self.workflow)
+                and (self.state is None or instance.state == self.state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +148,8 @@ def _templates() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["pretty"] = pretty_json
     env.filters["when"] = when
+    env.filters["time"] = time_element
+    env.filters["times"] = with_times
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.globals["STATUSES"] = STATUSES
     return env
@@ -114,6 +161,22 @@ def when(at: object) -> str:
     if len(text) >= 19 and text[10] == "T" and text.endswith("Z"):
         return f"{text[:10]} {text[11:19]} UTC"
     return text
+
+
+def time_element(at: object) -> Markup:
+    """Every time on the dashboard: `2025-01-01 12:00:00 UTC`, with the stored value (to the microsecond) in the
+    element's `datetime` and shown on hover (`title`)."""
+    text = str(at or "")
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(text, when(text))
+
+
+ISO_TIME = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z\b")
+
+
+def with_times(text: object) -> Markup:
+    """A sentence (the explanation's) with each stored time in it shown as `time_element` does. The text is
+    escaped first; what is put back in matched digits and `-:.TZ` only."""
+    return Markup(ISO_TIME.sub(lambda found: str(time_element(found.group(0))), str(escape(str(text)))))
 
 
 def _operation_id() -> str:
@@ -378,8 +441,9 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
                             sum(counts.get(workflow_id, Counter()).values()))
                 for workflow_id in sorted(set(names) | set(counts))]
         totals = {status: sum(row.counts.get(status, 0) for row in rows) for status in STATUSES}
+        recent = recently_updated(events, tenant, end=feed_end(tenant), limit=RECENTLY_UPDATED).items
         return {"rows": rows, "totals": totals, "total": scanned, "complete": complete,
-                "faults": faults[:RECENT_FAULTS], "fault_count": len(faults), "names": names}
+                "faults": faults[:RECENT_FAULTS], "fault_count": len(faults), "names": names, "recent": recent}
 
     async def overview(request: Request, session: Session) -> Response:
         data = await ctx.run(overview_data, session.tenant)
@@ -387,44 +451,50 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
 
     # ------------------------------------------------------------------------------------------ instances
 
-    def list_data(tenant: str, workflow: str | None, state: str | None, status: str | None,
-                  continuation: str | None) -> dict[str, Any]:
-        names = definition_names(tenant)
+    def known_states(tenant: str, names: dict[str, str | None], workflow: str | None) -> list[str]:
         states: set[str] = set()
         for workflow_id in ([workflow] if workflow in names else list(names)[:50]):
             try:
                 states.update(catalog.get(tenant, workflow_id).states)
             except WaymarkError:
                 continue
-        error = None
-        try:
-            found = events.list_instances(tenant, status=status, workflow_id=workflow, state=state,
-                                          limit=PAGE_SIZE, continuation=continuation)
-            items, following = found.items, found.continuation
-        except ValueError:
-            items, following, error = [], None, "That page link is not valid any more: showing nothing."
-        return {"items": items, "following": following, "names": names, "states": sorted(states)[:500],
-                "error": error}
+        return sorted(states)[:500]
+
+    def list_data(tenant: str, query: ListQuery) -> dict[str, Any]:
+        """A page of the list: by id in natural order (`page` counts pages), or the most recently updated first
+        (`before` is where the page starts in the feed)."""
+        names = definition_names(tenant)
+        data: dict[str, Any] = {"names": names, "states": known_states(tenant, names, query.workflow),
+                                "complete": True, "following": None}
+        if query.sort == "id":
+            found = by_natural_id(events, tenant, status=query.status, workflow_id=query.workflow, state=query.state,
+                                  search=query.search, offset=query.page * PAGE_SIZE, limit=PAGE_SIZE,
+                                  max_scanned=MAX_SCANNED)
+            more = (query.page + 1) * PAGE_SIZE < found.total
+            return {**data, "items": found.items, "complete": found.complete, "scanned": MAX_SCANNED,
+                    "following": query.page + 1 if more else None}
+        matching = searched(query.search)
+        recent = recently_updated(events, tenant, end=feed_end(tenant), before=query.before, limit=PAGE_SIZE,
+                                  matches=lambda instance: query.matches(instance) and matching(instance))
+        items = recent.items
+        if query.before is None and ID.match(query.search):  # an id typed whole is found however old it is
+            exact = exactly(events, tenant, query.search)
+            if exact is not None and query.matches(exact) and all(i.id != exact.id for i in items):
+                items = [exact, *items]
+        return {**data, "items": items, "following": recent.before}
 
     async def instance_list(request: Request, session: Session) -> Response:
-        params = request.query_params
-        workflow = params.get("workflow") or None
-        state = params.get("state") or None
-        status_text = (params.get("status") or "").strip()
-        status = next((s for s in STATUSES if s.lower() == status_text.lower()), None)
-        continuation = params.get("continuation") or None
-        if continuation is not None and len(continuation) > 1000:
-            continuation = None
-        data = await ctx.run(list_data, session.tenant, workflow, state, status, continuation)
-        filters = {name: value for name, value in (("workflow", workflow), ("state", state), ("status", status))
-                   if value}
+        query, problem = ListQuery.of(request.query_params)
+        data = await ctx.run(list_data, session.tenant, query)
         following = data.pop("following")
-        next_link = f"?{urlencode({**filters, 'continuation': following})}" if following else None
-        return render(request, "instances.html", session=session, nav="instances", filters=filters,
-                      workflow=workflow or "", state=state or "", status=status or "", next_link=next_link,
-                      first_link=f"?{urlencode(filters)}" if continuation else None,
-                      status_error=(f"{status_text!r} is not a status" if status_text and status is None
-                                    else None), **data)
+        page_key = "page" if query.sort == "id" else "before"
+        next_link = f"?{urlencode({**query.filters, page_key: following})}" if following is not None else None
+        started = query.page > 0 or query.before is not None
+        return render(request, "instances.html", session=session, nav="instances", filters=query.filters,
+                      workflow=query.workflow or "", state=query.state or "", status=query.status or "",
+                      search=query.search, sort=query.sort, next_link=next_link,
+                      first_link=f"?{urlencode(query.filters)}" if started else None,
+                      status_error=problem, error=None, **data)
 
     def instance_data(tenant: str, instance_id: str, start: int | None) -> dict[str, Any]:
         instance = events.load(tenant, instance_id)
@@ -437,11 +507,18 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         first = max(1, min(start, version)) if start else max(1, version - TIMELINE_PAGE + 1)
         history = events.read(tenant, instance_id, after=first - 1, limit=TIMELINE_PAGE)
         last = history[-1].sequence if history else first - 1
-        explained = explain(instance.to_dict(), [event.to_dict() for event in history])
+        # The explanation and the path on the diagram are about where it is now: its latest events, whatever
+        # page of the timeline is shown.
+        latest = history if first == 1 and last == version else events.read(
+            tenant, instance_id, after=max(0, version - PATH_EVENTS), limit=PATH_EVENTS)
+        explained = explain(instance.to_dict(), [event.to_dict() for event in latest])
+        taken, visited = path_of(latest)
         state = definition.states.get(instance.state) if definition else None
         return {
             "instance": instance, "definition": definition, "state": state,
-            "diagram": layout(definition, current=instance.state) if definition else None,
+            "diagram": layout(definition, current=instance.state, taken=taken, visited=visited) if definition
+            else None,
+            "path_partial": PATH_EVENTS if version > PATH_EVENTS else None,
             "timeline": entries(history), "explanation": explained, "context": pretty_json(dict(instance.context)),
             "earlier": max(1, first - TIMELINE_PAGE) if first > 1 else None,
             "later": last + 1 if last < version else None,

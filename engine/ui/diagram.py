@@ -6,6 +6,10 @@ arrows run between columns; an arrow back to an earlier column runs below the bo
 runs on its right; a self-transition is a loop above its box. Good enough to read a workflow of a few dozen
 states at a glance, with no JavaScript and no layout engine.
 
+An arrow is labelled with its trigger (topic); when two transitions out of one state share a trigger (they differ
+by their conditions), each label adds the transition's id: `approve (approve-small)`, `approve (approve-big)`.
+An instance's diagram also marks the path it took: the transitions it went through and the states it was in.
+
 Nothing here is escaped, on purpose: labels are plain strings, and the template (autoescaped) turns them into
 SVG text. Only numbers made here go into attributes unescaped-by-nature (path data, coordinates).
 """
@@ -13,12 +17,13 @@ SVG text. Only numbers made here go into attributes unescaped-by-nature (path da
 from __future__ import annotations
 
 import textwrap
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from engine.domain import WorkflowDefinition
+from engine.domain import Event, EventType, WorkflowDefinition
 
-__all__ = ["Box", "Diagram", "Edge", "layout"]
+__all__ = ["Box", "Diagram", "Edge", "labels", "layout", "path_of"]
 
 CHAR_WIDTH = 7.0  # average advance of the 12px sans-serif the stylesheet sets, generous for capitals
 MAX_LABEL = 28  # characters shown on an arrow or as a box's id line; the whole text is in the element's <title>
@@ -50,6 +55,7 @@ class Box:
     current: bool
     initial: bool
     terminal: bool
+    visited: bool = False  # the instance was in this state at some point
 
     @property
     def cx(self) -> float:
@@ -71,6 +77,7 @@ class Edge:
     label_y: float
     label_width: float
     from_current: bool  # a way out of the current state: drawn stronger
+    taken: bool = False  # the instance went through this transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +144,41 @@ def _order(definition: WorkflowDefinition, layer: dict[str, int]) -> list[list[s
     return [column for column in columns if column]
 
 
-def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Diagram:
-    """The diagram of a definition, with `current` (a state id) highlighted."""
+def path_of(events: Collection[Event]) -> tuple[set[tuple[str, str]], set[str]]:
+    """The path an instance took, from its events: the (state id, transition id) pairs it went through, and the
+    states it was in (created in, moved to by a transition or a recovery)."""
+    taken: set[tuple[str, str]] = set()
+    visited: set[str] = set()
+    for event in events:
+        data = event.data
+        if event.type is EventType.TRANSITION_APPLIED:
+            taken.add((str(data.get("from")), str(data.get("transition"))))
+            visited.update((str(data.get("from")), str(data.get("to"))))
+        elif event.type in (EventType.CREATED, EventType.RECOVERED) and data.get("state") is not None:
+            visited.add(str(data["state"]))
+    return taken, visited
+
+
+def labels(definition: WorkflowDefinition) -> dict[tuple[str, str], str]:
+    """The label of each transition, by (state id, transition id): its trigger, and its id too when another
+    transition out of the same state has the same trigger."""
+    found: dict[tuple[str, str], str] = {}
+    for state in definition.states.values():
+        shared = Counter(transition.trigger for transition in state.transitions)
+        for transition in state.transitions:
+            topic = transition.trigger or "any topic"  # a transition without a trigger: taken when its conditions hold
+            found[(state.id, transition.id)] = (f"{topic} ({transition.id})" if shared[transition.trigger] > 1
+                                                else topic)
+    return found
+
+
+def layout(definition: WorkflowDefinition, *, current: str | None = None,
+           taken: Collection[tuple[str, str]] = (), visited: Collection[str] = ()) -> Diagram:
+    """The diagram of a definition, with `current` (a state id) highlighted, and the path an instance took:
+    `taken` (state id, transition id) pairs and the `visited` states."""
     layer = _layers(definition)
     columns = _order(definition, layer)
+    label_of = labels(definition)
 
     sizes: dict[str, tuple[list[str], str, float, float]] = {}
     for state in definition.states.values():
@@ -160,7 +198,7 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
         longest = 0.0
         for state_id in column:
             for transition in definition.states[state_id].transitions:
-                longest = max(longest, _text_width(_short(transition.trigger or "any topic")))
+                longest = max(longest, _text_width(_short(label_of[(state_id, transition.id)])))
         gaps.append(max(MIN_COLUMN_GAP, longest + 40))
 
     def column_height(column: list[str]) -> float:
@@ -181,7 +219,8 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
             boxes[state_id] = Box(
                 state_id, tuple((text, first + n * LINE_HEIGHT) for n, text in enumerate(lines)), detail,
                 first + (len(lines) - 1) * LINE_HEIGHT + DETAIL_HEIGHT, title, x + (width - box_width) / 2, y,
-                box_width, box_height, state_id == current, state_id == definition.initial_state, state.terminal)
+                box_width, box_height, state_id == current, state_id == definition.initial_state, state.terminal,
+                state_id in visited)
             y += box_height + ROW_GAP
         x += width + (gaps[index] if index < len(columns) - 1 else 0)
     right = x
@@ -196,9 +235,9 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
             source, target = boxes[state.id], boxes[transition.target]
             nth = pairs.get((source.state, target.state), 0)
             pairs[(source.state, target.state)] = nth + 1
-            topic = transition.trigger or "any topic"
-            label = _short(topic)
-            title = f"{topic} (transition {transition.id}): {state.id} → {transition.target}"
+            label = _short(label_of[(state.id, transition.id)])
+            title = (f"{transition.trigger or 'any topic'} (transition {transition.id}): {state.id} → "
+                     f"{transition.target}")
             label_width = _text_width(label) + 10
             if source is target:
                 lift = 30 + nth * 16
@@ -243,7 +282,7 @@ def layout(definition: WorkflowDefinition, *, current: str | None = None) -> Dia
                         f"{channel - r:.1f} {end}")
                 lx, ly = (down_x + up_x) / 2, channel
             edges.append(Edge(source.state, target.state, path, label, title, lx, ly, label_width,
-                              current is not None and source.state == current))
+                              current is not None and source.state == current, (state.id, transition.id) in taken))
 
     lowest_edge = max((edge.label_y for edge in edges), default=bottom)
     height = max(bottom, lowest_edge + 10) + MARGIN

@@ -5,9 +5,9 @@ index by time. Both orders here are built from what every store has, at a bounde
 
 - **Recently updated** reads the tenant's change feed backwards from its end, a window of positions at a time:
   the first commit met for an instance is its latest, so the instances come newest first. A page stops after
-  `limit` instances or `max_commits` commits read, and says where the next one starts (`before`). On a later
-  page an instance whose latest commit is newer than the page's start was listed (or filtered out) before: it is
-  recognised by loading it (its version is past the commit's) and skipped.
+  `limit` instances, `max_commits` commits read or `max_loads` instances read, and says where the next one
+  starts (`before`). On a later page an instance whose latest commit is newer than the page's start was listed
+  (or filtered out) before: it is recognised by loading it (its version is past the commit's) and skipped.
 - **By id** reads the store's listing (filters applied by the store) up to `max_scanned` instances, keeps those
   whose id contains the search text, and sorts them in natural order (`claim-4 < claim-5 < claim-42`). Past the
   bound it says so: the order is then that of the first `max_scanned` ids.
@@ -57,13 +57,13 @@ class RecentPage:
 
 
 def recently_updated(events: EventStore, tenant: str, *, end: int, before: int | None = None, limit: int = 25,
-                     matches: Matches = lambda instance: True, max_commits: int = 5000,
+                     matches: Matches = lambda instance: True, max_commits: int = 5000, max_loads: int = 500,
                      window: int = WINDOW) -> RecentPage:
     """Instances newest update first, from feed position `before` (default: `end`, the feed's last) down."""
     position = end if before is None else min(before, end)
     seen: set[str] = set()
     items: list[Instance] = []
-    read = 0
+    read = loads = 0
     while position > 0 and read < max_commits:
         low = max(0, position - window)
         commits = [c for c in events.read_feed(tenant, after=low, limit=window)
@@ -72,7 +72,12 @@ def recently_updated(events: EventStore, tenant: str, *, end: int, before: int |
         for commit in reversed(commits):
             if commit.instance_id in seen:
                 continue
+            if before is not None and loads >= max_loads:
+                assert commit.position is not None
+                return RecentPage(items, commit.position)  # the next page starts with this commit
             seen.add(commit.instance_id)
+            if before is not None:
+                loads += 1
             current = commit.state if before is None else _latest(events, tenant, commit.state)
             if current is not None and matches(current):
                 items.append(current)

@@ -141,7 +141,7 @@ def test_an_operator_finds_and_recovers_a_faulted_instance(ui_server: RunningSer
     page.get_by_label("Workflow").select_option("payments")
     page.get_by_label("Status").select_option("Faulted")
     page.get_by_role("button", name="Filter").click()
-    expect(page).to_have_url(f"{ui_server.url}/ui/instances?workflow=payments&state=&status=Faulted")
+    expect(page).to_have_url(f"{ui_server.url}/ui/instances?q=&workflow=payments&state=&status=Faulted&sort=updated")
     rows = page.locator("#instance-list tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Faulted")
@@ -195,6 +195,9 @@ def test_an_operator_finds_and_recovers_a_faulted_instance(ui_server: RunningSer
     expect(claim_diagram.locator("g.node.current")).to_have_attribute("data-state", "awaiting-approval")
     expect(claim_diagram.locator("g.edge.from-current")).to_have_count(2)  # approve, reject
     expect(claim_diagram.locator("g.node")).to_have_count(5)
+    # the path it took: update (a loop on draft), then submit; the states it was in
+    expect(claim_diagram.locator("g.edge.taken")).to_have_count(2)
+    expect(claim_diagram.locator("g.node.visited")).to_have_count(2)  # draft, and awaiting-approval (current)
     page.locator("section", has=claim_diagram).screenshot(path=str(artifacts / "11-diagram.png"),
                                                           animations="disabled")
     assert console.errors == []
@@ -213,6 +216,8 @@ def test_the_live_feed_shows_new_events_as_they_happen(ui_server: RunningServer,
     fresh = page.locator("#feed-rows tr").first
     expect(page.locator("#feed-rows")).to_contain_text(created, timeout=TIMEOUT_MS)
     expect(fresh.locator(".badge").first).to_have_text("faulted")
+    stored = fresh.locator("time").get_attribute("datetime")
+    assert stored and fresh.locator("time").get_attribute("title") == stored  # the full value on hover
     assert page.locator("#feed-rows tr").count() >= before + 3
     expect(page.locator("#feed-status")).to_contain_text("Updated")
     page.wait_for_timeout(2100)  # the highlight of the new rows fades in 2 s: a calm screenshot
@@ -260,6 +265,20 @@ def test_narrow_screen_and_dark_mode(ui_server: RunningServer, tenant: Tenant, b
             dark = background == "rgb(18, 21, 27)"
             assert dark == (options["color_scheme"] == "dark"), background
             shoot(page, artifacts, f"{name}-instance", full_page=name.endswith("phone"))
+            if name == "09-phone":
+                # The diagram keeps its size and scrolls sideways in its card; the page itself does not.
+                wrap = page.locator(".diagram-wrap")
+                svg = wrap.locator("svg.diagram")
+                drawn = svg.evaluate("s => s.getBoundingClientRect().width")
+                assert abs(drawn - float(svg.get_attribute("width") or 0)) < 1, "the diagram is not shrunk"
+                claim = tenant.waiting("expense-claim", {"claimant": "J George"}, prefix="phone")
+                page.goto(f"{ui_server.url}/ui/instances/{claim}")
+                wrap = page.locator(".diagram-wrap")
+                assert wrap.evaluate("w => w.scrollWidth > w.clientWidth"), "a wide diagram scrolls in its card"
+                assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+                expect(page.locator(".scroll-hint")).to_be_visible()
+                wrap.evaluate("w => { w.scrollLeft = 120; }")
+                wrap.screenshot(path=str(artifacts / "09-phone-diagram.png"), animations="disabled")
             if name == "10-dark":
                 page.goto(f"{ui_server.url}/ui/")
                 shoot(page, artifacts, "10-dark-overview")

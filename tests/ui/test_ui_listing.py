@@ -80,6 +80,10 @@ def test_recently_updated_first_across_pages(engine: Engine) -> None:
     assert first.items[0].version == 3  # the instance as it is now
     second = recently_updated(engine.events, T, end=end, before=first.before, limit=2)
     assert [i.id for i in second.items] == ["d", "c"]  # b and a are not listed again
+    bounded = recently_updated(engine.events, T, end=end, before=first.before, limit=2, max_loads=2)
+    assert [i.id for i in bounded.items] == ["d"] and bounded.before is not None
+    rest = recently_updated(engine.events, T, end=end, before=bounded.before, limit=2)
+    assert [i.id for i in rest.items] == ["c"]
     assert recently_updated(engine.events, T, end=end, before=second.before, limit=2).items == []
 
 

@@ -98,6 +98,7 @@
       tr.className = "fresh";
       var time = document.createElement("time");
       time.dateTime = item.time || "";
+      time.title = item.time || "";  // the full value on hover, as on the server's pages
       time.textContent = when(item.time || "");
       cell(tr, null, "nowrap").appendChild(time);
       badge(cell(tr, null), item.type, "type-");
