@@ -4,7 +4,9 @@
   level: the API checks its own keys);
 - queue: `process_command` runs each command message of `%WAYMARK_QUEUE_NAME%` through the same processor as the
   local worker; an engine failure raises, so the message is retried and, after `maxDequeueCount`, poisoned;
-- timer: `sweep_outbox` runs the outbox sweeper on `%WAYMARK_SWEEP_SCHEDULE%`.
+- timer: `sweep_outbox` runs the outbox sweeper on `%WAYMARK_SWEEP_SCHEDULE%`;
+- timer: `bring_timers_forward` moves timers due within the queue's 7-day limit from the tenants' `timers`
+  containers onto the queue, every ten minutes.
 
 The clients (Cosmos DB, Storage, Event Grid) live in `waymark`, the process's one `AzureHost`, built from the
 app settings on first use (engine/azure_host.py): importing this module connects to nothing.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from engine.azure_host import SWEEP_WAIT_SECONDS, LazyAzureHost
+from engine.azure_host import SWEEP_WAIT_SECONDS, TIMERS_SCHEDULE, LazyAzureHost
 
 waymark = LazyAzureHost()
 
@@ -37,5 +39,14 @@ def sweep_outbox(timer: func.TimerRequest) -> None:
     waymark.get().sweep(wait=SWEEP_WAIT_SECONDS, past_due=timer.past_due)
 
 
+timers = func.Blueprint()
+
+
+@timers.timer_trigger(schedule=TIMERS_SCHEDULE, arg_name="timer", run_on_startup=False)
+def bring_timers_forward(timer: func.TimerRequest) -> None:
+    waymark.get().bring_timers_forward()
+
+
 app.register_functions(commands)
 app.register_functions(outbox)
+app.register_functions(timers)

@@ -53,6 +53,7 @@ from engine.service.commands import MalformedCommand, from_message
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy
 from engine.service.processor import CommandProcessor, Result
+from engine.service.timers import TimerScheduler
 from engine.settings import Settings
 from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import (
@@ -61,16 +62,18 @@ from engine.stores.routing import (
     TenantRoutedParkedStore,
     TenantStoreRouter,
 )
+from engine.stores.timers_cosmos import CosmosTimerIndex, TimersLocation
 from engine.tenants import DEFINITION_SECRETS, sealer_of
 from engine.tenants_cosmos import CosmosTenantRegistry
 
-__all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "AzureHost", "LazyAzureHost", "SweepOutcome",
-           "UndecodableMessage", "process_message"]
+__all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "TIMERS_SCHEDULE", "AzureHost", "LazyAzureHost",
+           "SweepOutcome", "UndecodableMessage", "process_message"]
 
 log = logging.getLogger("waymark.azure")
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test keeps the two equal)
 SWEEP_WAIT_SECONDS = 50.0  # how long the timer waits for what it republished (the timer fires every minute)
+TIMERS_SCHEDULE = "0 */10 * * * *"  # bring_timers_forward: timers due within 7 days go on the queue ten minutes early
 DRAIN_SECONDS = 20.0  # how long the queue function waits for the deliveries of its commits
 ORIGIN = "waymark"
 
@@ -218,9 +221,15 @@ class AzureHost:
             services = Services(http=http, audit_content_limit=settings.audit_content_bytes)
         self.parked_store = TenantRoutedParkedStore(self.router)
         self._closers.append(self.parked_store.close)
+        self.timer_index = CosmosTimerIndex(self._timers, auto_create=create_missing)
+        self._closers.append(self.timer_index.close)
+        # A firing due within the queue's visibility limit is a delayed message; a later one waits in the tenant's
+        # `timers` container until `bring_timers_forward` moves it onto the queue.
+        self.scheduler = TimerScheduler(self.queue, max_delay=settings.timer_queue_max_delay_seconds,
+                                        index=self.timer_index)
         self.engine = Engine(
             TenantRoutedEventStore(self.router), TenantRoutedDefinitionStore(self.router), self.queue,
-            services=services, parked_store=self.parked_store,
+            services=services, parked_store=self.parked_store, scheduler=self.scheduler,
             sealer=sealer_of(self.tenants, DEFINITION_SECRETS),
             hold=HoldPolicy(base_delay=settings.hold_base_delay_seconds, max_delay=settings.hold_max_delay_seconds,
                             hold_seconds=settings.hold_seconds),
@@ -234,7 +243,7 @@ class AzureHost:
             tenant_config=self._feed_config, tenants=self._tenant_ids,
             origin=ORIGIN, allow_private_destinations=allow_private_destinations, webhook=webhook,
             eventgrid=EventGridPublisher(credential_factory=(lambda: identity) if identity is not None else None),
-            grace_seconds=settings.outbox_grace_seconds,
+            grace_seconds=settings.outbox_grace_seconds, max_subscriptions=settings.max_subscriptions_per_tenant,
             resume_policy=ResumePolicy(settings.feed_resume_after_seconds, settings.feed_resume_max_seconds),
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
@@ -303,6 +312,11 @@ class AzureHost:
         container = self.router.parsed(tenant).subscriptions_container
         return SubscriptionsLocation(client, self.router.location(tenant).database, container)
 
+    def _timers(self, tenant: str) -> TimersLocation:
+        """The tenant's `timers` container: in its own database, on its account's client."""
+        return TimersLocation(self.router.cosmos_client(tenant), self.router.location(tenant).database,
+                              self.router.parsed(tenant).timers_container)
+
     # -------------------------------------------------------------------------------------- what the functions call
 
     def process(self, body: bytes | str | Mapping[str, Any], *, message_id: str | None = None,
@@ -333,6 +347,19 @@ class AzureHost:
             log.info("outbox sweep: %d commit(s) republished (%d unfinished), %d catch-up(s), %d commit(s) indexed",
                      report.republished, report.unfinished, report.catch_ups, report.repaired)
             return SweepOutcome(report, report.repaired)
+
+    def bring_timers_forward(self) -> int:
+        """The timer function: move every tenant's timers that are now due within the queue's limit from its
+        `timers` container onto the queue (with the rest of their delay). One query per tenant; a tenant whose
+        storage fails is logged and left for the next run, the others go on. How many moved."""
+        moved = 0
+        with log_context(function="bring_timers_forward"):
+            for tenant in self._tenant_ids():
+                try:
+                    moved += self.scheduler.bring_forward(tenant)
+                except StoreUnavailable as e:
+                    log.warning("timers of tenant %s not brought forward this time: %s", tenant, e)
+        return moved
 
     def close(self) -> None:
         """Release everything (the last built first). Idempotent."""

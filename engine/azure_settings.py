@@ -126,6 +126,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_BREAKER_COOLDOWN_SECONDS",
             "How long an open breaker waits before one command probes the storage (doubling while it stays "
             "down, up to WAYMARK_HOLD_MAX_DELAY_SECONDS).", default="5"),
+    Setting("WAYMARK_TIMER_QUEUE_MAX_DELAY_SECONDS",
+            "How far ahead a timer's firing goes on the command queue as a delayed message (Azure Storage's limit: 7 "
+            "days, 604800). A timer due later waits in its tenant's `timers` container until the "
+            "`bring_timers_forward` function moves it onto the queue. Lower it only to test that path.",
+            default="604800", deployed=False),
     Setting("WAYMARK_RATE_LIMIT_PER_KEY",
             "Requests a second each key (a tenant's, or the admin key) may send to one Functions instance, "
             "sustained (bursts of twice that); past it 429 with Retry-After. 0: no limit. Per instance: a scaled-out "
@@ -136,6 +141,9 @@ SETTINGS: tuple[Setting, ...] = (
             "while spent, that address gets 429 on every route that needs a key and on the dashboard login. "
             "0: no limit.",
             default="1", deployed=False),
+    Setting("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT",
+            "API subscriptions a tenant may have; one more is 409 (a definition's own are at most 10 each).",
+            default="25", deployed=False),
     Setting("WAYMARK_CLIENT_ADDRESS_HOPS",
             "Proxies in front of the app that append to X-Forwarded-For: the client address is the entry this many "
             "from the right. 1: the App Service front end; 2 behind Front Door or Application Gateway as well.",
@@ -232,8 +240,10 @@ class AzureSettings:
     rate_limit_per_key: float = 500.0
     rate_limit_per_address: float = 1.0
     client_address_hops: int = 1
+    max_subscriptions_per_tenant: int = 25
     public_url: str | None = None  # None: https://{WEBSITE_HOSTNAME}, or the local default
     audit_content_bytes: int = 32_768
+    timer_queue_max_delay_seconds: float = 604800.0
 
 
 def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettings:
@@ -365,8 +375,10 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),
+        max_subscriptions_per_tenant=int(number("WAYMARK_MAX_SUBSCRIPTIONS_PER_TENANT", 1, 10_000)),
         public_url=public_url,
         audit_content_bytes=int(number("WAYMARK_AUDIT_CONTENT_BYTES", 0, 1_048_576)),
+        timer_queue_max_delay_seconds=number("WAYMARK_TIMER_QUEUE_MAX_DELAY_SECONDS", 1, 7 * 24 * 3600),
     )
     if problems:
         raise AzureSettingsError(problems)

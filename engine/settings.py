@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     feed_grace_seconds: float = Field(
         default=30.0, ge=0, description="Age after which the sweeper republishes a commit still undispatched.")
     feed_sweep_seconds: float = Field(default=10.0, gt=0, description="How often the outbox sweeper runs.")
+    max_subscriptions_per_tenant: int = Field(
+        default=25, ge=1, le=10_000,
+        description="API subscriptions (`PUT /tenants/{t}/subscriptions/{name}`) a tenant may have; one more is "
+                    "`409`. A definition's own `eventSubscriptions` are at most 10 per definition.")
     feed_pause_after: int = Field(
         default=5, ge=1, description="Consecutive failed deliveries after which a subscription is paused.")
     feed_threads: int = Field(

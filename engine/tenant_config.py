@@ -14,6 +14,7 @@ it key by key to this parser), so the template and the app cannot drift apart.
     definitionsContainer     workflow definitions, partitioned by /workflowId          definitions
     subscriptionsContainer   change-feed subscriptions and delivery records (/pk)      subscriptions
     parkedContainer          parked commands, partitioned by /pk                       parked
+    timersContainer          timers due past the queue's 7 days (/instanceId)          timers
     auth                     `key` (the host's account key) or `identity` (Entra ID)   key if the host has one
     eventGridTopicEndpoint   the tenant's Event Grid topic (published to)               none
     eventGridTopicId         its Azure resource id (for event subscriptions, the CLI)   none
@@ -52,6 +53,7 @@ class TenantConfig:
     definitions_container: str = "definitions"
     subscriptions_container: str = "subscriptions"
     parked_container: str = "parked"
+    timers_container: str = "timers"
     auth: str | None = None
     event_grid_topic_endpoint: str | None = None
     event_grid_topic_id: str | None = None
@@ -68,6 +70,7 @@ CONFIG_KEYS: dict[str, str] = {
     "definitionsContainer": "definitions_container",
     "subscriptionsContainer": "subscriptions_container",
     "parkedContainer": "parked_container",
+    "timersContainer": "timers_container",
     "auth": "auth",
     "eventGridTopicEndpoint": "event_grid_topic_endpoint",
     "eventGridTopicId": "event_grid_topic_id",

@@ -276,7 +276,8 @@ def config_from_outputs(outputs_json: str | Mapping[str, Any], *, auth: str = "i
     location = CosmosLocation(parsed.database, parsed.events_container, parsed.definitions_container)
     config = cosmos_tenant_config(endpoint=parsed.cosmos_endpoint, location=location, auth=parsed.auth or auth,
                                   event_grid_topic_endpoint=parsed.event_grid_topic_endpoint)
-    for key, default in (("subscriptionsContainer", "subscriptions"), ("parkedContainer", "parked")):
+    for key, default in (("subscriptionsContainer", "subscriptions"), ("parkedContainer", "parked"),
+                         ("timersContainer", "timers")):
         value = getattr(parsed, CONFIG_KEYS[key])
         if value != default:
             config[key] = value

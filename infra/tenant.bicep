@@ -42,6 +42,9 @@ param subscriptionsContainerName string = 'subscriptions'
 @description('Container of the tenant\'s parked commands (those the engine could not process), partitioned by /pk.')
 param parkedContainerName string = 'parked'
 
+@description('Container of the timers due later than the command queue can hold a message (7 days), partitioned by /instanceId.')
+param timersContainerName string = 'timers'
+
 @description('Create an Event Grid topic for this tenant\'s change feed.')
 param createEventGridTopic bool = false
 
@@ -222,6 +225,25 @@ resource parkedContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/con
   }
 }
 
+// engine/stores/timers_cosmos.py: timers due past the queue's 7-day visibility limit, brought onto the queue by the
+// bring_timers_forward function (one query by dueAt per tenant).
+resource timersContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: timersContainerName
+  properties: {
+    resource: {
+      id: timersContainerName
+      partitionKey: {
+        paths: [
+          '/instanceId'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+    }
+  }
+}
+
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' = if (createEventGridTopic) {
   name: eventGridTopicName
   location: location
@@ -362,6 +384,7 @@ output eventsContainer string = eventsContainer.name
 output definitionsContainer string = definitionsContainer.name
 output subscriptionsContainer string = subscriptionsContainer.name
 output parkedContainer string = parkedContainer.name
+output timersContainer string = timersContainer.name
 output eventGridTopicEndpoint string = topicEndpoint
 @description('Resource id of the tenant\'s Event Grid topic (empty without one): the scope of event subscriptions.')
 output eventGridTopicId string = topicId
@@ -383,6 +406,7 @@ output tenantConfiguration object = {
   definitionsContainer: definitionsContainer.name
   subscriptionsContainer: subscriptionsContainer.name
   parkedContainer: parkedContainer.name
+  timersContainer: timersContainer.name
   eventGridTopicEndpoint: topicEndpoint
   eventGridTopicId: topicId
 }

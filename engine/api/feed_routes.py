@@ -28,7 +28,7 @@ from engine.api.context import AUTH_PROBLEMS, problem_responses
 from engine.api.problems import ApiProblem
 from engine.feed.cloudevents import ALL_TYPES, BATCH_CONTENT_TYPE
 from engine.feed.outbox import ChangeFeed
-from engine.feed.subscriptions import InvalidSubscription, Subscription
+from engine.feed.subscriptions import InvalidSubscription, Subscription, TooManySubscriptions
 from engine.feed.webhook import DestinationRefused
 
 __all__ = ["NEXT_POSITION_HEADER", "SubscriptionRequest", "SubscriptionView", "feed_router"]
@@ -124,7 +124,7 @@ def feed_router(feed: ChangeFeed, *, dependencies: Sequence[Depends] = ()) -> AP
     @api.put("/tenants/{tenant}/subscriptions/{name}", response_model=SubscriptionView,
              responses={200: {"description": "Replaced", "model": SubscriptionView},
                         201: {"description": "Created", "model": SubscriptionView},
-                        **problem_responses(*AUTH_PROBLEMS, 400, 413, 422)},
+                        **problem_responses(*AUTH_PROBLEMS, 400, 409, 413, 422)},
              summary="Subscribe a webhook: the endpoint must consent to the handshake to become active")
     def put_subscription(tenant: str, name: str, body: SubscriptionRequest) -> JSONResponse:
         try:
@@ -136,6 +136,9 @@ def feed_router(feed: ChangeFeed, *, dependencies: Sequence[Depends] = ()) -> AP
         except DestinationRefused as e:
             raise ApiProblem(422, "Destination refused", str(e), slug="destination-refused",
                              errors=[{"path": "body.endpoint", "message": e.reason}]) from None
+        except TooManySubscriptions as e:
+            raise ApiProblem(409, "Subscription limit reached", f"{e} (at most {e.limit} subscriptions a tenant).",
+                             slug="subscription-limit", limit=e.limit) from None
         if created:
             return _view(subscription, 201, Location=_path(tenant, name))
         return _view(subscription)

@@ -19,9 +19,10 @@ from engine.api.auth import principal_of
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import ScheduledList, TriggerRequest, _Schedulable
 from engine.api.problems import ApiProblem
-from engine.domain import TimerNotFound, Trigger, parse_duration, parse_time, timestamp
+from engine.domain import SchedulingRefused, TimerNotFound, Trigger, parse_duration, parse_time, timestamp
 from engine.domain.timers import MAX_HORIZON
 from engine.service.commands import Broadcast, to_message
+from engine.service.processor import Result
 
 __all__ = ["add_routes", "due_of", "schedule_broadcast", "schedule_trigger"]
 
@@ -53,10 +54,17 @@ def _location(tenant: str, instance_id: str, trigger_id: str | None = None) -> s
 
 async def schedule_trigger(ctx: ApiContext, request: Request, tenant: str, instance_id: str, body: TriggerRequest,
                            trigger: Trigger, due: datetime) -> JSONResponse:
-    result = await ctx.run(lambda: ctx.engine.processor.schedule_trigger(tenant, instance_id, trigger, due=due,
-                                                                         by=_who(request)))
-    timer = result.instance.timer(trigger.id, None)
-    due_at = timer.due_at if timer is not None else result.commit.events[0].data.get("dueAt")
+    def schedule() -> Result:
+        result = ctx.engine.processor.schedule_trigger(tenant, instance_id, trigger, due=due, by=_who(request))
+        if result.duplicate and ctx.engine.events.load(tenant, instance_id).timer(trigger.id, None) is None \
+                and ctx.engine.events.find_trigger(tenant, instance_id, trigger.id) is None:
+            # Scheduled once under this id, then cancelled: sending it again must not look like it is scheduled.
+            raise SchedulingRefused(tenant, instance_id, f"trigger {trigger.id!r} was scheduled and cancelled; "
+                                                         "schedule it again under another id")
+        return result
+
+    result = await ctx.run(schedule)
+    due_at = result.commit.events[0].data.get("dueAt")
     return JSONResponse({"triggerId": trigger.id, "notBefore": due_at, "scheduled": True}, status_code=202,
                         headers={"Location": _location(tenant, instance_id, trigger.id)})
 
@@ -65,7 +73,7 @@ async def schedule_broadcast(ctx: ApiContext, tenant: str, trigger: Trigger, due
     scheduler = ctx.engine.scheduler
     assert scheduler is not None
     await ctx.run(lambda: scheduler.schedule(tenant, to_message(Broadcast(tenant, trigger)), due=due,
-                                             key=trigger.id, instance_id=""))
+                                             key=trigger.id, instance_id="~broadcast"))
     return JSONResponse({"triggerId": trigger.id, "subjects": list(trigger.subjects),
                          "notBefore": timestamp(due)}, status_code=202,
                         headers={"Location": f"/tenants/{quote(tenant, safe='')}/instances"})

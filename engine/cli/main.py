@@ -81,6 +81,9 @@ def bench_engine(as_json: AsJson = False,
                  synchronous: Annotated[str | None, typer.Option(
                      help="SQLite synchronous level of all three: full or normal [env WAYMARK_SQLITE_SYNCHRONOUS; "
                           "default full].")] = None,
+                 pending_timers: Annotated[int, typer.Option(
+                     min=0, help="Waymark also runs each round with this many timers pending on the queue (0: "
+                                 "not).")] = 10_000,
                  ) -> None:
     """The queue worker's whole path on SQLite beside raw SQLite (the same SQL) and pyeventsourcing, at the same
     synchronous level; cold load time by history length."""
@@ -91,7 +94,7 @@ def bench_engine(as_json: AsJson = False,
     if level not in ("full", "normal"):
         raise typer.BadParameter(f"must be full or normal, not {level!r}", param_hint="--synchronous")
     run_engine_bench(as_json=as_json, instances=instances, triggers=triggers, rounds=rounds, batch=batch,
-                     synchronous=level)
+                     synchronous=level, pending_timers=pending_timers)
 
 
 @bench_app.command("cosmos")
@@ -118,11 +121,13 @@ from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
 from engine.cli.remote import register as register_remote  # noqa: E402
 from engine.cli.serve import serve  # noqa: E402
+from engine.cli.time_commands import register as register_time_commands  # noqa: E402
 
 app.command("serve")(serve)
 workflows_app.command("import-marain")(import_marain)
 register_remote(app, workflows_app, instances_app)
 register_operations(app, instances_app, bench_app)
+register_time_commands(instances_app)
 bench_app.command("http")(bench_http)
 
 

@@ -676,6 +676,12 @@ def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = Non
             expected_version: Annotated[int | None, typer.Option(
                 "--expected-version", min=0, help="Apply only while the instance is at this version (sent as "
                                                   "If-Match); else it is rejected (exit 1 with --wait).")] = None,
+            not_before: Annotated[str | None, typer.Option(
+                "--not-before", help="Send it at this time (RFC 3339), not before: scheduled, listed by "
+                                     "`instances scheduled`, cancelled by `instances cancel`.")] = None,
+            delay: Annotated[str | None, typer.Option(
+                "--delay", help="Send it after this ISO 8601 duration (PT1H, P3D): scheduled, like "
+                                "--not-before.")] = None,
             ) -> None:
     """Send a trigger to an instance (queued; --wait N to see what it did).
 
@@ -688,12 +694,19 @@ def trigger(instance_id: str, topic: str, url: Url = DEFAULT_URL, key: Key = Non
         body["content"] = _json_option(content, "--content")
     if trigger_id is not None:
         body["id"] = trigger_id
+    for name, value in (("notBefore", not_before), ("delay", delay)):
+        if value is not None:
+            body[name] = value
     with Remote(url, key, tenant) as remote:
         response = remote.call("POST", remote.path("instances", instance_id, "triggers"), json=body,
                                ok=(200, 202), wait=wait)
     result = response.json()
     if as_json:
         render.print_json(result)
+    elif result.get("scheduled"):
+        render.console.print(f"scheduled: trigger {result['triggerId']} at {result['notBefore']}", highlight=False,
+                             markup=False)
+        return
     elif response.status_code == 200:
         render.outcome_line(result)
         render.instance_panel(result["instance"])

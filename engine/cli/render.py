@@ -18,7 +18,8 @@ console = Console()
 STATUS_STYLE = {"Waiting": "cyan", "Complete": "green", "Faulted": "bold red", "Terminated": "dim"}
 TYPE_STYLE = {"Created": "cyan", "TransitionApplied": "green", "TriggerIgnored": "yellow",
               "TriggerRejected": "magenta", "Completed": "bold green", "Faulted": "bold red",
-              "Recovered": "bold cyan", "Terminated": "dim"}
+              "Recovered": "bold cyan", "Terminated": "dim", "TimerScheduled": "blue", "TimerFired": "blue",
+              "TimerCancelled": "dim blue", "Migrated": "bold cyan"}
 
 
 def print_json(value: Any) -> None:
@@ -36,6 +37,10 @@ def instance_panel(instance: Mapping[str, Any]) -> None:
     table.add_row("version", e(instance["version"]))
     table.add_row("interests", e(", ".join(instance.get("interests") or []) or "-"))
     table.add_row("context", e(json.dumps(instance.get("context") or {}, ensure_ascii=False)))
+    for timer in sorted(instance.get("timers") or [], key=lambda t: str(t.get("dueAt"))):
+        what = "scheduled" if timer.get("kind") == "trigger" else "timer"
+        table.add_row(what, f"{e(timer.get('timerId'))} → {e((timer.get('trigger') or {}).get('topic'))} at "
+                            f"{e(timer.get('dueAt'))}")
     fault = instance.get("fault")
     if fault:
         table.add_row("fault", f"[bold red]{e(fault['errorType'])}[/] at {e(fault['where'])} (event "
@@ -88,6 +93,17 @@ def describe(event: Mapping[str, Any]) -> str:
         return f"recovered ({v('mode')}) by {v('by')} to {v('state')}: {v('reason')}"
     if kind == "Terminated":
         return f"terminated by {v('by')}: {v('reason')}"
+    if kind in ("TimerScheduled", "TimerFired", "TimerCancelled"):
+        what = "scheduled trigger" if data.get("kind") == "trigger" else "timer"
+        name = f"{what} [bold]{v('timerId')}[/]" + (f" #{v('n')}" if (data.get("n") or 1) > 1 else "")
+        if kind == "TimerScheduled":
+            return f"{name} scheduled: sends {v('topic', data.get('trigger') or {})} at {v('dueAt')}"
+        if kind == "TimerFired":
+            return f"{name} fired (due {v('dueAt')})"
+        return f"{name} cancelled: {v('reason')}"
+    if kind == "Migrated":
+        moved = f", {v('from')} → [bold]{v('to')}[/]" if data.get("from") != data.get("to") else ""
+        return f"migrated v{v('fromVersion')} → v{v('toVersion')}{moved} by {v('by')}: {v('reason')}"
     return escape(json.dumps(data, ensure_ascii=False))
 
 

@@ -194,7 +194,7 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency,
                       resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max),
-                      schema_base=settings.schema_base)
+                      max_subscriptions=settings.max_subscriptions_per_tenant, schema_base=settings.schema_base)
     engine.processor.on_commit = feed.on_commit
     engine.feed_attention = feed.attention
     return feed

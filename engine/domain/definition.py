@@ -299,10 +299,17 @@ def _actions(obj: Mapping[str, Any], key: str, path: str, registry: Registry,
                  _steps(obj, key, path, registry.actions, "action", problem))
 
 
+MAX_DEFINITION_SUBSCRIPTIONS = 10  # webhooks one definition's events fan out to (beside the tenant's own)
+
+
 def _subscriptions(raw: Any, problem: Any) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(raw, list):
         problem("$.eventSubscriptions", "must be a list of {\"endpoint\": url}")
         return ()
+    if len(raw) > MAX_DEFINITION_SUBSCRIPTIONS:
+        problem("$.eventSubscriptions", f"has {len(raw)} subscriptions; a definition may have at most "
+                                        f"{MAX_DEFINITION_SUBSCRIPTIONS} (the tenant's own, through the API, are "
+                                        "counted apart)")
     for index, item in enumerate(raw):
         where = f"$.eventSubscriptions[{index}]"
         endpoint = item.get("endpoint") if isinstance(item, dict) else None

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.definition import WorkflowDefinition
-from engine.domain.errors import MigrationRefused, Problem
+from engine.domain.errors import ExecutionError, MigrationRefused, Problem
 from engine.domain.events import EventType, timestamp
-from engine.domain.instance import Decision, Instance, Outcome, Status, _Recorder, fold
+from engine.domain.extensions import Services
+from engine.domain.instance import Decision, Instance, Outcome, Status, _listening, _Recorder, fold
 from engine.domain.timers import parse_time
 from engine.domain.visits import ALL, cancel_timers, scheduled
 
@@ -50,9 +51,10 @@ def migration_problems(instance: Instance, source: WorkflowDefinition | None, ta
 
 def decide_migrate(instance: Instance, source: WorkflowDefinition | None, target: WorkflowDefinition, *,
                    state_map: Mapping[str, str], context_patch: Mapping[str, Any] | None, by: str, reason: str,
-                   command_id: str, now: datetime) -> Decision:
+                   command_id: str, now: datetime, services: Services | None = None) -> Decision:
     """Move the instance to `target`, or raise MigrationRefused listing every problem. `source` is the instance's
-    current version (None when it can no longer be read: the state map is then not checked against it)."""
+    current version (None when it can no longer be read: the state map is then not checked against it). The
+    instance's interests follow the target state's (an `interests` expression that fails refuses the move)."""
     problems = migration_problems(instance, source, target, state_map)
     if problems:
         raise MigrationRefused("", instance.id, problems)
@@ -66,11 +68,20 @@ def decide_migrate(instance: Instance, source: WorkflowDefinition | None, target
         else:
             changes[key] = value
     recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
-    recorder.record(EventType.MIGRATED, {
+    context = {key: value for key, value in {**instance.context, **changes}.items() if key not in removed}
+    try:
+        listening = _listening(instance, target, to_state, context, recorder.next, services or Services())
+    except ExecutionError as error:
+        raise MigrationRefused("", instance.id, [Problem(error.where, f"the target state's interests cannot be "
+                                                                      f"computed: {error.message}")]) from error
+    migrated: dict[str, Any] = {
         "fromVersion": instance.workflow_version, "toVersion": target.version, "from": instance.state,
         "to": to_state, "stateMap": dict(state_map), "contextChanges": {"set": changes, "removed": sorted(removed)},
         "by": by, "reason": reason, "status": str(instance.status),
-    })
+    }
+    if listening != instance.interests:
+        migrated["interests"] = list(listening)
+    recorder.record(EventType.MIGRATED, migrated)
     state = target.state(to_state)
     if state.terminal:
         for data in cancel_timers(instance.timers, reason=f"migrated to final state {to_state!r} of version "

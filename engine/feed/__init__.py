@@ -24,6 +24,7 @@ from engine.feed.subscriptions import (
     Subscription,
     SubscriptionNotFound,
     SubscriptionStatus,
+    TooManySubscriptions,
     parse_static_subscriptions,
 )
 from engine.feed.webhook import (
@@ -39,6 +40,6 @@ __all__ = [
     "ALL_TYPES", "BATCH_CONTENT_TYPE", "SIGNATURE_HEADER", "ChangeFeed", "CloudEventMapper", "DestinationRefused",
     "Dispatcher", "EventGridPublisher", "FeedPage", "InvalidSubscription", "MemorySubscriptionStore", "RetryPolicy",
     "SqliteSubscriptionStore", "StaticSubscription", "Subscription", "SubscriptionNotFound", "SubscriptionStatus",
-    "SweepReport", "Sweeper", "WebhookPublisher", "commit_events", "from_batch", "parse_http",
+    "SweepReport", "Sweeper", "TooManySubscriptions", "WebhookPublisher", "commit_events", "from_batch", "parse_http",
     "parse_static_subscriptions", "sign", "to_batch", "verify_signature",
 ]

@@ -67,6 +67,7 @@ from engine.feed.subscriptions import (
     SubscriptionCatalog,
     SubscriptionStatus,
     SubscriptionStore,
+    TooManySubscriptions,
     check_types,
 )
 from engine.feed.webhook import DeliveryResult, RetryPolicy, WebhookPublisher
@@ -111,6 +112,10 @@ class _Work:
         return self.commit.position
 
 
+# A commit to be marked dispatched, and whether deliveries of it were recorded (to forget once it is marked).
+_Mark = tuple[Commit, bool]
+
+
 class Dispatcher:
     """Publishes each commit to its subscribers, then marks it dispatched. Use the instance as the processor's
     `on_commit`. Never raises into the caller."""
@@ -152,7 +157,7 @@ class Dispatcher:
         # Each item: a tenant's commits handed over together (a group commit's), with the subscriptions to skip.
         self._routes: queue.SimpleQueue[
             tuple[str, list[Commit], frozenset[str]] | None] = queue.SimpleQueue()
-        self._marks: dict[str, list[_Work]] = {}
+        self._marks: dict[str, list[_Mark]] = {}
         self._mark_ready = threading.Condition(threading.Lock())
         self._closed = False
         self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
@@ -183,10 +188,10 @@ class Dispatcher:
         if routed:
             self._routes.put((tenant, routed, frozenset()))
 
-    def _sorted(self, tenant: str, commits: Sequence[Commit]) -> tuple[list[_Work], list[Commit]]:
+    def _sorted(self, tenant: str, commits: Sequence[Commit]) -> tuple[list[_Mark], list[Commit]]:
         """The commits the catalog's cache says no subscription wants, and the others (for the router)."""
         targets: dict[str, list[Subscription] | None] = {}
-        unwanted: list[_Work] = []
+        unwanted: list[_Mark] = []
         routed: list[Commit] = []
         for commit in commits:
             workflow_id = commit.state.workflow_id
@@ -196,9 +201,9 @@ class Dispatcher:
             if known is None or _wanted(known, commit, ()):
                 routed.append(commit)
             else:
-                unwanted.append(_Work(tenant, commit, remaining=0, recorded=False))
+                unwanted.append((commit, False))
         # Mapping is skipped, but the next commit may need them.
-        self.mapper.remember(tenant, *(work.commit.state for work in unwanted))
+        self.mapper.remember(tenant, *(commit.state for commit, _ in unwanted))
         return unwanted, routed
 
     def submit(self, tenant: str, commit: Commit, *, skip: Collection[str] = ()) -> threading.Event | None:
@@ -279,24 +284,23 @@ class Dispatcher:
             if item is None:
                 return
             tenant, commits, skip = item
-            unwanted: list[_Work] = []  # the commits no subscription wants: marked together
+            unwanted: list[_Mark] = []  # the commits no subscription wants: marked together
             for commit in commits:
                 try:
-                    work = self._route(tenant, commit, skip)
+                    mark = self._route(tenant, commit, skip)
                 except Exception:
                     log.exception("routing a commit failed; the sweeper will retry it",
                                   extra={"tenant": tenant, "instanceId": commit.instance_id,
                                          "position": commit.position})
                     self._release(tenant, commit)
                     continue
-                if work is not None:
-                    unwanted.append(work)
+                if mark is not None:
+                    unwanted.append(mark)
             if unwanted:
                 self._to_mark(tenant, unwanted)
 
-    def _route(self, tenant: str, commit: Commit, skip: Collection[str]) -> _Work | None:
-        """Hand the commit to the lanes of the subscriptions that want it; the commit's work when none does (it
-        is to be marked dispatched)."""
+    def _route(self, tenant: str, commit: Commit, skip: Collection[str]) -> _Mark | None:
+        """Hand the commit to the lanes of the subscriptions that want it; its mark when none does."""
         targets = _wanted(self.catalog.targets(tenant, commit.state.workflow_id), commit, skip)
         if not targets:
             return self._unwanted(tenant, commit, recorded=bool(skip))
@@ -310,10 +314,10 @@ class Dispatcher:
                 self._finished(work, subscription.name, _Outcome.FAILED)
         return None
 
-    def _unwanted(self, tenant: str, commit: Commit, *, recorded: bool = False) -> _Work:
+    def _unwanted(self, tenant: str, commit: Commit, *, recorded: bool = False) -> _Mark:
         """A commit no subscription wants: to be marked dispatched as it is."""
         self.mapper.remember(tenant, commit.state)  # mapping is skipped, but the next commit may need it
-        return _Work(tenant, commit, remaining=0, recorded=recorded)
+        return commit, recorded
 
     def _release(self, tenant: str, *commits: Commit) -> None:
         """The commits are done with (dispatched, or left for the sweeper)."""
@@ -463,7 +467,7 @@ class Dispatcher:
         if not last:
             return
         if not work.failed:
-            self._to_mark(work.tenant, [work])
+            self._to_mark(work.tenant, [(work.commit, work.recorded)])
             return
         try:
             if work.delivered:
@@ -475,9 +479,9 @@ class Dispatcher:
 
     # -------------------------------------------------------------------------------------- marking
 
-    def _to_mark(self, tenant: str, works: Sequence[_Work]) -> None:
+    def _to_mark(self, tenant: str, marks: Sequence[_Mark]) -> None:
         with self._mark_ready:
-            self._marks.setdefault(tenant, []).extend(works)
+            self._marks.setdefault(tenant, []).extend(marks)
             self._mark_ready.notify()
 
     def _mark_loop(self) -> None:
@@ -493,19 +497,19 @@ class Dispatcher:
                 batch, self._marks = self._marks, {}
             if not batch and self._closed:
                 return
-            for tenant, works in batch.items():
-                positions = [work.position for work in works]
+            for tenant, marks in batch.items():
+                positions = [commit.position or 0 for commit, _ in marks]
                 try:
                     if self.before_mark is not None:
                         self.before_mark(tenant, positions)
                     self.store.mark_dispatched(tenant, positions)
-                    recorded = [work.position for work in works if work.recorded]
+                    recorded = [commit.position or 0 for commit, was_recorded in marks if was_recorded]
                     if recorded:
                         self.catalog.store.forget_deliveries(tenant, recorded)
                 except Exception:
                     log.exception("marking commits dispatched failed; the sweeper will publish them again",
                                   extra={"tenant": tenant, "positions": positions[:10]})
-                self._release(tenant, *(work.commit for work in works))
+                self._release(tenant, *(commit for commit, _ in marks))
 
     # -------------------------------------------------------------------------------------- catching up
 
@@ -712,10 +716,13 @@ class ChangeFeed:
                  eventgrid: Publisher | None = None, grace_seconds: float = 30.0, pause_after: int = 5,
                  max_workers: int = 64, lane_concurrency: int = 16, tenant_concurrency: int = 24,
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
+                 max_subscriptions: int | None = None,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
                  resume_policy: ResumePolicy | None = None,
                  schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.events = events
+        self.max_subscriptions = max_subscriptions  # API subscriptions per tenant (None: no limit)
+        self._subscribing = threading.Lock()
         self.catalog = SubscriptionCatalog(subscriptions, definitions=definitions, static=static,
                                            tenant_config=tenant_config, cache_seconds=cache_seconds)
         self.webhook = webhook or WebhookPublisher(origin=origin,
@@ -768,7 +775,7 @@ class ChangeFeed:
                   secret: str | None = None, mode: str = "structured") -> tuple[Subscription, bool]:
         """Create or replace the API subscription `name`; (subscription, created). A new or changed endpoint, or
         one still pending, goes through the handshake: it is active only if it consents. Raises
-        InvalidSubscription or DestinationRefused (nothing stored)."""
+        InvalidSubscription, DestinationRefused or TooManySubscriptions (nothing stored)."""
         if not NAME_PATTERN.match(name):
             raise InvalidSubscription(name, ["a subscription name is 1 to 63 letters, digits, '.', '_' or '-', "
                                              "starting with a letter or digit"])
@@ -780,13 +787,17 @@ class ChangeFeed:
         except ValueError:
             raise InvalidSubscription(name, [f"mode must be 'structured' or 'binary', not {mode!r}"]) from None
         self.webhook.check_destination(endpoint)
-        existing = self.catalog.store.get(tenant, name)
         spec = Subscription(name=name, endpoint=endpoint, types=chosen_types, secret=secret, mode=chosen_mode)
-        if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
-            return self.catalog.save(tenant, existing.with_spec_of(spec)), False
-        base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
-                                                                 consecutive_failures=0)
-        stored = self.catalog.save(tenant, base)
+        with self._subscribing:  # in this process, two creations cannot both take the last place
+            existing = self.catalog.store.get(tenant, name)
+            if existing is None and self.max_subscriptions is not None and (
+                    len(self.catalog.store.list(tenant)) >= self.max_subscriptions):
+                raise TooManySubscriptions(tenant, name, self.max_subscriptions)
+            if existing is not None and existing.endpoint == endpoint and existing.status is not PENDING:
+                return self.catalog.save(tenant, existing.with_spec_of(spec)), False
+            base = spec if existing is None else dataclasses.replace(existing.with_spec_of(spec), status=PENDING,
+                                                                     consecutive_failures=0)
+            stored = self.catalog.save(tenant, base)
         return shake_hands(self.catalog, self.webhook, tenant, stored), existing is None
 
     def unsubscribe(self, tenant: str, name: str) -> None:

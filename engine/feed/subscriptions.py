@@ -106,6 +106,17 @@ class InvalidSubscription(WaymarkError):
         super().__init__(f"subscription {name!r} is invalid: {'; '.join(self.problems)}")
 
 
+class TooManySubscriptions(WaymarkError):
+    """A new API subscription past the tenant's limit (`max_subscriptions_per_tenant`)."""
+
+    def __init__(self, tenant: str, name: str, limit: int) -> None:
+        self.tenant = tenant
+        self.name = name
+        self.limit = limit
+        super().__init__(f"tenant {tenant!r} has {limit} subscriptions, its limit: delete one before subscribing "
+                         f"{name!r}")
+
+
 def check_types(types: Iterable[str] | None) -> frozenset[str] | None:
     """A types filter (None: every type), or InvalidSubscription naming the unknown types."""
     if types is None:

@@ -13,7 +13,11 @@ only delivers a message again: they are written unsynced (`unsynced`) and synced
 
 A message sent with a delay (a timer, a scheduled trigger, a retry put off) waits in `<name>_scheduled`, indexed
 by its `not_before` time, and joins the queue when a receive finds it due. So ten thousand pending timers cost a
-receive one index probe, not a scan past them, and `next_due_in` tells an idle worker how long it may sleep.
+receive one index probe, not a scan past them.
+
+An idle worker sleeps in `wait_for_work` until the earliest delayed message is due, or until work comes: a send or
+release in this process rings a doorbell (at once); one in another process changes the file's `data_version`,
+which the sleeper reads every `poll` seconds (a read of a counter: no transaction, no lock, unlike a receive).
 
 Every `sqlite3` error is translated into `StoreUnavailable("command queue", ...)`.
 """
@@ -41,6 +45,37 @@ _PROMOTE_BATCH = 256  # due delayed messages moved onto the queue by one receive
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
+class Doorbell:
+    """Rung when a message may have become receivable; shared by the queues of one file in this process."""
+
+    def __init__(self) -> None:
+        self._rung = 0
+        self._condition = threading.Condition()
+
+    def ticket(self) -> int:
+        with self._condition:
+            return self._rung
+
+    def ring(self) -> None:
+        with self._condition:
+            self._rung += 1
+            self._condition.notify_all()
+
+    def wait(self, ticket: int, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a ring after `ticket` was taken; True when it rang."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._rung != ticket, timeout)
+
+
+_DOORBELLS: dict[Path, Doorbell] = {}
+_DOORBELLS_LOCK = threading.Lock()
+
+
+def _doorbell(path: Path) -> Doorbell:
+    with _DOORBELLS_LOCK:
+        return _DOORBELLS.setdefault(path.resolve(), Doorbell())
+
+
 class _SomeLost(Exception):
     """A batch's completion deleted fewer messages than it was given (a stale receipt among them)."""
 
@@ -62,6 +97,7 @@ class SqliteCommandQueue:
         if max_dequeue_count < 1:
             raise ValueError(f"max_dequeue_count must be at least 1, not {max_dequeue_count}")
         self.path = Path(path)
+        self.doorbell = _doorbell(self.path)
         self.name = name
         self.max_dequeue_count = max_dequeue_count
         self.synchronous = checked_synchronous(synchronous)
@@ -93,6 +129,9 @@ class SqliteCommandQueue:
         self._sql_promote = f"INSERT INTO {t} (id, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)"
         self._sql_unschedule = f"DELETE FROM {d} WHERE seq = ?"
         self._sql_next_due = f"SELECT min(not_before) FROM {d}"
+        self._sql_ready = f"SELECT 1 FROM {t} WHERE visible_at <= ? LIMIT 1"
+        # The held messages (received, or released with a delay) come back when their visibility ends.
+        self._sql_next_visible = f"SELECT min(visible_at) FROM {t} WHERE visible_at > ?"
         self._sql_scheduled_depth = f"SELECT count(*) FROM {d}"
         self._sql_send = f"INSERT INTO {t} (id, body, enqueued_at, visible_at) VALUES (?, ?, ?, ?)"
         # Scans in enqueue order and skips the few held or delayed messages, rather than sorting every visible
@@ -131,6 +170,7 @@ class SqliteCommandQueue:
                 self._db().execute(self._sql_schedule, (message_id, text, now, now + delay))
             else:
                 self._db().execute(self._sql_send, (message_id, text, now, now))
+        self.doorbell.ring()  # a delayed one too: a sleeping worker reckons its earliest due time again
         return message_id
 
     def receive(self, *, max_messages: int = 1, visibility_timeout: float = 30.0) -> list[Message]:
@@ -147,14 +187,16 @@ class SqliteCommandQueue:
                 candidates = db.execute(self._sql_candidates, (now, max_messages - len(received))).fetchall()
                 if not candidates:
                     break
+                claims = []
                 for seq, message_id, body, dequeue_count in candidates:
                     if dequeue_count >= self.max_dequeue_count:
                         db.execute(self._sql_poison, (now, self._poison_reason, seq))
                         db.execute(self._sql_delete_seq, (seq,))
                         continue
                     receipt = f"{token}-{seq}"
-                    db.execute(self._sql_claim, (now + visibility_timeout, dequeue_count + 1, receipt, seq))
+                    claims.append((now + visibility_timeout, dequeue_count + 1, receipt, seq))
                     received.append(Message(message_id, load_body(body), dequeue_count + 1, receipt))
+                db.executemany(self._sql_claim, claims)  # one statement a claim, in one call
                 if now + visibility_timeout <= now:
                     break  # claimed rows are still visible: querying again would hand them out twice
         return received
@@ -190,6 +232,31 @@ class SqliteCommandQueue:
             )
         if updated != 1:
             raise MessageLost(f"message {message.id!r} is no longer held by this receiver")
+        self.doorbell.ring()
+
+    def wait_for_work(self, timeout: float, *, stop: threading.Event | None = None, poll: float = 0.05) -> None:
+        """Sleep up to `timeout` seconds, and no longer than until the earliest delayed message is due; return early
+        when a message is sent or released in this process, when another process writes to the queue's file, or
+        when `stop` is set (checked every `poll` seconds)."""
+        ticket = self.doorbell.ticket()
+        with self._translated():
+            db = self._db()
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            now = self._clock()
+            if db.execute(self._sql_ready, (now,)).fetchone() is not None:
+                return  # sent before the ticket was taken: there is work now
+            times = [row[0] for row in (db.execute(self._sql_next_due).fetchone(),
+                                        db.execute(self._sql_next_visible, (now,)).fetchone()) if row[0] is not None]
+        if times:
+            timeout = min(timeout, max(0.0, min(times) - now))
+        deadline = time.monotonic() + timeout
+        while not (stop is not None and stop.is_set()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.doorbell.wait(ticket, min(poll, remaining)):
+                return
+            with self._translated():
+                if self._db().execute("PRAGMA data_version").fetchone()[0] != version:
+                    return
 
     def depth(self) -> int:
         with self._translated():
@@ -216,6 +283,7 @@ class SqliteCommandQueue:
             now = self._clock()
             db.execute(self._sql_delete_poisoned, (message_id,))
             db.execute(self._sql_send, (message_id, row[1], now, now))
+        self.doorbell.ring()
 
     def discard_poisoned(self, message_id: str) -> None:
         with self._translated():

@@ -20,6 +20,11 @@ def explain(instance: Mapping[str, Any], events: Sequence[Event]) -> list[str]:
     recovered = _last(events, "Recovered")
     if recovered is not None:
         lines.append(_recovery(recovered, events, faulted_now=status == "Faulted"))
+    migrated = _last(events, "Migrated")
+    if migrated is not None:
+        data = migrated["data"]
+        lines.append(f"It was migrated from v{data.get('fromVersion')} to v{data.get('toVersion')} by "
+                     f"{data.get('by')} at {migrated['at']}, event {migrated['sequence']}: {data.get('reason')}.")
     ignored = _last(events, "TriggerIgnored")
     if ignored is not None:
         data = ignored["data"]
@@ -41,6 +46,10 @@ def explain(instance: Mapping[str, Any], events: Sequence[Event]) -> list[str]:
         lines.append(f"State {state!r} has no transitions, so the instance is complete and accepts no trigger.")
     else:
         lines.append("It is waiting for a trigger.")
+        for timer in sorted(instance.get("timers") or [], key=lambda t: str(t.get("dueAt"))):
+            trigger = timer.get("trigger") or {}
+            what = "Scheduled trigger" if timer.get("kind") == "trigger" else "Timer"
+            lines.append(f"{what} {timer.get('timerId')!r} sends {trigger.get('topic')!r} at {timer.get('dueAt')}.")
     return lines
 
 

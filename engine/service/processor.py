@@ -279,7 +279,8 @@ class CommandProcessor:
             source = None
         try:
             return decide_migrate(instance, source, target, state_map=state_map, context_patch=context_patch,
-                                  by=by, reason=reason, command_id=command_id, now=self.clock())
+                                  by=by, reason=reason, command_id=command_id, now=self.clock(),
+                                  services=self.services)
         except MigrationRefused as e:
             raise MigrationRefused(tenant, instance.id, e.problems) from e
 

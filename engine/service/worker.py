@@ -39,13 +39,15 @@ def retry_delay(dequeue_count: int) -> float:
 
 class Worker:
     def __init__(self, queue: CommandQueue, processor: CommandProcessor, *, visibility_timeout: float = 30.0,
-                 batch_size: int = 16, idle_wait: float = 0.05, failures: CommandFailures | None = None) -> None:
+                 batch_size: int = 16, idle_wait: float = 0.05, failures: CommandFailures | None = None,
+                 max_idle: float = 1.0) -> None:
         self.queue = queue
         self.processor = processor
         self.failures = failures
         self.visibility_timeout = visibility_timeout
         self.batch_size = batch_size
         self.idle_wait = idle_wait
+        self.max_idle = max_idle
 
     def process(self, message: Message) -> bool:
         """Handle one message; True when it was completed (done with, for good)."""
@@ -174,16 +176,19 @@ class Worker:
         self.process_batch(messages)
         return len(messages)
 
-    def _idle_pause(self) -> float:
-        """How long an idle worker sleeps: its idle poll, or less when a delayed message (a timer) is due sooner."""
-        next_due_in = getattr(self.queue, "next_due_in", None)
-        if next_due_in is None:
-            return self.idle_wait
+    def _idle(self, stop: threading.Event) -> None:
+        """Nothing to receive: sleep until work may have come. A queue that can tell (SQLite: `wait_for_work`) is
+        slept on until a message is sent or released, or a delayed one (a timer) falls due, at most `max_idle`;
+        any other is polled every `idle_wait` seconds."""
+        wait_for_work = getattr(self.queue, "wait_for_work", None)
+        if wait_for_work is None:
+            stop.wait(self.idle_wait)
+            return
         try:
-            due = next_due_in()
-        except Exception:
-            return self.idle_wait
-        return self.idle_wait if due is None else min(self.idle_wait, due)
+            wait_for_work(self.max_idle, stop=stop, poll=self.idle_wait)
+        except Exception as e:
+            log.error("waiting on the command queue failed: %s", e)
+            stop.wait(1.0)
 
     def run(self, stop: threading.Event) -> None:
         """Until `stop` is set. A stop finishes the message at hand; the rest of a received batch is
@@ -197,7 +202,7 @@ class Worker:
                 stop.wait(1.0)
                 continue
             if not messages:
-                stop.wait(self._idle_pause())
+                self._idle(stop)
                 continue
             self.process_batch(messages, stop)
 

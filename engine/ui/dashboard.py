@@ -29,6 +29,7 @@ import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -55,6 +56,7 @@ from engine.domain import (
     TenantNotFound,
     WaymarkError,
     WorkflowDefinition,
+    parse_time,
 )
 from engine.feed.cloudevents import TYPE_PREFIX, CloudEventMapper, to_batch
 from engine.service.explain import explain
@@ -143,11 +145,22 @@ class WorkflowRow:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class Movable:
+    """Instances that could move to the latest version of their workflow (`waymark instances migrate-all`)."""
+
+    workflow_id: str
+    version: int
+    count: int
+    latest: int
+
+
 def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["pretty"] = pretty_json
     env.filters["when"] = when
+    env.filters["until"] = until
     env.filters["time"] = time_element
     env.filters["times"] = with_times
     env.filters["q"] = lambda value: quote(str(value), safe="")
@@ -161,6 +174,28 @@ def when(at: object) -> str:
     if len(text) >= 19 and text[10] == "T" and text.endswith("Z"):
         return f"{text[:10]} {text[11:19]} UTC"
     return text
+
+
+def until(due_at: object, now: datetime | None = None) -> str:
+    """How long until a timer is due, to read at a glance: `in 2 d 4 h`, `in 5 min`, `in 12 s`, `overdue by 3 s`."""
+    try:
+        due = parse_time(str(due_at))
+    except ValueError:
+        return str(due_at)
+    seconds = (due - (now or datetime.now(UTC))).total_seconds()
+    ahead = seconds >= 0
+    left = abs(seconds)
+    units = [("d", 86400), ("h", 3600), ("min", 60), ("s", 1)]
+    parts: list[str] = []
+    for name, size in units:
+        if left >= size or (name == "s" and not parts):
+            count = int(left // size)
+            left -= count * size
+            parts.append(f"{count} {name}")
+        if len(parts) == 2:
+            break
+    text = " ".join(parts)
+    return f"in {text}" if ahead else f"overdue by {text}"
 
 
 def time_element(at: object) -> Markup:
@@ -419,14 +454,19 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         return names
 
     def overview_data(tenant: str) -> dict[str, Any]:
+        latest = dict(catalog.list(tenant))
         names = definition_names(tenant)
         counts: dict[str, Counter[str]] = {}
+        movable: Counter[tuple[str, int]] = Counter()  # Waiting or Faulted instances on an older version
         faults = []
         scanned, continuation, complete = 0, None, True
         while True:
             found = events.list_instances(tenant, limit=1000, continuation=continuation)
             for instance in found.items:
                 counts.setdefault(instance.workflow_id, Counter())[str(instance.status)] += 1
+                if (instance.status in (Status.WAITING, Status.FAULTED)
+                        and instance.workflow_version < latest.get(instance.workflow_id, 0)):
+                    movable[instance.workflow_id, instance.workflow_version] += 1
                 if instance.fault is not None and instance.status is Status.FAULTED:
                     faults.append(instance)
             scanned += len(found.items)
@@ -441,9 +481,12 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
                             sum(counts.get(workflow_id, Counter()).values()))
                 for workflow_id in sorted(set(names) | set(counts))]
         totals = {status: sum(row.counts.get(status, 0) for row in rows) for status in STATUSES}
+        moves = [Movable(workflow_id, version, count, latest[workflow_id])
+                 for (workflow_id, version), count in sorted(movable.items())]
         recent = recently_updated(events, tenant, end=feed_end(tenant), limit=RECENTLY_UPDATED).items
         return {"rows": rows, "totals": totals, "total": scanned, "complete": complete,
-                "faults": faults[:RECENT_FAULTS], "fault_count": len(faults), "names": names, "recent": recent}
+                "faults": faults[:RECENT_FAULTS], "fault_count": len(faults), "names": names, "recent": recent,
+                "moves": moves}
 
     async def overview(request: Request, session: Session) -> Response:
         data = await ctx.run(overview_data, session.tenant)

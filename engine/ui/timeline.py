@@ -8,7 +8,7 @@ no user text is ever parsed as markup.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,8 @@ __all__ = ["Entry", "entries", "pretty_json"]
 # CSS class of each event type: the colour of its marker on the timeline.
 KINDS = {"Created": "created", "TransitionApplied": "applied", "TriggerIgnored": "ignored",
          "TriggerRejected": "rejected", "Completed": "completed", "Faulted": "faulted", "Recovered": "recovered",
-         "Terminated": "terminated"}
+         "Terminated": "terminated", "TimerScheduled": "timer", "TimerFired": "timer", "TimerCancelled": "timer",
+         "Migrated": "recovered"}
 
 
 def pretty_json(value: Any) -> str:
@@ -89,11 +90,54 @@ def describe(event: Event) -> Entry:
     elif kind == "Terminated":
         headline = f"Terminated in {data.get('state')}"
         details += [("by", str(data.get("by"))), ("reason", str(data.get("reason")))]
+    elif kind in _TIME_AND_CHANGE:
+        headline, more = _TIME_AND_CHANGE[kind](data)
+        details += more
     else:
         headline = kind
         blocks.append(("data", pretty_json(dict(data))))
     return Entry(event.sequence, kind, KINDS.get(kind, "other"), event.at, event.trigger_id, headline,
                  tuple(details), tuple(blocks))
+
+
+def _timer_name(data: Mapping[str, Any]) -> str:
+    if data.get("kind") == "trigger":
+        return f"scheduled trigger {data.get('timerId')}"
+    repeat = f" (firing {data.get('n')})" if (data.get("n") or 1) > 1 else ""
+    return f"timer {data.get('timerId')}{repeat}"
+
+
+def _scheduled(data: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    trigger = data.get("trigger") or {}
+    details = [("due", str(data.get("dueAt"))), ("sends", f"{trigger.get('topic')} as trigger {trigger.get('id')}")]
+    if data.get("repeat") is not None:
+        limit = "while the visit lasts" if data["repeat"] == 0 else f"at most {data['repeat']} times"
+        details.append(("repeats", limit))
+    if data.get("by"):
+        details.append(("by", str(data["by"])))
+    return f"Scheduled {_timer_name(data)}", details
+
+
+def _fired(data: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    return f"Fired {_timer_name(data)}: trigger {data.get('topic')}", [("was due", str(data.get("dueAt")))]
+
+
+def _cancelled(data: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    details = [("reason", str(data.get("reason"))), ("was due", str(data.get("dueAt")))]
+    if data.get("by"):
+        details.append(("by", str(data["by"])))
+    return f"Cancelled {_timer_name(data)}", details
+
+
+def _migrated(data: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    moved = f" ({data.get('from')} → {data.get('to')})" if data.get("from") != data.get("to") else ""
+    details = [("by", str(data.get("by"))), ("reason", str(data.get("reason")))]
+    return (f"Migrated from v{data.get('fromVersion')} to v{data.get('toVersion')}{moved}",
+            details + _changes(data.get("contextChanges")))
+
+
+_TIME_AND_CHANGE: dict[str, Callable[[Mapping[str, Any]], tuple[str, list[tuple[str, str]]]]] = {
+    "TimerScheduled": _scheduled, "TimerFired": _fired, "TimerCancelled": _cancelled, "Migrated": _migrated}
 
 
 def entries(events: Iterable[Event]) -> list[Entry]:

@@ -529,6 +529,51 @@ def test_sqlite_delayed_messages_wait_apart_indexed_by_their_due_time(tmp_path: 
         queue.close()
 
 
+def test_an_idle_sqlite_worker_sleeps_until_work_comes_or_the_earliest_timer_is_due(tmp_path: Path) -> None:
+    queue = SqliteCommandQueue(tmp_path / "q.db")
+    other = SqliteCommandQueue(tmp_path / "q.db")  # another queue object on the file: the same doorbell
+    stop = threading.Event()
+    try:
+        queue.send({"n": "ready"})
+        queue.wait_for_work(30)  # something is receivable: no sleep at all
+        queue.complete(queue.receive()[0])
+
+        def sleeper() -> threading.Thread:
+            thread = threading.Thread(target=queue.wait_for_work, args=(30,), kwargs={"stop": stop})
+            thread.start()
+            return thread
+
+        woken = sleeper()
+        time.sleep(0.1)
+        other.send({"n": "in this process"})  # rings the doorbell
+        woken.join(10)
+        assert not woken.is_alive()
+        queue.complete(queue.receive()[0])
+
+        woken = sleeper()
+        time.sleep(0.1)
+        with sqlite3.connect(tmp_path / "q.db") as outside:  # as another process writes: data_version changes
+            outside.execute("INSERT INTO commands (id, body, enqueued_at, visible_at) VALUES ('x', '{}', 0, 0)")
+        woken.join(10)
+        assert not woken.is_alive()
+        queue.complete(queue.receive()[0])
+
+        sent_at = time.time()
+        queue.send({"n": "timer"}, delay=0.5)
+        queue.wait_for_work(30)  # sleeps until it is due, not 30 s
+        assert time.time() >= sent_at + 0.5  # never woken before it is due …
+        assert queue.receive()[0].body == {"n": "timer"}  # … and then it is there
+
+        woken = sleeper()
+        stop.set()
+        woken.join(10)
+        assert not woken.is_alive()
+    finally:
+        stop.set()
+        queue.close()
+        other.close()
+
+
 def test_sqlite_failures_are_store_unavailable(tmp_path: Path) -> None:
     directory = tmp_path / "a-directory.db"
     directory.mkdir()

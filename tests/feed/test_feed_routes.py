@@ -160,3 +160,24 @@ def test_included_in_the_real_app_behind_its_auth(receiver: Receiver, make_rig: 
                          headers={"Authorization": f"Bearer {key}"})
         assert put.status_code == 201, put.text
         assert "/tenants/{tenant}/subscriptions/{name}" in client.get("/openapi.json").json()["paths"]
+
+
+def test_api_subscriptions_are_capped_per_tenant(receiver: Receiver, make_rig: Any) -> None:
+    rig = make_rig(max_subscriptions=2)
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(feed_router(rig.feed))
+    with api_client(app) as client:
+        for name in ("one", "two"):
+            assert client.put(f"/tenants/{TENANT}/subscriptions/{name}",
+                              json={"endpoint": receiver.url(f"/{name}")}).status_code == 201
+        over = client.put(f"/tenants/{TENANT}/subscriptions/three", json={"endpoint": receiver.url("/three")})
+        assert over.status_code == 409 and over.headers["content-type"] == "application/problem+json"
+        assert over.json()["type"] == "urn:waymark:problem:subscription-limit" and over.json()["limit"] == 2
+        assert "at most 2" in over.json()["detail"]
+        replaced = client.put(f"/tenants/{TENANT}/subscriptions/two", json={"endpoint": receiver.url("/again")})
+        assert replaced.status_code == 200, "replacing one is not a new one"
+        assert client.delete(f"/tenants/{TENANT}/subscriptions/one").status_code == 204
+        assert client.put(f"/tenants/{TENANT}/subscriptions/three",
+                          json={"endpoint": receiver.url("/three")}).status_code == 201
+    assert [s.name for s in rig.feed.subscriptions(TENANT) if s.source.value == "api"] == ["three", "two"]

@@ -26,12 +26,12 @@ def _bindings(name: str) -> list[dict[str, Any]]:
     return bindings
 
 
-def test_one_app_object_with_three_functions() -> None:
+def test_one_app_object_with_four_functions() -> None:
     module = function_app()
     assert isinstance(module.app, func.AsgiFunctionApp)
     apps = [value for value in vars(module).values() if isinstance(value, func.FunctionApp | func.AsgiFunctionApp)]
     assert apps == [module.app]
-    assert sorted(functions()) == sorted([HTTP_FUNCTION, QUEUE_FUNCTION, TIMER_FUNCTION])
+    assert sorted(functions()) == sorted([HTTP_FUNCTION, QUEUE_FUNCTION, TIMER_FUNCTION, "bring_timers_forward"])
 
 
 def test_the_http_function_serves_every_route_anonymously() -> None:
@@ -59,6 +59,13 @@ def test_the_timer_function_runs_on_the_sweep_schedule() -> None:
     [trigger] = _bindings(TIMER_FUNCTION)
     assert (trigger["type"], trigger["name"]) == ("timerTrigger", "timer")
     assert trigger["schedule"] == "%WAYMARK_SWEEP_SCHEDULE%"
+    assert trigger.get("runOnStartup") is False
+
+
+def test_the_timers_function_runs_every_ten_minutes() -> None:
+    [trigger] = _bindings("bring_timers_forward")
+    assert (trigger["type"], trigger["name"]) == ("timerTrigger", "timer")
+    assert trigger["schedule"] == "0 */10 * * * *"  # timers due within 7 days reach the queue ten minutes early
     assert trigger.get("runOnStartup") is False
 
 
@@ -138,7 +145,7 @@ def test_it_imports_without_settings_and_the_first_invocation_lists_what_is_miss
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    assert seen["names"] == sorted([HTTP_FUNCTION, QUEUE_FUNCTION, TIMER_FUNCTION])
+    assert seen["names"] == sorted([HTTP_FUNCTION, QUEUE_FUNCTION, TIMER_FUNCTION, "bring_timers_forward"])
     assert seen["built_at_import"] is False  # nothing connects at import
     for kind in ("queue", "http"):
         error, message = seen["outcomes"][kind]

@@ -149,6 +149,9 @@ def test_a_scheduled_trigger_waits_for_its_time_and_a_cancelled_one_never_applie
     assert [item["timerId"] for item in listed] == ["escalate-me", "approve-soon"]
     assert http.delete(f"/tenants/{T}/instances/later/scheduled/escalate-me").status_code == 204
     assert http.delete(f"/tenants/{T}/instances/later/scheduled/escalate-me").status_code == 204  # idempotent
+    again = http.post(f"/tenants/{T}/instances/later/triggers",
+                      json={"id": "escalate-me", "topic": "escalate", "delay": "PT1S"})
+    assert again.status_code == 409 and "cancelled" in again.json()["detail"]  # not silently "scheduled"
     missing = http.delete(f"/tenants/{T}/instances/later/scheduled/never-scheduled")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     assert [item["timerId"] for item in http.get(f"/tenants/{T}/instances/later/scheduled",

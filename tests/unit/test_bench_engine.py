@@ -17,7 +17,8 @@ KEYS = ("waymark_tps", "raw_sqlite_tps", "pyeventsourcing_tps", "synchronous", "
 @pytest.mark.parametrize("level", ["full", "normal"])
 def test_bench_engine_prints_medians_of_interleaved_rounds_at_one_synchronous_level(level: str) -> None:
     result = CliRunner().invoke(app, ["bench", "engine", "--json", "--instances", "8", "--triggers", "3",
-                                      "--rounds", "2", "--batch", "4", "--synchronous", level])
+                                      "--rounds", "2", "--batch", "4", "--synchronous", level,
+                                      "--pending-timers", "300"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert set(KEYS) <= set(figures)
@@ -29,6 +30,11 @@ def test_bench_engine_prints_medians_of_interleaved_rounds_at_one_synchronous_le
         assert all(value > 0 for value in each)
         assert min(each) <= figures[key] <= max(each) == figures["best"][key]
     assert all(r["mark_transactions"] + r["mark_rides"] >= 1 for r in figures["rounds"])  # Waymark's, which raw makes
+    assert figures["pending_timers"] == 300  # each Waymark round again, with 300 timers pending on the queue
+    each = [r["waymark_tps_pending_timers"] for r in figures["rounds"]]
+    assert all(value > 0 for value in each)
+    assert min(each) <= figures["waymark_tps_pending_timers"] <= max(each)
+    assert figures["pending_timers_vs_none"] > 0
     assert figures["load_ms_10_cold"] > 0 and figures["load_ms_10000_cold"] > 0
     assert set(figures["met"]) == set(figures["targets"])
     assert {"receive", "group commit (1 transaction)", "complete (1 transaction)"} <= set(

@@ -97,6 +97,16 @@ def test_event_subscriptions_must_be_urls() -> None:
                      "$.eventSubscriptions[1].endpoint: must be an absolute http(s) URL"]
 
 
+def test_a_definition_has_at_most_ten_event_subscriptions() -> None:
+    hooks = [{"endpoint": f"https://hooks.example/{n}"} for n in range(11)]
+    found = problems_of({"id": "w", "initialState": "a", "states": {"a": {}}, "eventSubscriptions": hooks})
+    assert found == ["$.eventSubscriptions: has 11 subscriptions; a definition may have at most 10 (the tenant's "
+                     "own, through the API, are counted apart)"]
+    ten = parse_definition({"id": "w", "initialState": "a", "states": {"a": {}}, "eventSubscriptions": hooks[:10]},
+                           default_registry())
+    assert len(ten.event_subscriptions) == 10
+
+
 def test_custom_types_can_be_registered() -> None:
     class Shout:
         def __init__(self, spec: Any) -> None:

@@ -100,3 +100,19 @@ def test_a_migration_that_would_leave_the_instance_invalid_is_refused_with_every
     with pytest.raises(MigrationRefused, match="on version 1 already"):
         decide_migrate(in_review(), V1, V1, state_map={}, context_patch=None, by="o", reason="r", command_id="m",
                        now=NOW)
+
+
+def test_the_interests_follow_the_target_state() -> None:
+    v3 = version(3, {
+        "draft": {"transitions": [{"id": "submit", "trigger": "submit", "target": "review"}]},
+        "review": {"interests": [{"expression": "'team:' + context.team"}],
+                   "transitions": [{"id": "approve", "trigger": "approve", "target": "done"}]},
+        "done": {},
+    })
+    decision = decide_migrate(in_review(), V1, v3, state_map={}, context_patch={"team": "blue"}, by="o", reason="r",
+                              command_id="m", now=NOW)
+    assert set(decision.instance.interests) == {"c-1", "team:blue"}
+    assert set(decision.events[0].data["interests"]) == {"c-1", "team:blue"}
+    with pytest.raises(MigrationRefused, match="interests cannot be computed"):
+        decide_migrate(in_review(), V1, v3, state_map={}, context_patch=None, by="o", reason="r", command_id="m",
+                       now=NOW)
