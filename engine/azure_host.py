@@ -47,6 +47,7 @@ from starlette.types import Receive, Scope, Send
 from engine.azure_settings import AzureSettings, load_azure_settings
 from engine.domain import ActionRetries, ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
 from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
+from engine.feed.pausing import ResumePolicy
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
 from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
@@ -263,9 +264,11 @@ class AzureHost:
             grace_seconds=settings.outbox_grace_seconds, max_subscriptions=settings.max_subscriptions_per_tenant,
             max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
             lane_concurrency=settings.feed_subscription_concurrency,
+            resume_policy=ResumePolicy(settings.feed_resume_after_seconds, settings.feed_resume_max_seconds),
             schema_base=settings.public_url or DEFAULT_SCHEMA_BASE)
         self._closers.append(self.feed.close)
         self.engine.processor.on_commit = self.feed.on_commit
+        self.engine.feed_attention = self.feed.attention
         # The API's settings: what create_app reads, from the app settings (no environment of its own is read).
         self.api_settings = Settings.model_construct(
             admin_key=settings.admin_key, secret=settings.secret, max_wait_seconds=settings.max_wait_seconds,
@@ -367,6 +370,12 @@ class AzureHost:
         with log_context(function="sweep_outbox"):
             if past_due:
                 log.info("the sweep is past due (the app was idle or stopped)")
+            try:  # the poison queue's commands of known tenants into their parked stores (a backstop)
+                moved = self.engine.parked.drain_poison(self.queue)
+                if moved:
+                    log.info("%d poisoned command(s) moved to their tenants' parked stores", moved)
+            except Exception as e:
+                log.warning("moving poisoned commands to the parked stores failed: %s", e)
             report = self.feed.sweeper.sweep_once(wait=wait)  # repairs each tenant's Cosmos index first
             log.info("outbox sweep: %d commit(s) republished (%d unfinished), %d catch-up(s), %d commit(s) indexed",
                      report.republished, report.unfinished, report.catch_ups, report.repaired)

@@ -165,6 +165,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAYMARK_FEED_SUBSCRIPTION_CONCURRENCY",
             "Deliveries to one subscription in flight at once in one instance (one while it keeps failing).",
             default="16", deployed=False),
+    Setting("WAYMARK_FEED_RESUME_AFTER_SECONDS",
+            "A change-feed subscription (a webhook, the tenant's Event Grid topic) paused after repeated failures "
+            "resumes by itself after this many seconds; each further pause in a row lasts twice as long.",
+            default="60", deployed=False),
+    Setting("WAYMARK_FEED_RESUME_MAX_SECONDS", "The longest automatic pause of a subscription.", default="3600",
+            deployed=False),
     Setting("WEBSITE_HOSTNAME",
             "The app's default host name (`<app>.azurewebsites.net`), set by the platform itself: the default of "
             "WAYMARK_PUBLIC_URL.", deployed=False),
@@ -272,6 +278,8 @@ class AzureSettings:
     hold_max_delay_seconds: float = 300.0
     breaker_threshold: int = 3
     breaker_cooldown_seconds: float = 5.0
+    feed_resume_after_seconds: float = 60.0
+    feed_resume_max_seconds: float = 3600.0
     rate_limit_per_key: float = 500.0
     rate_limit_per_address: float = 1.0
     client_address_hops: int = 1
@@ -410,6 +418,8 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
         hold_max_delay_seconds=number("WAYMARK_HOLD_MAX_DELAY_SECONDS", 0, 7 * 24 * 3600),
         breaker_threshold=int(number("WAYMARK_BREAKER_THRESHOLD", 1, 1000)),
         breaker_cooldown_seconds=number("WAYMARK_BREAKER_COOLDOWN_SECONDS", 0, 3600),
+        feed_resume_after_seconds=number("WAYMARK_FEED_RESUME_AFTER_SECONDS", 0, 7 * 24 * 3600),
+        feed_resume_max_seconds=number("WAYMARK_FEED_RESUME_MAX_SECONDS", 0, 7 * 24 * 3600),
         rate_limit_per_key=number("WAYMARK_RATE_LIMIT_PER_KEY", 0, 1_000_000),
         rate_limit_per_address=number("WAYMARK_RATE_LIMIT_PER_ADDRESS", 0, 1_000_000),
         client_address_hops=int(number("WAYMARK_CLIENT_ADDRESS_HOPS", 0, 10)),

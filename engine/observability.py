@@ -52,7 +52,8 @@ LOGGER = "waymark"
 
 # The fields a line may carry, in the order they are rendered. The engine passes them as `extra`.
 FIELDS: tuple[str, ...] = ("tenant", "instanceId", "triggerId", "sequence", "outcome", "function", "messageId",
-                           "dequeueCount", "workflowId", "position", "positions", "subscription")
+                           "dequeueCount", "workflowId", "position", "positions", "subscription", "signal",
+                           "breaker", "reason", "parkedId")
 
 _NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
 _context: ContextVar[Mapping[str, Any]] = ContextVar("waymark_log_context", default=_NO_FIELDS)

@@ -5,7 +5,7 @@ Hosts (`waymark serve`, the CLI, `function_app.py`) build one `Engine` per proce
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class Engine:
     hold: HoldPolicy = field(default_factory=HoldPolicy)
     breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
     failures: CommandFailures = field(init=False)
+    # The tenant's change-feed subscriptions an operator must know about (paused, gone): set by the host that runs
+    # the feed (engine/feed/outbox.py ChangeFeed.attention), for /readyz and the dashboard.
+    feed_attention: Callable[[str], list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.catalog = DefinitionCatalog(self.definitions, sealer=self.sealer)

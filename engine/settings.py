@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     feed_subscription_concurrency: int = Field(
         default=16, ge=1, description="Deliveries to one subscription in flight at once (one while it keeps "
                                       "failing).")
+    feed_resume_after: float = Field(
+        default=60.0, ge=0,
+        description="A subscription paused by failures resumes by itself after this many seconds (each further "
+                    "pause in a row twice as long).")
+    feed_resume_max: float = Field(default=3600.0, ge=0, description="The longest automatic pause of a subscription.")
     public_url: str | None = Field(
         default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$", max_length=2000,
         description="The URL clients and subscribers reach this server at (e.g. `https://waymark.example.org`): "

@@ -19,6 +19,9 @@ it key by key to this parser), so the template and the app cannot drift apart.
     eventGridTopicEndpoint   the tenant's Event Grid topic (published to)               none
     eventGridTopicId         its Azure resource id (for event subscriptions, the CLI)   none
 
+`provisioning: true` marks a tenant whose onboarding has not verified its storage yet (engine/api/tenants.py): it has
+no key anyone was shown, and the next onboarding request finishes it.
+
 `databaseName` is read as `database` (what tenant.bicep output before the two names were made one).
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 
 from engine.domain import WaymarkError
 
-__all__ = ["CONFIG_KEYS", "InvalidTenantConfig", "TenantConfig", "parse_tenant_config"]
+__all__ = ["CONFIG_KEYS", "PROVISIONING", "InvalidTenantConfig", "TenantConfig", "parse_tenant_config"]
 
 
 class InvalidTenantConfig(WaymarkError):
@@ -55,6 +58,8 @@ class TenantConfig:
     event_grid_topic_endpoint: str | None = None
     event_grid_topic_id: str | None = None
 
+
+PROVISIONING = "provisioning"
 
 # configuration key -> TenantConfig field
 CONFIG_KEYS: dict[str, str] = {

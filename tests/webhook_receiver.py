@@ -47,6 +47,7 @@ class Received:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     event: BaseCloudEvent | None
+    status: int = 200  # what the receiver answered
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Receiver:
                         event = from_http(HTTPMessage(headers, body), JSONFormat())
                     except Exception:  # not a CloudEvent (an `http` action's call, say): recorded as it came
                         event = None
-                receiver.record(Received("POST", path, query, headers, body, event))
+                receiver.record(Received("POST", path, query, headers, body, event, reply.status))
                 self._reply(reply)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

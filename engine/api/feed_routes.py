@@ -85,6 +85,10 @@ class SubscriptionView(BaseModel):
     lastError: str | None
     lastErrorAt: str | None
     backlogFrom: int | None = Field(description="The lowest feed position still owed to it (while paused)")
+    pausedAt: str | None = Field(None, description="When it was last paused")
+    resumeAt: str | None = Field(None, description="Paused by failures: when it resumes by itself (null: paused by "
+                                                   "hand, or not paused)")
+    pauses: int = Field(0, description="Pauses by failures in a row; each lasts twice as long as the one before")
     createdAt: str
     updatedAt: str
 

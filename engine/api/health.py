@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from engine.api.context import ApiContext, problem_responses
 from engine.api.models import Health, Readiness
 from engine.api.problems import RETRY_AFTER_SECONDS, problem_response
-from engine.api.readiness import breakers_check
+from engine.api.readiness import breakers_check, feed_check
 from engine.domain.errors import StoreUnavailable
 
 __all__ = ["DEFAULT_CHECKS", "MAX_TENANTS_PINGED", "ReadinessCheck", "add_routes"]
@@ -39,7 +39,8 @@ def registry_check(ctx: ApiContext) -> Mapping[str, Any]:
 
 def storage_check(ctx: ApiContext) -> Mapping[str, Any]:
     """The storage of the first MAX_TENANTS_PINGED tenants (one read each)."""
-    tenants = ctx.tenants.list()[:MAX_TENANTS_PINGED]
+    # A tenant still `provisioning` (its onboarding has not verified its storage) is not served yet.
+    tenants = [record for record in ctx.tenants.list() if not record.config.get("provisioning")][:MAX_TENANTS_PINGED]
     for record in tenants:
         ctx.engine.events.ping(record.id)
     return {"pinged": len(tenants)}
@@ -51,7 +52,8 @@ def queue_check(ctx: ApiContext) -> Mapping[str, Any]:
 
 
 DEFAULT_CHECKS: Mapping[str, ReadinessCheck] = {"registry": registry_check, "storage": storage_check,
-                                                "queue": queue_check, "breakers": breakers_check}
+                                                "queue": queue_check, "breakers": breakers_check,
+                                                "feed": feed_check}
 
 
 def run_checks(ctx: ApiContext, checks: Mapping[str, ReadinessCheck]) -> dict[str, dict[str, Any]]:

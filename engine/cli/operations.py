@@ -18,7 +18,9 @@ import typer
 
 from engine.cli import render
 from engine.cli.help import Cli
+from engine.cli.parked import register as register_parked
 from engine.cli.remote import DEFAULT_URL, AsJson, Key, LocalDir, Remote, Tenant, Url, _fail, _json_option
+from engine.domain import StoreUnavailable
 from engine.queues.base import CommandQueue
 from engine.service.explain import explain
 
@@ -198,10 +200,15 @@ QueueDir = Annotated[Path | None, typer.Option("--data-dir", help="A local data 
 AzureQueue = Annotated[str | None, typer.Option("--queue-connection-string", envvar="WAYMARK_QUEUE",
                                                 help="An Azure Storage queue (every tenant).")]
 QueueName = Annotated[str, typer.Option("--queue-name", envvar="WAYMARK_QUEUE_NAME", help="Its queue name.")]
+AccountUrl = Annotated[str | None, typer.Option(
+    "--queue-account-url", envvar="WAYMARK_QUEUE__queueServiceUri",
+    help="An Azure Storage queue service (https://ACCOUNT.queue.core.windows.net), reached with "
+         "DefaultAzureCredential (az login, a managed identity…): no shared key.")]
 
 
 @contextmanager
-def _direct_queue(data_dir: Path | None, connection: str | None, name: str) -> Iterator[CommandQueue | None]:
+def _direct_queue(data_dir: Path | None, connection: str | None, name: str,
+                  account_url: str | None = None) -> Iterator[CommandQueue | None]:
     queue: CommandQueue | None = None
     if data_dir is not None:
         from engine.queues.sqlite import SqliteCommandQueue
@@ -209,21 +216,32 @@ def _direct_queue(data_dir: Path | None, connection: str | None, name: str) -> I
         if not (data_dir / "queue.db").exists():
             _fail(f"no command queue in {data_dir}", 2)
         queue = SqliteCommandQueue(data_dir / "queue.db")
+    elif account_url is not None:
+        from azure.identity import DefaultAzureCredential
+
+        from engine.queues.azure import AzureStorageCommandQueue
+
+        credential = DefaultAzureCredential()
+        queue = AzureStorageCommandQueue.from_account_url(account_url, name, credential)
     elif connection is not None:
         from engine.queues.azure import AzureStorageCommandQueue
 
         queue = AzureStorageCommandQueue.from_connection_string(connection, name)
     try:
         yield queue
+    except StoreUnavailable as e:
+        _fail(f"{e} (with --queue-account-url, DefaultAzureCredential must find a credential: `az login`, a managed "
+              "identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)" if account_url else str(e), 2)
     finally:
         if queue is not None:
             queue.close()
 
 
 def poison_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo", as_json: AsJson = False,
-                data_dir: QueueDir = None, connection: AzureQueue = None, queue_name: QueueName = "commands") -> None:
-    """Commands that exhausted their retries."""
-    with _direct_queue(data_dir, connection, queue_name) as queue:
+                data_dir: QueueDir = None, connection: AzureQueue = None, queue_name: QueueName = "commands",
+                account_url: AccountUrl = None) -> None:
+    """Commands the queue poisoned (those no tenant's parked store could take)."""
+    with _direct_queue(data_dir, connection, queue_name, account_url) as queue:
         items: list[dict[str, Any]]
         if queue is not None:
             items = [{"id": m.id, "dequeueCount": m.dequeue_count, "kind": m.body.get("kind"),
@@ -248,9 +266,9 @@ def poison_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo"
 
 def poison_requeue(message_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
                    data_dir: QueueDir = None, connection: AzureQueue = None,
-                   queue_name: QueueName = "commands") -> None:
+                   queue_name: QueueName = "commands", account_url: AccountUrl = None) -> None:
     """Put a poisoned command back on the queue unchanged: its trigger id keeps it idempotent."""
-    with _direct_queue(data_dir, connection, queue_name) as queue:
+    with _direct_queue(data_dir, connection, queue_name, account_url) as queue:
         if queue is not None:
             try:
                 queue.requeue_poisoned(message_id)
@@ -264,11 +282,11 @@ def poison_requeue(message_id: str, url: Url = DEFAULT_URL, key: Key = None, ten
 
 def poison_discard(message_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",
                    data_dir: QueueDir = None, connection: AzureQueue = None, queue_name: QueueName = "commands",
-                   yes: Yes = False) -> None:
+                   yes: Yes = False, account_url: AccountUrl = None) -> None:
     """Discard a poisoned command for good."""
     if not yes:
         typer.confirm(f"Discard {message_id} for good?", abort=True)
-    with _direct_queue(data_dir, connection, queue_name) as queue:
+    with _direct_queue(data_dir, connection, queue_name, account_url) as queue:
         if queue is not None:
             queue.discard_poisoned(message_id)
         else:
@@ -426,6 +444,7 @@ def register(app: typer.Typer, instances_app: typer.Typer, bench_app: typer.Type
     poison_app.command("requeue")(poison_requeue)
     poison_app.command("discard")(poison_discard)
     commands_app.add_typer(poison_app, name="poison")
+    register_parked(commands_app)
     app.add_typer(commands_app, name="commands")
     subscriptions_app = Cli(help="Webhook subscriptions to the change feed.")
     for name, command in (("put", subscriptions_put), ("list", subscriptions_list), ("get", subscriptions_get),

@@ -269,8 +269,21 @@ def tenants_onboard(
                                                                                     "app's identity, given "
                                                                                     "EventGrid Data Sender on the "
                                                                                     "topic.")] = None,
-    run: Annotated[bool, typer.Option("--run", help="--azure: run the deployment with `az` and record its "
-                                                    "outputs.")] = False,
+    run: Annotated[bool, typer.Option("--run", help="--azure without --app-url: run the deployment with `az` and "
+                                                    "record its outputs in the data directory's registry.")] = False,
+    app_url: Annotated[str | None, typer.Option("--app-url", envvar="WAYMARK_APP_URL",
+                                                help="--azure: the deployed Function app; the tenant is deployed "
+                                                     "with `az` and registered through its API, in one step.")]
+    = None,
+    print_plan: Annotated[bool, typer.Option("--print", help="--azure --app-url: show the exact `az` command and "
+                                                             "HTTP calls; do nothing.")] = False,
+    what_if: Annotated[bool, typer.Option("--what-if", help="--azure --app-url: run `az deployment group what-if` "
+                                                            "(changes nothing).")] = False,
+    rotate_key: Annotated[bool, typer.Option("--rotate-key", help="--azure --app-url: when the tenant is "
+                                                                  "onboarded already, issue it a new key (a lost "
+                                                                  "one stops working).")] = False,
+    admin_key: Annotated[str | None, typer.Option("--key", envvar="WAYMARK_ADMIN_KEY",
+                                                  help="--azure --app-url: the app's admin key.")] = None,
     data_dir: DataDir = Path(".waymark"),
     as_json: AsJson = False,
 ) -> None:
@@ -283,6 +296,18 @@ def tenants_onboard(
         check_tenant_id(tenant_id)
     except errors as e:
         _onboarding_failed(e)
+    if azure and app_url:
+        from engine.cli.onboard_azure import AzureOnboarding, onboard_on_azure
+
+        if not resource_group or not cosmos_account:
+            _fail("--azure needs --resource-group and --cosmos-account", 2)
+        template = TENANT_TEMPLATE if Path(TENANT_TEMPLATE).is_file() else str(ROOT / TENANT_TEMPLATE)
+        onboarding = AzureOnboarding(tenant_id, resource_group, cosmos_account, app_url, database=database,
+                                     create_event_grid_topic=create_event_grid_topic,
+                                     app_principal_id=app_principal_id, template=template)
+        onboard_on_azure(onboarding, admin_key=admin_key, print_plan=print_plan, what_if=what_if,
+                         rotate_key=rotate_key, as_json=as_json)
+        return
     if azure:
         _onboard_azure(tenant_id, resource_group=resource_group, cosmos_account=cosmos_account, database=database,
                        create_event_grid_topic=create_event_grid_topic, app_principal_id=app_principal_id,

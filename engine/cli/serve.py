@@ -187,6 +187,7 @@ def open_engine(settings: Settings, tenants: TenantRegistry) -> Engine:
 def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> ChangeFeed:
     """The change feed of a local engine: subscriptions under `{data_dir}/feed/`, wired as the engine's outbox."""
     from engine.feed import ChangeFeed, SqliteSubscriptionStore, parse_static_subscriptions
+    from engine.feed.pausing import ResumePolicy
     from engine.outbound import ManagedIdentityTokens
     from engine.tenants import sealer_of
 
@@ -202,8 +203,10 @@ def open_feed(engine: Engine, tenants: TenantRegistry, settings: Settings) -> Ch
                       pause_after=settings.feed_pause_after,
                       max_workers=settings.feed_threads, tenant_concurrency=settings.feed_tenant_concurrency,
                       lane_concurrency=settings.feed_subscription_concurrency,
+                      resume_policy=ResumePolicy(settings.feed_resume_after, settings.feed_resume_max),
                       max_subscriptions=settings.max_subscriptions_per_tenant, schema_base=settings.schema_base)
     engine.processor.on_commit = feed.on_commit
+    engine.feed_attention = feed.attention
     return feed
 
 
@@ -264,7 +267,8 @@ class WorkerPool:
     half, at least one); a watchdog thread hands back the rest of a batch a slow command holds up."""
 
     def __init__(self, engine: Engine, count: int, *, visibility_timeout: float = 30.0,
-                 tenant_workers: int | None = None, batch_size: int = 16, daemon: bool = True) -> None:
+                 tenant_workers: int | None = None, batch_size: int = 16, daemon: bool = True,
+                 poison_drain_seconds: float = 60.0) -> None:
         from engine.service.fairness import TenantGate, default_tenant_workers
 
         self.engine = engine
@@ -272,14 +276,21 @@ class WorkerPool:
         self.visibility_timeout = visibility_timeout
         self.batch_size = batch_size
         self.daemon = daemon
+        self.poison_drain_seconds = poison_drain_seconds
         self.gate = TenantGate(tenant_workers or default_tenant_workers(count))
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
         from engine.service.fairness import HandBack
-        from engine.service.worker import Worker
+        from engine.service.worker import Worker, drain_poison_loop
 
+        if self.count:  # what the queue poisoned for a known tenant goes to its parked store
+            drainer = threading.Thread(target=drain_poison_loop, name="waymark-poison-drain", daemon=True,
+                                       args=(self.engine.queue, self.engine.parked, self.stop_event,
+                                             self.poison_drain_seconds))
+            drainer.start()
+            self.threads.append(drainer)
         workers = [Worker(self.engine.queue, self.engine.processor, visibility_timeout=self.visibility_timeout,
                           batch_size=self.batch_size, failures=self.engine.failures, gate=self.gate)
                    for _ in range(self.count)]

@@ -57,6 +57,7 @@ from engine.domain import Commit, timestamp
 from engine.feed.cloudevents import CE_TYPES, CloudEventMapper, to_batch
 from engine.feed.eventgrid import EventGridPublisher
 from engine.feed.lanes import LaneKey, Lanes
+from engine.feed.pausing import PAUSED_SIGNAL, ResumePolicy, needs_attention, paused_by_failures, resume, signal
 from engine.feed.subscriptions import (
     NAME_PATTERN,
     InvalidSubscription,
@@ -129,8 +130,10 @@ class Dispatcher:
                  handshake_retry_seconds: float = 300.0, catch_up_page: int = 200, mark_delay: float = 0.05,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
                  on_retry: Callable[[float], None] | None = None, rng: random.Random | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 resume_policy: ResumePolicy | None = None) -> None:
         self.store = store
+        self.resume_policy = resume_policy or ResumePolicy()
         self.catalog = catalog
         self.webhook = webhook
         self._eventgrid = eventgrid
@@ -431,9 +434,9 @@ class Dispatcher:
             else:
                 self._failed_lately.add(key)
         if result.ok:
-            if subscription.consecutive_failures or struggled:  # (the state read may predate a failure)
-                self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(s, consecutive_failures=0)
-                                    if s.consecutive_failures else s)
+            if subscription.consecutive_failures or subscription.pauses or struggled:  # (the read may be old)
+                self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+                    s, consecutive_failures=0, pauses=0) if s.consecutive_failures or s.pauses else s)
             return _Outcome.DELIVERED
         at = self.catalog.timestamp()
         error = result.error or "delivery failed"
@@ -446,16 +449,16 @@ class Dispatcher:
 
         def failed(s: Subscription) -> Subscription:
             failures = s.consecutive_failures + 1
-            status = PAUSED if s.status is ACTIVE and failures >= self.pause_after else s.status
-            changed = dataclasses.replace(s, consecutive_failures=failures, last_error=error, last_error_at=at,
-                                          status=status)
-            return _owe(changed, position) if status is PAUSED else changed
+            changed = dataclasses.replace(s, consecutive_failures=failures, last_error=error, last_error_at=at)
+            if s.status is ACTIVE and failures >= self.pause_after:  # paused now; it resumes by itself later
+                changed = paused_by_failures(changed, at, self.resume_policy)
+            return _owe(changed, position) if changed.status is PAUSED else changed
 
         changed = self.catalog.modify(tenant, subscription, failed)
         if changed.status is PAUSED:
-            if subscription.status is ACTIVE:
-                log.warning("subscription %s is paused after %d consecutive failures: %s", subscription.name,
-                            changed.consecutive_failures, error, extra={"tenant": tenant})
+            if subscription.status is ACTIVE and changed.paused_at == at:
+                signal(PAUSED_SIGNAL, tenant, changed, f"after {changed.consecutive_failures} consecutive failures "
+                       f"({error}); what it is owed is kept, and it resumes by itself at {changed.resume_at}")
             return _Outcome.OWED
         log.info("delivery to %s failed (%d in a row): %s", subscription.name, changed.consecutive_failures, error,
                  extra={"tenant": tenant, "position": position})
@@ -656,6 +659,7 @@ class Sweeper:
 
     def sweep_once(self, *, wait: float = 60.0) -> SweepReport:
         """One pass over every tenant; waits up to `wait` seconds for what it republished to be done with."""
+        now = timestamp(self.now())
         cutoff = timestamp(self.now() - timedelta(seconds=self.grace_seconds))
         dispatcher = self.dispatcher
         waiting: list[threading.Event] = []
@@ -676,6 +680,9 @@ class Sweeper:
                     if done is not None:
                         waiting.append(done)
                 for subscription in dispatcher.catalog.list(tenant):
+                    if subscription.status is PAUSED and subscription.resume_at and subscription.resume_at <= now:
+                        subscription = resume(dispatcher.catalog, dispatcher.webhook, dispatcher, tenant,
+                                              subscription, automatic=True)
                     if subscription.status is ACTIVE and subscription.backlog_from is not None:
                         catch_ups += dispatcher.catch_up(tenant, subscription)
             except Exception:
@@ -743,6 +750,7 @@ class ChangeFeed:
                  retry: RetryPolicy | None = None, cache_seconds: float = 2.0,
                  max_subscriptions: int | None = None,
                  before_mark: Callable[[str, Sequence[int]], None] | None = None,
+                 resume_policy: ResumePolicy | None = None,
                  schema_base: str = DEFAULT_SCHEMA_BASE) -> None:
         self.events = events
         self.max_subscriptions = max_subscriptions  # API subscriptions per tenant (None: no limit)
@@ -755,7 +763,7 @@ class ChangeFeed:
         self.dispatcher = Dispatcher(events, self.catalog, webhook=self.webhook, eventgrid=eventgrid,
                                      mapper=self.mapper, max_workers=max_workers, pause_after=pause_after,
                                      lane_concurrency=lane_concurrency, tenant_concurrency=tenant_concurrency,
-                                     retry=retry, before_mark=before_mark)
+                                     retry=retry, before_mark=before_mark, resume_policy=resume_policy)
         self.sweeper = Sweeper(self.dispatcher, tenants, grace_seconds=grace_seconds)
 
     # -------------------------------------------------------------------------------------- hosting
@@ -830,20 +838,20 @@ class ChangeFeed:
         self.catalog.delete(tenant, name)
 
     def pause(self, tenant: str, name: str) -> Subscription:
+        """Paused by hand: it stays paused (no automatic resume) until `resume`."""
         subscription = self.catalog.get(tenant, name, fresh=True)
-        return self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(s, status=PAUSED)
-                                   if s.status is ACTIVE else s)
+        at = self.catalog.timestamp()
+        paused = self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
+            s, status=PAUSED, paused_at=at, resume_at=None, pauses=0) if s.status is ACTIVE else s)
+        if paused.status is PAUSED and subscription.status is ACTIVE:
+            signal(PAUSED_SIGNAL, tenant, paused, "by hand; it waits for a resume")
+        return paused
 
     def resume(self, tenant: str, name: str) -> Subscription:
         """Back to active (a webhook shakes hands again first); then its backlog is delivered in the background."""
         subscription = self.catalog.get(tenant, name, fresh=True)
-        if subscription.status is ACTIVE and subscription.backlog_from is None:
-            return subscription
-        if subscription.kind is Kind.WEBHOOK and subscription.status is not ACTIVE:
-            resumed = shake_hands(self.catalog, self.webhook, tenant, subscription)
-        else:
-            resumed = self.catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
-                s, status=ACTIVE, consecutive_failures=0, last_error=None, last_error_at=None))
-        if resumed.status is ACTIVE and resumed.backlog_from is not None:
-            self.dispatcher.catch_up(tenant, resumed)
-        return resumed
+        return resume(self.catalog, self.webhook, self.dispatcher, tenant, subscription, automatic=False)
+
+    def attention(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's subscriptions that are paused or gone (for /readyz and the dashboard's banner)."""
+        return needs_attention(self.catalog.list(tenant))

@@ -145,6 +145,9 @@ class Subscription:
     last_error_at: str | None = None
     backlog_from: int | None = None  # the lowest feed position owed (while paused, and until caught up)
     auth_audience: str | None = None  # sent with a token of the app's managed identity for this audience
+    paused_at: str | None = None  # when it was last paused
+    resume_at: str | None = None  # paused by failures: when it resumes by itself (engine/feed/pausing.py)
+    pauses: int = 0  # pauses by failures in a row (each twice as long as the one before)
     created_at: str = ""
     updated_at: str = ""
 
@@ -175,6 +178,7 @@ class Subscription:
             "auth": {"type": "managedIdentity", "audience": self.auth_audience} if self.auth_audience else None,
             "status": str(self.status), "consecutiveFailures": self.consecutive_failures,
             "lastError": self.last_error, "lastErrorAt": self.last_error_at, "backlogFrom": self.backlog_from,
+            "pausedAt": self.paused_at, "resumeAt": self.resume_at, "pauses": self.pauses,
             "createdAt": self.created_at, "updatedAt": self.updated_at,
         }
 
@@ -199,6 +203,7 @@ class Subscription:
             status=SubscriptionStatus(doc.get("status", "pending")),
             consecutive_failures=int(doc.get("consecutiveFailures", 0)), last_error=doc.get("lastError"),
             last_error_at=doc.get("lastErrorAt"), backlog_from=doc.get("backlogFrom"),
+            paused_at=doc.get("pausedAt"), resume_at=doc.get("resumeAt"), pauses=int(doc.get("pauses") or 0),
             created_at=doc.get("createdAt", ""), updated_at=doc.get("updatedAt", ""),
             auth_audience=(doc.get("auth") or {}).get("audience"),
         )

@@ -83,6 +83,8 @@ class CommandFailures:
                     body, error, self.hold.max_delay, why="outage", message_id=message_id)
             return self._hold(body, error, self.hold.delay(hold_of(body).attempt + 1), why="outage",
                               message_id=message_id)
+        if isinstance(tenant, str):
+            self.breakers.success(tenant)  # its store answered (a probe is over): the failure is the command's own
         if isinstance(error, MalformedCommand):
             return self._park(body, "malformed", error, dequeue_count, message_id)
         if isinstance(error, InstanceAlreadyExists):

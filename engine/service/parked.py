@@ -21,7 +21,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.domain import StoreUnavailable, timestamp
+from engine.domain import NotFound, StoreUnavailable, timestamp
+from engine.queues.base import CommandQueue
 from engine.service.commands import from_message
 from engine.service.processor import CommandProcessor
 from engine.stores.parked import MAX_PAGE, ParkedCommand, ParkedPage, ParkedQuery, ParkedStore
@@ -122,6 +123,24 @@ class ParkedCommands:
                 report["results"].append({"id": command.id, "outcome": "discarded" if removed else "gone"})
             log.warning("%d parked command(s) discarded", len(targets), extra={"tenant": tenant})
         return report
+
+    def drain_poison(self, queue: CommandQueue, *, limit: int = 100) -> int:
+        """Move what the queue's poison queue holds for a known tenant into that tenant's parked store (the Functions
+        host moves a message there after its last delivery when the queue function could not park it; so does the
+        SQLite queue's receive after a worker died on its last delivery). What names no tenant, an unknown one, or a
+        tenant whose store does not answer stays where it is, for the admin's `waymark commands poison`. How many
+        were moved."""
+        moved = 0
+        for message in queue.poisoned(limit=limit):
+            try:
+                self.park(message.body, reason="poisoned", delivery_count=message.dequeue_count,
+                          detail=f"the queue gave up on it after {message.dequeue_count} deliveries (moved to its "
+                                 "poison queue)", message_id=message.id)
+            except (Unparkable, NotFound, StoreUnavailable):
+                continue
+            queue.discard_poisoned(message.id)
+            moved += 1
+        return moved
 
     def _replay(self, tenant: str, command: ParkedCommand) -> dict[str, Any]:
         shown = {"id": command.id, "instanceId": command.instance_id, "triggerId": command.trigger_id}

@@ -27,6 +27,7 @@ from engine.queues.base import CommandQueue, Message, MessageLost
 from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
 from engine.service.fairness import BatchInProgress, TenantGate, send_back, tenant_of
+from engine.service.parked import ParkedCommands
 from engine.service.processor import CommandProcessor, Result
 from engine.service.retrying import RetryLater
 
@@ -240,3 +241,16 @@ class Worker:
                 self._idle(stop)
                 continue
             self.process_batch(messages, stop)
+
+
+def drain_poison_loop(queue: CommandQueue, parked: ParkedCommands, stop: threading.Event, interval: float) -> None:
+    """Every `interval` seconds until `stop`: the poison queue's commands of known tenants into their parked stores
+    (`ParkedCommands.drain_poison`)."""
+    while not stop.wait(interval):
+        try:
+            moved = parked.drain_poison(queue)
+        except Exception as e:
+            log.warning("moving poisoned commands to the parked stores failed (tried again later): %s", e)
+            continue
+        if moved:
+            log.info("%d poisoned command(s) moved to their tenants' parked stores", moved)

@@ -277,6 +277,8 @@ def ensure_tenant(client: CosmosClient, location: CosmosLocation) -> None:
                                                     indexing_policy=DEFINITIONS_INDEXING_POLICY)
             # The change feed's subscriptions (engine/feed/subscriptions_cosmos.py; infra/tenant.bicep makes it too).
             database.create_container_if_not_exists("subscriptions", PartitionKey("/pk"))
+            # Its parked commands (engine/stores/parked_cosmos.py; infra/tenant.bicep makes it too).
+            database.create_container_if_not_exists("parked", PartitionKey("/pk"))
             return
         except exceptions.CosmosResourceExistsError:
             if attempt == 2:

@@ -9,6 +9,8 @@
     GET  /ui/instances/{id}            state, context, diagram, timeline, explanation, actions
     POST /ui/instances/{id}/recover    retry or reset, with a reason: a confirm page first, unless confirmed
     POST /ui/instances/{id}/terminate  the same for terminating
+    GET  /ui/parked                    parked commands: filters, pages of 25, requeue or discard (engine/ui/parked.py)
+    POST /ui/parked/act                requeue or discard one, or every match: a confirm page first
     GET  /ui/feed                      the change feed, live (app.js polls the next route every 2 s)
     GET  /ui/feed/events?after=N       the pull feed, summarised, for that page (JSON, session-authenticated)
     GET  /ui/static/...                the stylesheet and the script (nothing comes from anywhere else)
@@ -61,6 +63,7 @@ from engine.service.explain import explain
 from engine.tenants import sealer_of
 from engine.ui.diagram import layout, path_of
 from engine.ui.listing import by_natural_id, exactly, recently_updated, searched
+from engine.ui.parked import ParkedPages
 from engine.ui.security import FormError, SecurityHeadersMiddleware, read_form, same_origin, tokens_match
 from engine.ui.sessions import Session, SessionStore
 from engine.ui.timeline import entries, pretty_json
@@ -226,6 +229,23 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
 
     # ------------------------------------------------------------------------------------------ plumbing
 
+    def alerts(tenant: str) -> list[str]:
+        """What an operator of the tenant must see on every page: its storage held by the circuit breaker, its
+        change-feed subscriptions paused (what they are owed is kept) or gone."""
+        found = []
+        breaker = engine.breakers.states().get(tenant)
+        if breaker is not None:
+            found.append(f"This tenant's {breaker['store']} is unreachable (since {breaker['since']}): its commands "
+                         f"are held, not lost, and are applied once it answers (next try in "
+                         f"{breaker['retryInSeconds']:g} s).")
+        attention = engine.feed_attention
+        for paused in attention(tenant) if attention is not None else []:
+            when = (f"it resumes by itself at {paused['resumeAt']}" if paused["resumeAt"]
+                    else "it waits to be resumed" if paused["status"] == "paused" else "the endpoint answered 410")
+            found.append(f"Change-feed subscription {paused['name']} ({paused['kind']}) is {paused['status']}: "
+                         f"{paused['lastError'] or 'paused by hand'}. Nothing is lost; {when}.")
+        return found
+
     def prefix_of(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
 
@@ -233,7 +253,7 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
                **values: Any) -> HTMLResponse:
         html = templates.get_template(name).render(
             prefix=prefix_of(request), session=session, flashes=session.take_flashes() if session else [],
-            **values)
+            alerts=getattr(request.state, "alerts", []), **values)
         return HTMLResponse(html, status_code=code)
 
     def error_page(request: Request, session: Session | None, status: int, title: str, detail: str) -> HTMLResponse:
@@ -295,6 +315,10 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
             if session is None:
                 return to_login(request)
             try:
+                try:
+                    request.state.alerts = await ctx.run(alerts, session.tenant)
+                except StoreUnavailable:
+                    request.state.alerts = ["This tenant's change-feed state cannot be read right now."]
                 response = await handler(request, session)
             except NotFound as e:
                 response = error_page(request, session, 404, "Not found", str(e))
@@ -684,6 +708,7 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         return error_page(request, store.get(request.cookies.get(SESSION_COOKIE)), status,
                           "Not found" if status == 404 else "Request not accepted", detail)
 
+    parked_pages = ParkedPages(ctx, render=render, redirect=redirect, prefix_of=prefix_of)
     routes = [
         Route("/", page(overview), name="overview"),
         Route("/login", show_login, methods=["GET"]),
@@ -693,6 +718,8 @@ def create_dashboard(ctx: ApiContext, *, sessions: SessionStore | None = None) -
         Route("/instances/{instance_id}", page(instance_page)),
         Route("/instances/{instance_id}/recover", action(recover), methods=["POST"]),
         Route("/instances/{instance_id}/terminate", action(terminate), methods=["POST"]),
+        Route("/parked", page(parked_pages.page)),
+        Route("/parked/act", action(parked_pages.act), methods=["POST"]),
         Route("/feed", page(feed_page)),
         Route("/feed/events", feed_events),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

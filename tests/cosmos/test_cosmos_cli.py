@@ -76,7 +76,7 @@ def test_onboard_on_cosmos_creates_the_database_and_records_the_configuration(tm
               "definitionsContainer": "definitions", "auth": "key", "eventGridTopicEndpoint": topic,
               "eventGrid": {"endpoint": topic}}
     assert shown["id"] == "acme" and shown["key"].startswith("wmk_") and shown["config"] == config
-    assert containers(cosmos_silo, database) == {"events", "definitions", "subscriptions"}
+    assert containers(cosmos_silo, database) == {"events", "definitions", "subscriptions", "parked"}
 
     registry = registry_of(data_dir)  # the data directory's registry: the configuration, the key's hash only
     try:

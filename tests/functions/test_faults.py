@@ -18,6 +18,7 @@ tests/functions/harness.py's (receive, invoke, complete on return, leave on rais
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -36,7 +37,7 @@ from engine.queues.azure import AzureStorageCommandQueue
 from engine.service.commands import SendTrigger, to_message
 from tests.functions.conftest import ADMIN_KEY, AzureEnv
 from tests.functions.cosmos_outage import PausableCosmosServer
-from tests.functions.harness import HostQueue, host_message, http, run_queue_function
+from tests.functions.harness import HostQueue, host_message, http, run_queue_function, run_timer_function
 from tests.webhook_receiver import wait_until
 
 TENANT = "acme"
@@ -198,3 +199,24 @@ def test_a_command_failing_on_every_delivery_is_parked_on_the_last_and_replayed_
     assert [e.trigger_id for e in env.event_store().read(TENANT, "late")] == ["late-create", "late-update"]
     assert http("GET", f"/tenants/{TENANT}/parked", key=key).json()["items"] == []
     commands.close()
+
+
+def test_the_timer_moves_what_the_host_poisoned_for_a_tenant_into_its_parked_store(
+        make_env: Callable[[str], AzureEnv], app_host: Any, expense_claim: dict[str, Any],
+        cosmos_account: Any) -> None:
+    env = make_env(cosmos_account.server.endpoint)
+    app_host()
+    key = _onboard(expense_claim)
+    # In the poison queue (as the Functions host leaves a message it gave up on): one of the tenant's, one naming no
+    # tenant (it stays there, for the admin).
+    poison = QueueClient.from_connection_string(env.azurite.connection_string, f"{env.queue_name}-poison")
+    ours = to_message(SendTrigger(TENANT, "claim-x", Trigger("update", "x-1", {"amount": 1})))
+    for body in (ours, {"kind": "trigger", "trigger": {"id": "orphan", "topic": "t"}}):
+        poison.send_message(base64.b64encode(json.dumps(body).encode()).decode())
+    run_timer_function()
+    [parked] = http("GET", f"/tenants/{TENANT}/parked", key=key).json()["items"]
+    assert (parked["reason"], parked["triggerId"], parked["body"]) == ("poisoned", "x-1", ours)
+    assert "poison queue" in parked["detail"]
+    left = list(poison.peek_messages(max_messages=32))
+    assert len(left) == 1 and b"orphan" in base64.b64decode(str(left[0].content))
+    poison.close()

@@ -91,10 +91,16 @@ def test_every_key_of_the_tenant_configuration_output_is_read_by_the_registry_pa
         parsed = parse_tenant_config({key: sample})
         assert parsed != blank, f"tenantConfiguration.{key} is not a key the app reads"
         assert getattr(parsed, CONFIG_KEYS[key]) == sample
-    assert set(CONFIG_KEYS) - set(configuration) <= {"parkedContainer"}, "the template provisions, but does not say"
+    assert set(configuration) == set(CONFIG_KEYS), "every key the app reads is one the template says"
     # And the whole object, as a deployment prints it, is what the onboarding records.
     outputs_json = {"tenantId": {"type": "String", "value": "acme"}, "tenantConfiguration": {"type": "Object", "value": {
         key: samples.get(key, "https://x.documents.azure.com:443/" if key == "cosmosEndpoint" else f"v-{key}")
         for key in configuration}}}
     recorded = config_from_outputs(outputs_json)
     assert parse_tenant_config(recorded) == parse_tenant_config(outputs_json["tenantConfiguration"]["value"])
+
+
+def test_the_parked_container_is_provisioned_and_output() -> None:
+    assert literal(_property("parkedContainer", "paths")) == ["/pk"]
+    assert "parkedContainer" in outputs(parse(INFRA / "tenant.bicep"))
+    assert text(_configuration()["parkedContainer"]) == "parkedContainer.name"

@@ -148,3 +148,29 @@ def test_openapi_describes_the_parked_routes(server: RunningServer) -> None:
             "/tenants/{tenant}/parked/{parked_id}/requeue", "/tenants/{tenant}/parked/requeue",
             "/tenants/{tenant}/parked/discard"} <= set(paths)
     assert json.dumps(paths["/tenants/{tenant}/parked/requeue"]["post"]).count("BulkParkedRequest") >= 1
+
+
+def test_the_local_queues_poison_is_moved_to_the_tenants_parked_store(tmp_path: Any) -> None:
+    """A worker that died on each delivery leaves the message to the SQLite queue's poison table; the drain (the
+    serve's and `waymark worker`'s, every minute) moves it to the tenant's parked store — a message naming no
+    tenant stays for the admin."""
+    from engine.runtime import sqlite_engine
+
+    engine = sqlite_engine(tmp_path, max_dequeue_count=2)
+    try:
+        engine.events.ping("acme")  # the tenant's file exists
+        ours = to_message(SendTrigger("acme", "c1", Trigger("update", "u1", {"amount": 1})))
+        engine.queue.send(ours)
+        engine.queue.send({"kind": "trigger"})
+        for _ in range(2):  # delivered, never completed (the worker died each time)
+            assert len(engine.queue.receive(max_messages=10, visibility_timeout=0)) == 2
+        assert engine.queue.receive(max_messages=10) == [] and len(engine.queue.poisoned()) == 2
+        assert engine.parked.drain_poison(engine.queue) == 1
+        [parked] = engine.parked.list("acme").items
+        assert (parked.reason, parked.delivery_count, dict(parked.body)) == ("poisoned", 2, ours)
+        assert [m.body for m in engine.queue.poisoned()] == [{"kind": "trigger"}]
+    finally:
+        engine.parked_store.close()
+        engine.queue.close()
+        engine.events.close()  # type: ignore[attr-defined]
+        engine.definitions.close()  # type: ignore[attr-defined]

@@ -63,3 +63,41 @@ def test_triggers_wait_while_the_store_is_locked_and_complete_afterwards(tmp_pat
     events = engine.events.read(T, "claim")
     assert sorted(e.trigger_id for e in events[1:]) == sorted(f"t-{n}" for n in range(10))
     assert engine.queue.poisoned() == []
+
+
+def test_an_outage_longer_than_the_retries_is_held_locally_not_poisoned(tmp_path: Path) -> None:
+    """The SQLite queue's not-before time holds each command while the tenant's file stays locked, far longer than
+    max_dequeue_count (2 here) retries would last: nothing is poisoned or parked, and everything applies after."""
+    from engine.service.failures import CommandFailures
+    from engine.service.holding import CircuitBreakers, HoldPolicy
+
+    engine = sqlite_engine(tmp_path, busy_timeout=0.05, max_dequeue_count=2)
+    breakers = CircuitBreakers(threshold=2, cooldown=0.1, max_cooldown=0.2)
+    failures = CommandFailures(engine.parked, breakers, lambda body, delay: engine.queue.send(body, delay=delay),
+                               HoldPolicy(base_delay=0.05, max_delay=0.2, hold_seconds=3600), max_dequeue_count=2)
+    engine.catalog.put(T, json.loads((ROOT / "samples" / "expense-claim.json").read_text()))
+    engine.processor.create(CreateInstance(T, "claim", "expense-claim", "create", context={"claimant": "ann"}))
+    for n in range(10):
+        engine.queue.send(to_message(SendTrigger(T, "claim", Trigger("update", f"t-{n}", {"amount": n}))))
+    blocker = sqlite3.connect(tmp_path / "tenants" / f"{T}.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    worker = Worker(engine.queue, engine.processor, visibility_timeout=2, idle_wait=0.02, failures=failures)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(3)  # ~15 holds of each command: at 2 deliveries each, the queue would have poisoned them all
+        assert engine.queue.poisoned() == [] and engine.queue.depth() == 10
+        assert breakers.states()[T]["state"] in ("open", "half-open")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    deadline = time.monotonic() + 30
+    while engine.queue.depth() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    events = engine.events.read(T, "claim")
+    assert sorted(e.trigger_id for e in events[1:]) == sorted(f"t-{n}" for n in range(10))
+    assert engine.queue.poisoned() == [] and engine.parked.list(T).items == []
+    assert breakers.states() == {}

@@ -147,3 +147,14 @@ def test_while_the_breaker_is_open_commands_are_held_without_touching_the_store(
     assert failures.held_by_breaker(_trigger(), message_id="m-1") is True
     assert failures.held_by_breaker(_trigger(tenant="beta")) is False
     assert engine.queue.depth() == 1 and breakers.states()["acme"]["held"] == 1
+
+
+def test_a_probe_that_fails_for_another_reason_closes_the_breaker() -> None:
+    """The store answered (the command failed on its own account): the tenant's commands go ahead again."""
+    engine = _engine()
+    breakers = CircuitBreakers(threshold=1, cooldown=0)
+    failures = CommandFailures(engine.parked, breakers, lambda body, delay: engine.queue.send(body, delay=delay))
+    breakers.failure("acme", OUTAGE)
+    assert failures.held_by_breaker(_trigger()) is False  # the probe
+    assert failures.failed(_trigger(), RuntimeError("a bug"), dequeue_count=1) is False
+    assert breakers.is_closed("acme") and failures.held_by_breaker(_trigger(2)) is False
