@@ -29,9 +29,9 @@ from engine.api.health import ReadinessCheck
 from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
 from engine.api.ratelimit import RateLimiter, RateLimits
-from engine.runtime import Engine
+from engine.hosting.settings import Settings
 from engine.schemas import definition_schema
-from engine.settings import Settings
+from engine.service.engine import Engine
 from engine.tenants import TenantRegistry
 
 DESCRIPTION = """\

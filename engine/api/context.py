@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from engine.api.auth import Authenticator
 from engine.api.models import ProblemDetails
 from engine.api.ratelimit import RateLimits
-from engine.runtime import Engine
-from engine.settings import Settings
+from engine.hosting.settings import Settings
+from engine.service.engine import Engine
 from engine.tenants import TenantRegistry
 
 __all__ = ["ApiContext", "problem_responses"]

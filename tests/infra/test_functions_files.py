@@ -9,8 +9,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from engine.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS, load_azure_settings
-from engine.stores.cosmos import cosmos_client
+from engine.drivers.cosmos import cosmos_client
+from engine.hosting.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS, load_azure_settings
 from tests.cosmos_fixtures import CosmosAccount
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -62,7 +62,7 @@ def test_rich_markup_in_user_data_is_printed_as_text(capsys: object) -> None:
 
 
 def test_the_readme_documents_every_setting_of_serve() -> None:
-    from engine.settings import Settings
+    from engine.hosting.settings import Settings
 
     readme = (ROOT / "README.md").read_text()
     missing = [f"WAYMARK_{name.upper()}" for name in Settings.model_fields if f"`WAYMARK_{name.upper()}`" not in readme]
