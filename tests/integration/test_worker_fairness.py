@@ -14,6 +14,7 @@ import pytest
 from engine.domain import Services
 from engine.hosting.runtime import sqlite_engine
 from engine.hosting.worker import WorkerPool
+from engine.outbound import DestinationPolicy, OutboundClient
 from engine.queues.base import Message
 from engine.service.commands import CreateInstance, from_message, to_message
 from engine.service.engine import Engine
@@ -35,7 +36,7 @@ def _slow_workflow(url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rig(tmp_path: Path, receiver: Receiver, expense_claim: dict[str, Any]) -> Iterator[Engine]:
-    http = HttpxPort()
+    http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
     engine = sqlite_engine(tmp_path, services=Services(http=http))
     engine.catalog.put(SLOW, _slow_workflow(receiver.url("/tarpit")))
     engine.catalog.put(FAST, expense_claim)
