@@ -68,6 +68,7 @@ def onboard_cosmos_tenant(registry: TenantRegistry, tenant_id: str, *, endpoint:
             raise ValueError(f"database {location.database!r} is tenant {other.id!r}'s: a tenant's data is siloed "
                              "in a database of its own")
     if create:
+        owned = client is None  # a client made here is closed here (its pooled TLS connections with it)
         if client is None:
             client = cosmos_client(endpoint, key=key, credential=None if key is not None else credential,
                                    verify=verify)
@@ -75,6 +76,9 @@ def onboard_cosmos_tenant(registry: TenantRegistry, tenant_id: str, *, endpoint:
             ensure_tenant(client, location)
         except AzureError as e:
             raise StoreUnavailable("cosmos", f"creating the storage of tenant {tenant_id!r} at {endpoint}: {e}") from e
+        finally:
+            if owned:
+                client.close()
     config = cosmos_tenant_config(endpoint=endpoint, location=location, auth="key" if key is not None else "identity",
                                   event_grid_topic_endpoint=event_grid_topic_endpoint)
     return registry.create(tenant_id, key=tenant_key, config=config)

@@ -36,7 +36,7 @@ def _slow_workflow(url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rig(tmp_path: Path, receiver: Receiver, expense_claim: dict[str, Any]) -> Iterator[Engine]:
-    http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the receiver is on loopback
+    http = HttpxPort(OutboundClient(DestinationPolicy(allow_private=True)))  # the service is on loopback
     engine = sqlite_engine(tmp_path, services=Services(http=http))
     engine.catalog.put(SLOW, _slow_workflow(receiver.url("/tarpit")))
     engine.catalog.put(FAST, expense_claim)
