@@ -122,7 +122,7 @@ param outboundMaxResponseBytes int = 262144
 @maxValue(300)
 param feedTimeoutSeconds int = 10
 
-@description('The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).')
+@description('The most steps a CEL evaluation may take, bounded before it runs; past it the instance faults with `ExpressionBudgetExceeded` (docs: Multi-tenant safety).')
 @minValue(1000)
 param expressionMaxSteps int = 20000000
 

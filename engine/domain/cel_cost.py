@@ -21,7 +21,7 @@ Each node's bound is a `Size` (its length and its total size) and a number of st
   that growth, and the steps pay for it.
 
 Soundness rests on the rules above being at least what `cel` does; `tests/unit/test_expression_cost.py` checks
-the size bounds against real results, and the README reports measured seconds per step.
+the size bounds against real results, and docs/tenants.md reports measured seconds per step.
 """
 
 from __future__ import annotations

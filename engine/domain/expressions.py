@@ -8,7 +8,7 @@ variables of the size at hand, and past `ExpressionBudget.max_steps` the instanc
 nevertheless ran longer than `max_seconds` (a slower machine, a cost the model missed) faults the same way once it
 returns, so an instance can never repeat it.
 
-`cel-expr-python` (the CEL C++ runtime's binding) was measured beside it (README, "Multi-tenant safety"): 3 to 7 times
+`cel-expr-python` (the CEL C++ runtime's binding) was measured beside it (docs/tenants.md): 3 to 7 times
 faster per evaluation, but its only limit is a fixed 10,000 comprehension iterations, which bounds neither time
 (`map` is quadratic there too: 9,999 items take ~6 s) nor the growth of strings and lists, and it returns errors as
 values; so the static bound is needed with either, and the evaluator stays the one every definition already runs

@@ -6,7 +6,8 @@ into a frozen `AzureSettings`, and raises `AzureSettingsError` listing every mis
 
 Tests keep three other places in step with `SETTINGS`: `infra/main.bicep` sets every setting whose `deployed`
 is true and no other of ours (the Functions host's own settings, `FUNCTIONS_HOST_SETTINGS`, aside);
-`local.settings.json.example` has every one; the README describes every one.
+`local.settings.json.example` has every one; the documentation site's configuration reference is generated from
+these descriptions (tools/docs/config_reference.py).
 
 Connections come in two forms, as in the Functions host itself:
 
@@ -80,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
             required=True),
     Setting("WAYMARK_QUEUE",
             "Storage connection string of the command queue (secret-based alternative to "
-            "WAYMARK_QUEUE__queueServiceUri), e.g. Azurite's. Also the trigger's connection name.",
+            "WAYMARK_QUEUE__queueServiceUri), e.g. Azurite's (`UseDevelopmentStorage=true`). Also the trigger's "
+            "connection name.",
             secret=True, deployed=False),
     Setting("WAYMARK_QUEUE__queueServiceUri",
             "Identity-based: the queue service URL, https://{account}.queue.core.windows.net. "
@@ -185,7 +187,8 @@ SETTINGS: tuple[Setting, ...] = (
             'Static change-feed subscriptions (the seed ADR\'s "statically registered" webhooks), a JSON list of '
             '`{"name", "endpoint", "types"?, "secret"?, "mode"?, "tenants"?}`; every tenant\'s events (or the '
             "listed tenants') go to each. May hold webhook secrets: deploy it from a secure parameter or a Key Vault "
-            "reference.",
+            "reference (`main.bicep` takes it as the secure parameter `feedSubscriptions`). Invalid JSON or a wrong "
+            "item is a settings problem at start.",
             secret=True),
     Setting("WAYMARK_OUTBOUND_MAX_SECONDS",
             "The longest total deadline (connect, send and every read) of one `http` action or condition call; an "
@@ -193,7 +196,8 @@ SETTINGS: tuple[Setting, ...] = (
             default="30"),
     Setting("WAYMARK_OUTBOUND_ACTION_MAX_SECONDS",
             "How long an `http` action or condition may keep retrying, from its first attempt: a retry that would "
-            "start later is not made, and the instance faults.",
+            "start later is not made, and the instance faults. Its retries go back on the queue with a delay: none "
+            "sleeps in a worker.",
             default="600"),
     Setting("WAYMARK_OUTBOUND_MAX_RESPONSE_BYTES",
             "The largest answer body an `http` action or condition reads; a larger one faults it.",
@@ -202,7 +206,8 @@ SETTINGS: tuple[Setting, ...] = (
             "The total deadline of one webhook request (connect, send and every read).",
             default="10"),
     Setting("WAYMARK_EXPRESSION_MAX_STEPS",
-            "The most steps a CEL evaluation may take, bounded before it runs (README, Multi-tenant safety).",
+            "The most steps a CEL evaluation may take, bounded before it runs; past it the instance faults with "
+            "`ExpressionBudgetExceeded` (docs: Multi-tenant safety).",
             default="20000000"),
     Setting("WAYMARK_EXPRESSION_MAX_SECONDS",
             "Seconds a CEL evaluation may take; one that ran longer faults its instance once it returns.",

@@ -1,6 +1,7 @@
 """Configuration of a Waymark server, from `WAYMARK_*` environment variables (and `waymark serve` flags).
 
-Every setting is documented in the README (a test checks it); keep the two in step.
+Every setting is documented by its `description`, from which the documentation site's configuration reference is
+generated (tools/docs/config_reference.py; a test checks each has one).
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".waymark"), description="Where the SQLite files, the secret and the admin key live.")
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
-    port: int = Field(default=8080, ge=0, le=65535, description="TCP port to listen on (0: any free port).")
+    port: int = Field(default=8080, ge=0, le=65535,
+                      description="TCP port to listen on (0: any free port, printed at start).")
     admin_key: str | None = Field(
         default=None, repr=False, min_length=16,
         description="The admin key. When unset, one is generated on first start and kept in {data_dir}/admin-key "
                     "(mode 0600).")
     demo_key: str | None = Field(
         default=None, repr=False, min_length=16,
-        description="The key of the `demo` tenant created on first start (random, and shown once, if unset).")
+        description="The key of the `demo` tenant created on first start (random, and shown once, if unset). Set on "
+                    "a later start, the demo tenant's key is made this one.")
     secret: str | None = Field(
         default=None, repr=False, min_length=16,
         description="Server secret tenant keys are hashed with (HMAC-SHA256). When unset, one is generated once "
-                    "into {data_dir}/secret (mode 0600).")
+                    "into {data_dir}/secret (mode 0600). Set it before the first start or never: under another secret, "
+                    "the tenant keys issued so far stop matching.")
     root_path: str = Field(
         default="", pattern=r"^(/[^/?#]+)*$", max_length=200,
         description="Path prefix a reverse proxy serves the API under, which it strips before passing requests on "
@@ -53,7 +57,9 @@ class Settings(BaseSettings):
                     "and loses nothing when the process crashes, but a power cut or OS crash may lose the last "
                     "commits of each file, and the files independently: a command answered 202 may vanish, or "
                     "leave the queue while the commit it made is lost.")
-    workers: int = Field(default=2, ge=0, le=64, description="Queue worker threads in the serve process.")
+    workers: int = Field(
+        default=2, ge=0, le=64,
+        description="Queue worker threads in the serve process (0: accept only; `waymark worker` processes).")
     tenant_workers: int | None = Field(
         default=None, ge=1,
         description="Workers one tenant's commands may occupy at once (default: half the workers, at least one); a "
@@ -132,7 +138,8 @@ class Settings(BaseSettings):
     outbound_action_max_seconds: float = Field(
         default=600.0, gt=0,
         description="How long an `http` action or condition may keep retrying, from its first attempt: a retry that "
-                    "would start later is not made, and the instance faults.")
+                    "would start later is not made, and the instance faults. Its retries go back on the queue with a "
+                    "delay: none sleeps in a worker.")
     outbound_max_response_bytes: int = Field(
         default=262_144, ge=1024,
         description="The largest answer body an `http` action or condition reads; a larger one faults it.")
@@ -190,7 +197,8 @@ class Settings(BaseSettings):
     cosmos_verify: bool = Field(
         default=True, validation_alias=AliasChoices("WAYMARK_COSMOS_VERIFY", "WAYMARK_COSMOS_VERIFY_TLS"),
         description="Verify the Cosmos endpoint's TLS certificate (also read from WAYMARK_COSMOS_VERIFY_TLS, the "
-                    "Azure host's name). `false` only for a local cosmosdb-server (self-signed certificate).")
+                    "Azure host's name). `false` only for a local cosmosdb-server (self-signed certificate): the serve "
+                    "then says so once, instead of urllib3's warning on every request.")
     tenant_database_prefix: str = Field(
         default="waymark-", max_length=64,
         description="A Cosmos tenant's database is `{prefix}{tenant}` unless its configuration names one.")

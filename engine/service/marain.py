@@ -1,6 +1,6 @@
 """Converting a Marain.Workflow definition (its JSON, as Marain.Workflow serializes `Workflow`) to a Waymark one.
 
-What maps to what (README, "Coming from Marain.Workflow"):
+What maps to what (docs/marain.md):
 
     Workflow {id, displayName, description, initialStateId, states, workflowEventSubscriptions}
         → {id, displayName, description, initialState, states, eventSubscriptions}

@@ -4,7 +4,7 @@
 putting it at the tail of the command queue: at that moment it goes ahead of every command still queued for its
 instance (the seed ADR's "replay it into the engine at the head of the queue"). What was applied to the instance
 while it was parked is already in its history, before it — each trigger is still decided on the instance as it is
-then, and a client that needs an order states it with `If-Match` (README, "Ordering"). Its trigger id keeps a
+then, and a client that needs an order states it with `If-Match` (docs/http-api.md, "Ordering"). Its trigger id keeps a
 replay idempotent: replaying one whose trigger is recorded already changes nothing and removes the record.
 
 A command that fails again stays parked (its record notes the new failure); a store that is unavailable stops a

@@ -1,6 +1,6 @@
 """The Cosmos DB event and definition stores: per tenant a database, with containers `events` and `definitions`.
 
-Layout (see the README's "Cosmos DB" section for the whole story and the costs)::
+Layout (docs/cosmos.md tells the whole story and the costs)::
 
     database  waymark-{tenant}              (or what the tenant's configuration names: `resolve(tenant)`)
     ├── events       partition /instanceId, unique key /triggerKey (unique per partition = per instance)

@@ -1,4 +1,4 @@
-"""The operator dashboard, served by the API's app under `/ui` (see the README, "Operator dashboard").
+"""The operator dashboard, served by the API's app under `/ui` (docs/dashboard.md).
 
 Others use `add_routes` (what `create_app` calls) or, to host it elsewhere, `create_dashboard`. Everything else
 in the package is internal: sessions, the security checks, the diagram layout, the timeline wording.

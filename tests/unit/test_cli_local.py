@@ -1,4 +1,4 @@
-"""Local CLI commands: validate and diagram a definition file."""
+"""Local CLI commands: validate and diagram a definition file; and every setting of `waymark serve` is documented."""
 
 from __future__ import annotations
 
@@ -61,9 +61,17 @@ def test_rich_markup_in_user_data_is_printed_as_text(capsys: object) -> None:
     assert "closing [/] tag" in text and "[bold]x" in text and "[/bold]" in text
 
 
-def test_the_readme_documents_every_setting_of_serve() -> None:
+def test_the_docs_describe_every_setting_of_serve() -> None:
+    """The configuration reference of the documentation site is generated from each setting's `description`: a
+    setting without one, or whose row lacks it, is an undocumented setting."""
     from engine.hosting.settings import Settings
+    from tools.docs.config_reference import configuration_reference, env_names
+    from tools.docs.markdown import cell
 
-    readme = (ROOT / "README.md").read_text()
-    missing = [f"WAYMARK_{name.upper()}" for name in Settings.model_fields if f"`WAYMARK_{name.upper()}`" not in readme]
+    page = configuration_reference(Settings, app, []).split("\n## The CLI")[0]  # the server's settings
+    undescribed = [name for name, info in Settings.model_fields.items() if len((info.description or "").split()) < 3]
+    assert undescribed == []
+    rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `WAYMARK_")}
+    missing = [name for name, info in Settings.model_fields.items()
+               if cell(info.description) not in rows.get(env_names(Settings, name)[0], "")]
     assert missing == []
