@@ -97,3 +97,14 @@ def test_a_broken_link_is_found(tmp_path: Path) -> None:
     page.write_text("# Page\n## Here\n[a](#here) [b](#there) [c](missing.md) [d](page.md#here) [e](page.md#nope) "
                     "`[f](ignored.md)` [g](https://example.org/x)\n")
     assert broken(page) == ["#there", "missing.md", "page.md#nope"]
+
+
+def test_the_readme_fits_on_a_few_screens() -> None:
+    """What it is, the two commands, a taste and the way into the documentation: the manual is docs/."""
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert first_block is not None
+    assert [line.split()[:2] for line in first_block.group(1).splitlines()] == [["make", "run"], ["make", "test"]]
