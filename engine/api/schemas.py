@@ -23,6 +23,12 @@ SCHEMA_JSON = "application/schema+json"
 _CACHE = {"Cache-Control": "public, max-age=300"}
 
 
+def _own_url(request: Request) -> str:
+    """A schema's `$id`: where it was read, without the query — the answer is public and cached, and a query may
+    carry a key (the Functions host's `?code=`) that must not be written into it."""
+    return str(request.url.replace(query="", fragment=""))
+
+
 def add_routes(api: FastAPI, ctx: ApiContext) -> None:
     tags: list[str | Enum] = ["schemas"]
     registry = ctx.engine.catalog.registry
@@ -31,7 +37,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
              responses={200: {"description": "JSON Schema 2020-12", "content": {SCHEMA_JSON: {}}}},
              summary="The JSON Schema of workflow definitions (what upload validation uses)")
     async def workflow_definition_schema(request: Request) -> JSONResponse:
-        schema = {"$id": str(request.url), **definition_schema(registry)}
+        schema = {"$id": _own_url(request), **definition_schema(registry)}
         return JSONResponse(schema, media_type=SCHEMA_JSON, headers=_CACHE)
 
     @api.get("/schemas/events/{event_type}.json", tags=tags,
@@ -41,7 +47,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
              summary="The schema a CloudEvent's `dataschema` names: its `data`, by type")
     async def event_data_schema(event_type: str, request: Request) -> JSONResponse:
         try:
-            schema = {"$id": str(request.url), **event_schema(event_type)}
+            schema = {"$id": _own_url(request), **event_schema(event_type)}
         except KeyError:
             raise ApiProblem(404, "No such event type", f"{event_type!r} is not a Waymark CloudEvent type; the types "
                              f"are {', '.join(event_types())}.", slug="no-such-event-type") from None

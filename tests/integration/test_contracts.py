@@ -49,6 +49,16 @@ def test_the_definition_schema_is_served_without_a_key_and_is_json_schema(api_se
         assert list(Draft202012Validator(schema).iter_errors(json.loads(sample.read_text()))) == []
 
 
+def test_a_schema_id_never_repeats_the_query_it_was_read_with(api_server: RunningServer) -> None:
+    """The answers are public and cached: a Functions key sent as `?code=` must not be written into them."""
+    with api_server.client() as anonymous:
+        for path in ("/schemas/workflow-definition.json", "/schemas/events/io.waymark.workflow.instance.created.json"):
+            response = anonymous.get(path, params={"code": "host-key-123"})
+            assert response.status_code == 200
+            assert response.json()["$id"] == f"{api_server.url}{path}"
+            assert "host-key-123" not in response.text
+
+
 def test_a_typo_is_a_422_naming_every_problem_with_a_hint(http: httpx.Client) -> None:
     """The issue's own example: before, this was a 201 and every instance was Complete at once."""
     body = {"initialState": "a", "states": {"a": {"trasitions": [{"id": "t", "trigger": "go", "target": "a"}],
