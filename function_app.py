@@ -9,14 +9,14 @@
   containers onto the queue, every ten minutes.
 
 The clients (Cosmos DB, Storage, Event Grid) live in `waymark`, the process's one `AzureHost`, built from the
-app settings on first use (engine/azure_host.py): importing this module connects to nothing.
+app settings on first use (engine/hosting/azure.py): importing this module connects to nothing.
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from engine.azure_host import SWEEP_WAIT_SECONDS, TIMERS_SCHEDULE, LazyAzureHost
+from engine.hosting.azure import SWEEP_WAIT_SECONDS, TIMERS_SCHEDULE, LazyAzureHost
 
 waymark = LazyAzureHost()
 

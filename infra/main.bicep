@@ -6,7 +6,7 @@
 //   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
 //
 // Tenants are onboarded with tenant.bicep (their Cosmos database, containers and optional Event Grid topic).
-// The app settings below are the ones engine/azure_settings.py declares; tests/infra keeps the two in step.
+// The app settings below are the ones engine/hosting/azure_settings.py declares; tests/infra keeps the two in step.
 
 targetScope = 'resourceGroup'
 
@@ -386,7 +386,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      // One literal list: tests/infra compares its names with engine/azure_settings.py.
+      // One literal list: tests/infra compares its names with engine/hosting/azure_settings.py.
       appSettings: [
         // The Functions host's own storage, identity-based.
         {
@@ -405,7 +405,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: appInsights.properties.ConnectionString
         }
-        // Waymark (engine/azure_settings.py).
+        // Waymark (engine/hosting/azure_settings.py).
         {
           name: 'WAYMARK_STORE'
           value: 'cosmos'

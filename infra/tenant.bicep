@@ -394,7 +394,7 @@ output eventGridTopicPrincipalId string = createEventGridTopic ? topic.identity.
 output eventSubscriptionNames array = [for subscription in (subscribing ? eventSubscriptions : []): subscription.name]
 output deadLetterContainer string = deadLettering ? deadLetterContainerName : ''
 
-// Exactly the tenant's configuration as the app reads it (engine/tenant_config.py; a test feeds each key to its
+// Exactly the tenant's configuration as the app reads it (engine/tenants/config.py; a test feeds each key to its
 // parser): pass it as `config` to POST /tenants, or let `waymark tenants onboard --azure` do it.
 @description('The tenant configuration to register: POST /tenants {"id": tenantId, "config": tenantConfiguration}.')
 output tenantConfiguration object = {

@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from engine.cli.bench_cosmos import CosmosServerMissing, LocalCosmosServer
-from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore, CosmosLocation
+from engine.bench.cosmos_server import CosmosServerMissing, LocalCosmosServer
+from engine.drivers.cosmos import CosmosLocation
+from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore
 
 _numbers = itertools.count(1)
 

@@ -24,14 +24,13 @@ from engine.api import (
 from engine.api import tenants as tenant_routes
 from engine.api.access import PUBLIC_PATHS
 from engine.api.auth import Authenticator, AuthMiddleware
-from engine.api.context import ApiContext
+from engine.api.context import ApiContext, ApiSettings
 from engine.api.health import ReadinessCheck
 from engine.api.limits import BodyLimitMiddleware
 from engine.api.models import BroadcastRequest, CreateInstanceRequest, TriggerRequest
 from engine.api.ratelimit import RateLimiter, RateLimits
-from engine.runtime import Engine
 from engine.schemas import definition_schema
-from engine.settings import Settings
+from engine.service.engine import Engine
 from engine.tenants import TenantRegistry
 
 DESCRIPTION = """\
@@ -41,7 +40,7 @@ or the admin key). Commands (create, trigger) are accepted with `202` and queued
 """
 
 
-def create_app(engine: Engine, tenants: TenantRegistry, settings: Settings, *,
+def create_app(engine: Engine, tenants: TenantRegistry, settings: ApiSettings, *,
                authenticator: Authenticator | None = None, routers: Sequence[APIRouter] = (),
                readiness: Mapping[str, ReadinessCheck] | None = None) -> FastAPI:
     """The API of one engine. `routers` adds more routes (the change feed's `feed_router`): the

@@ -8,16 +8,15 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from engine.api.auth import Authenticator
 from engine.api.models import ProblemDetails
 from engine.api.ratelimit import RateLimits
-from engine.runtime import Engine
-from engine.settings import Settings
+from engine.service.engine import Engine
 from engine.tenants import TenantRegistry
 
-__all__ = ["ApiContext", "problem_responses"]
+__all__ = ["ApiContext", "ApiSettings", "problem_responses"]
 
 
 T = TypeVar("T")
@@ -27,11 +26,37 @@ T = TypeVar("T")
 STORAGE_THREADS = 8
 
 
+class ApiSettings(Protocol):
+    """What the API reads of its host's settings: the host passes its own (`Settings`, engine/hosting/settings.py,
+    has them all), and the API depends on no host."""
+
+    @property
+    def admin_key(self) -> str | None: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def max_wait_seconds(self) -> float: ...
+    @property
+    def auth_cache_seconds(self) -> float: ...
+    @property
+    def auth_negative_cache_seconds(self) -> float: ...
+    @property
+    def rate_limit_per_key(self) -> float: ...
+    @property
+    def rate_limit_burst_per_key(self) -> float: ...
+    @property
+    def rate_limit_per_address(self) -> float: ...
+    @property
+    def rate_limit_burst_per_address(self) -> float: ...
+    @property
+    def client_address_hops(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class ApiContext:
     engine: Engine
     tenants: TenantRegistry
-    settings: Settings
+    settings: ApiSettings
     auth: Authenticator
     limits: RateLimits = field(default_factory=RateLimits.off)
     executor: ThreadPoolExecutor = field(

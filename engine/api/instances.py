@@ -45,7 +45,7 @@ from engine.domain import (
     is_version_mismatch,
 )
 from engine.service.commands import Broadcast, CreateInstance, SendTrigger, to_message
-from engine.service.processor import outcome_of
+from engine.service.results import outcome_of
 from engine.stores.base import embedded
 
 POLL_SECONDS = 0.015

@@ -38,8 +38,8 @@ from engine.domain.errors import (
     WaymarkError,
     WorkflowNotFound,
 )
-from engine.tenant_config import InvalidTenantConfig
 from engine.tenants import InvalidTenantId, TenantAlreadyExists
+from engine.tenants.config import InvalidTenantConfig
 
 __all__ = ["PROBLEM_JSON", "ApiProblem", "install", "problem_for", "problem_response"]
 

@@ -23,7 +23,7 @@ from engine.api.problems import ApiProblem
 from engine.domain import Instance, RecoveryMode, RecoveryRefused, Status
 from engine.domain.errors import InvalidCommand, NotFound
 from engine.queues.base import Message
-from engine.service.processor import Result
+from engine.service.results import Result
 
 MAX_BULK = 1000
 

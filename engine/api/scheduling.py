@@ -22,7 +22,7 @@ from engine.api.problems import ApiProblem
 from engine.domain import SchedulingRefused, TimerNotFound, Trigger, parse_duration, parse_time, timestamp
 from engine.domain.timers import MAX_HORIZON
 from engine.service.commands import Broadcast, to_message
-from engine.service.processor import Result
+from engine.service.results import Result
 
 __all__ = ["add_routes", "due_of", "schedule_broadcast", "schedule_trigger"]
 

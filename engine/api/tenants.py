@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from engine.api.context import AUTH_PROBLEMS, ApiContext, problem_responses
 from engine.api.models import TenantCreated, TenantRequest, TenantView
 from engine.domain import NotFound, StoreUnavailable
-from engine.tenant_config import PROVISIONING, parse_tenant_config
 from engine.tenants import TenantAlreadyExists, TenantRecord
+from engine.tenants.config import PROVISIONING, parse_tenant_config
 
 
 def add_routes(api: FastAPI, ctx: ApiContext) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli import render
+from engine.cli.bench import bench_app
 from engine.cli.help import Cli
 from engine.domain import InvalidDefinition, default_registry, load_json
 from engine.service.definitions import validate_definition
@@ -16,7 +17,6 @@ from engine.service.definitions import validate_definition
 app = Cli(add_completion=False, help="Waymark: an event-sourced workflow engine with a CloudEvents change feed.")
 workflows_app = Cli(help="Validate, draw, upload and read workflow definitions.")
 instances_app = Cli(help="Create, list and inspect workflow instances.")
-bench_app = Cli(help="Benchmarks that print figures beside their baselines.")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(instances_app, name="instances")
 app.add_typer(bench_app, name="bench")
@@ -72,52 +72,9 @@ def workflows_validate(file: Path, as_json: AsJson = False) -> None:
                              f"({len(definition.states)} states)")
 
 
-@bench_app.command("engine")
-def bench_engine(as_json: AsJson = False,
-                 instances: Annotated[int, typer.Option(min=1, help="Instances.")] = 100,
-                 triggers: Annotated[int, typer.Option(min=1, help="Triggers per instance.")] = 100,
-                 rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the median is reported.")] = 3,
-                 batch: Annotated[int, typer.Option(min=1, help="Commands per received batch.")] = 16,
-                 synchronous: Annotated[str | None, typer.Option(
-                     help="SQLite synchronous level of all three: full or normal [env WAYMARK_SQLITE_SYNCHRONOUS; "
-                          "default full].")] = None,
-                 pending_timers: Annotated[int, typer.Option(
-                     min=0, help="Waymark also runs each round with this many timers pending on the queue (0: "
-                                 "not).")] = 10_000,
-                 ) -> None:
-    """The queue worker's whole path on SQLite beside raw SQLite (the same SQL) and pyeventsourcing, at the same
-    synchronous level; cold load time by history length."""
-    from engine.cli.bench import run_engine_bench
-    from engine.settings import Settings
-
-    level = synchronous or Settings().sqlite_synchronous
-    if level not in ("full", "normal"):
-        raise typer.BadParameter(f"must be full or normal, not {level!r}", param_hint="--synchronous")
-    run_engine_bench(as_json=as_json, instances=instances, triggers=triggers, rounds=rounds, batch=batch,
-                     synchronous=level, pending_timers=pending_timers)
-
-
-@bench_app.command("cosmos")
-def bench_cosmos(as_json: AsJson = False,
-                 instances: Annotated[int, typer.Option(min=1, help="Instances.")] = 20,
-                 rounds: Annotated[int, typer.Option(min=1, help="Timed triggers per instance.")] = 15,
-                 batch: Annotated[int, typer.Option(min=1, help="Commands per received batch.")] = 16) -> None:
-    """Every request to Cosmos per trigger on the worker's path, with the outbox and one subscriber, on a local
-    cosmosdb-server (sweeper passes amortised); triggers/s beside SQLite."""
-    from engine.cli.bench_cosmos import CosmosServerMissing, run_cosmos_bench
-
-    try:
-        run_cosmos_bench(as_json, instances=instances, rounds=rounds, batch=batch)
-    except CosmosServerMissing as e:
-        render.console.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from e
-
-
 # Commands that talk to a running server (and `serve` itself) live in their own modules.
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.
-from engine.cli.bench_http import bench_http  # noqa: E402
-from engine.cli.bench_isolation import bench_isolation  # noqa: E402
 from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
 from engine.cli.remote import register as register_remote  # noqa: E402
@@ -127,10 +84,8 @@ from engine.cli.time_commands import register as register_time_commands  # noqa:
 app.command("serve")(serve)
 workflows_app.command("import-marain")(import_marain)
 register_remote(app, workflows_app, instances_app)
-register_operations(app, instances_app, bench_app)
+register_operations(app, instances_app)
 register_time_commands(instances_app)
-bench_app.command("http")(bench_http)
-bench_app.command("isolation")(bench_isolation)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -52,7 +52,7 @@ class AzureOnboarding:
 
     def deploy_command(self, *, what_if: bool = False) -> list[str]:
         """The `az` words (shlex-quoted when printed)."""
-        from engine.tenants_cosmos import tenant_bicep_command
+        from engine.tenants.onboarding import tenant_bicep_command
 
         words = shlex.split(tenant_bicep_command(
             self.tenant_id, self.resource_group, cosmos_account=self.cosmos_account, database=self.database,
@@ -124,7 +124,7 @@ def onboard_on_azure(onboarding: AzureOnboarding, *, admin_key: str | None, prin
         return
     if not admin_key:
         _fail("registering through the app needs the admin key: --key or WAYMARK_ADMIN_KEY", 2)
-    from engine.tenants_cosmos import config_from_outputs
+    from engine.tenants.onboarding import config_from_outputs
 
     outputs = _az(onboarding.deploy_command(), az)
     try:

@@ -58,7 +58,7 @@ def instances_explain(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
     """Why the instance is where it is: its last transition, last ignored trigger, and fault."""
     if data_dir is not None:
         from engine.domain import NotFound
-        from engine.runtime import sqlite_engine
+        from engine.hosting.runtime import sqlite_engine
 
         engine = sqlite_engine(data_dir)
         try:
@@ -425,14 +425,14 @@ def worker(data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Dat
            threads: Annotated[int | None, typer.Option("--workers", min=1, max=64,
                                                        help="Worker threads [env WAYMARK_WORKERS].")] = None) -> None:
     """Run queue workers and the change feed on a local data directory (beside `waymark serve --workers 0`)."""
-    from engine.service.worker_process import run
-    from engine.settings import Settings
+    from engine.hosting.settings import Settings
+    from engine.hosting.worker import run
 
     flags: dict[str, Any] = {"data_dir": data_dir, "workers": threads}
     run(Settings(**{name: value for name, value in flags.items() if value is not None}))
 
 
-def register(app: typer.Typer, instances_app: typer.Typer, bench_app: typer.Typer) -> None:
+def register(app: typer.Typer, instances_app: typer.Typer) -> None:
     instances_app.command("explain")(instances_explain)
     instances_app.command("recover")(instances_recover)
     instances_app.command("terminate")(instances_terminate)
@@ -456,10 +456,3 @@ def register(app: typer.Typer, instances_app: typer.Typer, bench_app: typer.Type
     feed_app.command("tail")(feed_tail)
     app.add_typer(feed_app, name="feed")
     app.command("worker")(worker)
-
-    @bench_app.command("feed")
-    def bench_feed(as_json: AsJson = False) -> None:
-        """p50/p95 ms from commit to webhook receipt on loopback, and events/s to one subscriber."""
-        from engine.cli.bench_feed import run_feed_bench
-
-        run_feed_bench(as_json)

@@ -193,9 +193,9 @@ def _local_registry(data_dir: Path) -> SqliteTenantRegistry:
     """The tenant registry of a data directory, keys hashed with its secret (WAYMARK_SECRET, else its file)."""
     from pydantic import ValidationError
 
-    from engine.cli.serve import open_tenants
     from engine.domain import StoreUnavailable
-    from engine.settings import Settings
+    from engine.hosting.local import open_tenants
+    from engine.hosting.settings import Settings
 
     try:
         settings = Settings(data_dir=data_dir, store="sqlite")  # only the data directory and the secret matter
@@ -332,7 +332,7 @@ def tenants_onboard(
         _fail("--store cosmos needs --cosmos-endpoint (or WAYMARK_COSMOS_ENDPOINT)", 2)
     if not identity and not cosmos_key:
         _fail("give --cosmos-key (or WAYMARK_COSMOS_KEY) or --identity (DefaultAzureCredential)", 2)
-    from engine.tenants_cosmos import onboard_cosmos_tenant
+    from engine.tenants.onboarding import onboard_cosmos_tenant
 
     credential = None
     if identity:
@@ -392,7 +392,7 @@ def _unverified_tls(active: bool) -> Iterator[None]:
 def _onboard_azure(tenant_id: str, *, resource_group: str | None, cosmos_account: str | None,
                    database: str | None, create_event_grid_topic: bool, app_principal_id: str | None, run: bool,
                    data_dir: Path, as_json: bool) -> None:
-    from engine.tenants_cosmos import tenant_bicep_command
+    from engine.tenants.onboarding import tenant_bicep_command
 
     if not resource_group or not cosmos_account:
         _fail("--azure needs --resource-group and --cosmos-account", 2)
@@ -430,7 +430,7 @@ def _onboard_azure(tenant_id: str, *, resource_group: str | None, cosmos_account
 
 
 def _record_outputs(tenant_id: str, outputs: str, *, auth: str, data_dir: Path, as_json: bool) -> None:
-    from engine.tenants_cosmos import record_bicep_outputs
+    from engine.tenants.onboarding import record_bicep_outputs
 
     registry = _local_registry(data_dir)
     try:
@@ -658,7 +658,7 @@ def instances_history(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
 
 
 def _local_engine(data_dir: Path) -> Any:
-    from engine.runtime import sqlite_engine
+    from engine.hosting.runtime import sqlite_engine
 
     if not data_dir.is_dir():
         _fail(f"no data directory at {data_dir}", 2)

@@ -4,6 +4,7 @@ Nothing here performs I/O or reads the clock: time, ids and the HTTP port come i
 """
 
 from engine.domain.builtins import default_registry
+from engine.domain.commit import Commit
 from engine.domain.definition import WorkflowDefinition, load_json, mermaid, parse_definition
 from engine.domain.errors import (
     CommandTooLarge,
@@ -28,7 +29,7 @@ from engine.domain.errors import (
     WaymarkError,
     WorkflowNotFound,
 )
-from engine.domain.events import Commit, Event, EventType, timestamp
+from engine.domain.events import Event, EventType, timestamp
 from engine.domain.expressions import ExpressionBudget
 from engine.domain.extensions import (
     ActionAttempt,

@@ -1,4 +1,4 @@
-"""Stored events: the change log of an instance, and the commit that groups them."""
+"""Stored events: the change log of an instance (engine/domain/commit.py groups those of one command)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from engine.domain.instance import Instance
+from typing import Any
 
 
 class EventType(StrEnum):
@@ -58,32 +55,6 @@ class Event:
             trigger_id=doc.get("triggerId"),
             data=doc.get("data") or {},
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """The events one command produced, written atomically, with the instance as it is after them.
-
-    `position` is the commit's place in its tenant's feed, assigned by the store (None before).
-    """
-
-    instance_id: str
-    events: tuple[Event, ...]
-    state: Instance
-    position: int | None = None
-    dispatched: bool = False
-
-    @property
-    def first_sequence(self) -> int:
-        return self.events[0].sequence
-
-    @property
-    def last_sequence(self) -> int:
-        return self.events[-1].sequence
-
-    @property
-    def trigger_id(self) -> str | None:
-        return self.events[0].trigger_id
 
 
 def timestamp(moment: datetime) -> str:

@@ -56,6 +56,7 @@ from cloudevents.core.base import BaseCloudEvent
 from engine.domain import Commit, timestamp
 from engine.feed.cloudevents import CE_TYPES, CloudEventMapper, to_batch
 from engine.feed.eventgrid import EventGridPublisher
+from engine.feed.handshake import shake_hands
 from engine.feed.lanes import LaneKey, Lanes
 from engine.feed.pausing import PAUSED_SIGNAL, ResumePolicy, needs_attention, paused_by_failures, resume, signal
 from engine.feed.subscriptions import (
@@ -613,20 +614,6 @@ def _owe(subscription: Subscription, position: int) -> Subscription:
     return dataclasses.replace(subscription, backlog_from=backlog)
 
 
-def shake_hands(catalog: SubscriptionCatalog, webhook: WebhookPublisher, tenant: str,
-                subscription: Subscription) -> Subscription:
-    """Run the abuse-protection handshake; store the outcome (active, or pending with why)."""
-    handshake = webhook.handshake(subscription.endpoint, audience=subscription.auth_audience)
-    at = catalog.timestamp()
-    if handshake.consented:
-        log.info("subscription %s is active: %s", subscription.name, handshake.detail, extra={"tenant": tenant})
-        return catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
-            s, status=ACTIVE, consecutive_failures=0, last_error=None, last_error_at=None))
-    log.warning("subscription %s stays pending: %s", subscription.name, handshake.detail, extra={"tenant": tenant})
-    return catalog.modify(tenant, subscription, lambda s: dataclasses.replace(
-        s, status=PENDING, last_error=handshake.detail, last_error_at=at))
-
-
 # ---------------------------------------------------------------------------------------------- the sweeper
 
 @dataclass(frozen=True, slots=True)
@@ -681,8 +668,9 @@ class Sweeper:
                         waiting.append(done)
                 for subscription in dispatcher.catalog.list(tenant):
                     if subscription.status is PAUSED and subscription.resume_at and subscription.resume_at <= now:
-                        subscription = resume(dispatcher.catalog, dispatcher.webhook, dispatcher, tenant,
-                                              subscription, automatic=True)
+                        subscription = resume(dispatcher.catalog, dispatcher.webhook, tenant, subscription,
+                                              automatic=True, policy=dispatcher.resume_policy,
+                                              catch_up=dispatcher.catch_up)
                     if subscription.status is ACTIVE and subscription.backlog_from is not None:
                         catch_ups += dispatcher.catch_up(tenant, subscription)
             except Exception:
@@ -850,7 +838,8 @@ class ChangeFeed:
     def resume(self, tenant: str, name: str) -> Subscription:
         """Back to active (a webhook shakes hands again first); then its backlog is delivered in the background."""
         subscription = self.catalog.get(tenant, name, fresh=True)
-        return resume(self.catalog, self.webhook, self.dispatcher, tenant, subscription, automatic=False)
+        return resume(self.catalog, self.webhook, tenant, subscription, automatic=False,
+                      policy=self.dispatcher.resume_policy, catch_up=self.dispatcher.catch_up)
 
     def attention(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's subscriptions that are paused or gone (for /readyz and the dashboard's banner)."""

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.domain import timestamp
+from engine.feed.handshake import shake_hands
 from engine.feed.subscriptions import Kind, Subscription, SubscriptionCatalog, SubscriptionStatus
-
-if TYPE_CHECKING:
-    from engine.feed.outbox import Dispatcher
-    from engine.feed.webhook import WebhookPublisher
+from engine.feed.webhook import WebhookPublisher
 
 __all__ = ["PAUSED_SIGNAL", "RESUMED_SIGNAL", "ResumePolicy", "needs_attention", "paused_by_failures",
            "resume", "signal"]
@@ -63,11 +62,10 @@ def signal(kind: str, tenant: str, subscription: Subscription, detail: str) -> N
             extra={"tenant": tenant, "subscription": subscription.name, "signal": kind})
 
 
-def resume(catalog: SubscriptionCatalog, webhook: WebhookPublisher, dispatcher: Dispatcher, tenant: str,
-           subscription: Subscription, *, automatic: bool) -> Subscription:
-    """Back to active (a webhook shakes hands again first), then its backlog is delivered in the background."""
-    from engine.feed.outbox import shake_hands
-
+def resume(catalog: SubscriptionCatalog, webhook: WebhookPublisher, tenant: str, subscription: Subscription, *,
+           automatic: bool, policy: ResumePolicy, catch_up: Callable[[str, Subscription], object]) -> Subscription:
+    """Back to active (a webhook shakes hands again first), then its backlog is delivered in the background
+    (`catch_up`: the dispatcher's). Refused by the handshake, an automatic resume pauses again, for longer."""
     if subscription.status is ACTIVE and subscription.backlog_from is None:
         return subscription
     if subscription.kind is Kind.WEBHOOK and subscription.status is not ACTIVE:
@@ -81,10 +79,10 @@ def resume(catalog: SubscriptionCatalog, webhook: WebhookPublisher, dispatcher: 
         signal(RESUMED_SIGNAL, tenant, resumed, ("resumed by itself after its pause" if automatic
                                                   else "resumed by hand") + owed)
         if resumed.backlog_from is not None:
-            dispatcher.catch_up(tenant, resumed)
+            catch_up(tenant, resumed)
     elif automatic:  # the handshake is refused: try again after the next, longer, pause
         again = paused_by_failures(dataclasses.replace(resumed, status=PAUSED), catalog.timestamp(),
-                                   dispatcher.resume_policy)
+                                   policy)
         resumed = catalog.modify(tenant, resumed, lambda s: dataclasses.replace(
             s, status=PAUSED, paused_at=again.paused_at, resume_at=again.resume_at, pauses=again.pauses))
     return resumed

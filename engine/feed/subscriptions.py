@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.domain import NotFound, StoreUnavailable, WaymarkError, WorkflowNotFound, timestamp
+from engine.drivers.sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
 from engine.feed.cloudevents import ALL_TYPES
-from engine.sealing import Sealer
-from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback
+from engine.tenants.sealing import Sealer
 
 __all__ = [
     "NAME_PATTERN", "InvalidSubscription", "Kind", "MemorySubscriptionStore", "Mode", "Source",
@@ -183,7 +183,7 @@ class Subscription:
         }
 
     def to_record(self, sealer: Sealer | None = None) -> dict[str, Any]:
-        """What the store keeps: with the secret, sealed when the store has a sealer (engine/sealing.py)."""
+        """What the store keeps: with the secret, sealed when the store has a sealer (engine/tenants/sealing.py)."""
         record = self.to_public()
         del record["hasSecret"]
         record["secret"] = sealer.seal_text(self.secret) if sealer is not None and self.secret else self.secret

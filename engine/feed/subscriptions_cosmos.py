@@ -41,7 +41,7 @@ from azure.cosmos import PartitionKey, exceptions
 
 from engine.domain import StoreUnavailable
 from engine.feed.subscriptions import Change, Subscription
-from engine.sealing import Sealer
+from engine.tenants.sealing import Sealer
 
 __all__ = ["CONTAINER", "CosmosSubscriptionStore", "SubscriptionsLocation"]
 

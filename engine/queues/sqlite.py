@@ -7,7 +7,7 @@ deleted by `complete` (or `complete_many`, one transaction for a worker's whole 
 dies loses nothing. Messages received more than `max_dequeue_count` times move to the `<name>_poison` table.
 
 The file is synced like every SQLite file of Waymark (`synchronous=FULL` unless relaxed, see
-engine/stores/_sqlite.py): a `send` that returned — the command acknowledged with 202 — is on the disk, and so
+engine/drivers/sqlite.py): a `send` that returned — the command acknowledged with 202 — is on the disk, and so
 are a requeue or a discard. A claim, a completion and a release acknowledge nothing, and a power cut that loses one
 only delivers a message again: they are written unsynced (`unsynced`) and synced by the next synced commit.
 
@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain.errors import StoreUnavailable
+from engine.drivers.sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 from engine.queues.base import Message, MessageLost, check_receive, dump_body, load_body
-from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous, durable, rollback, unsynced
 
 _STORE = "command queue"
 _PROMOTE_BATCH = 256  # due delayed messages moved onto the queue by one receive
@@ -330,7 +330,7 @@ class SqliteCommandQueue:
     @contextmanager
     def _transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction; `synced=False` for one that only moves messages along their at-least-once life
-        (a claim, a deletion after the commits, a retry): see engine.stores._sqlite.unsynced."""
+        (a claim, a deletion after the commits, a retry): see engine.drivers.sqlite.unsynced."""
         db = self._db()
         with contextlib.ExitStack() as stack:
             if not synced:

@@ -36,7 +36,7 @@ __all__ = ["DefinitionCatalog", "SecretSealer", "validate_definition"]
 
 
 class SecretSealer(Protocol):
-    """What seals secrets at rest (engine/sealing.py `Sealer`)."""
+    """What seals secrets at rest (engine/tenants/sealing.py `Sealer`)."""
 
     def seal_text(self, text: str) -> str: ...
 

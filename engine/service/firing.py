@@ -14,13 +14,17 @@ pending timers decides what happens:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from engine.domain import (
+    ActionAttempt,
     Decision,
     EventType,
     Instance,
     RetryAction,
+    Services,
     decide_fire,
     decide_stale_firing,
     firing_id,
@@ -28,14 +32,31 @@ from engine.domain import (
     scheduling_id,
 )
 from engine.service.commands import FireTimer, to_message
+from engine.service.results import Result
 from engine.service.retrying import retried
 
 if TYPE_CHECKING:
-    from engine.service.processor import CommandProcessor, Result
+    from engine.service.definitions import DefinitionCatalog
+    from engine.service.timers import TimerScheduler
+    from engine.stores.base import EventStore
 
 log = logging.getLogger("waymark.timers")
 
 _LOOK_AHEAD = 64  # events read after a visit's entry to find the TimerScheduled of its first firing
+
+
+class Processor(Protocol):
+    """What a firing needs of the command processor (engine/service/processor.py, which hands it its firings)."""
+
+    events: EventStore
+    definitions: DefinitionCatalog
+    scheduler: TimerScheduler | None
+    clock: Callable[[], datetime]
+
+    def services_for(self, attempts: Mapping[str, ActionAttempt] | None = None) -> Services: ...
+
+    def decide_and_append(self, tenant: str, instance_id: str, command_id: str,
+                          decide: Callable[[Instance], Decision]) -> Result: ...
 
 
 class _NotDue(Exception):
@@ -47,7 +68,7 @@ class _NeverScheduled(Exception):
     pass
 
 
-def fire(processor: CommandProcessor, command: FireTimer) -> list[Result]:
+def fire(processor: Processor, command: FireTimer) -> list[Result]:
     tenant, instance_id = command.tenant, command.instance_id
 
     def decide(instance: Instance) -> Decision:
@@ -66,7 +87,7 @@ def fire(processor: CommandProcessor, command: FireTimer) -> list[Result]:
 
     fields = {"tenant": tenant, "instanceId": instance_id, "triggerId": command.trigger_id}
     try:
-        return [processor._decide_and_append(tenant, instance_id, command.trigger_id, decide)]
+        return [processor.decide_and_append(tenant, instance_id, command.trigger_id, decide)]
     except _NotDue as early:
         assert processor.scheduler is not None  # it fired: something scheduled it
         processor.scheduler.schedule(tenant, to_message(command), due=parse_time(early.due_at),
@@ -90,7 +111,7 @@ def _why_stale(instance: Instance, command: FireTimer) -> str:
     return f"timer {command.timer_id!r} (firing {command.n}) of this visit is no longer pending"
 
 
-def _was_scheduled(processor: CommandProcessor, tenant: str, instance: Instance, command: FireTimer) -> bool:
+def _was_scheduled(processor: Processor, tenant: str, instance: Instance, command: FireTimer) -> bool:
     """Whether the history records the TimerScheduled of this firing (two indexed reads at most)."""
     events = processor.events
     if command.entry_sequence is None:

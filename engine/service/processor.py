@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,8 @@ from engine.domain import (
 from engine.domain.errors import InvalidCommand
 from engine.service.commands import Broadcast, Command, CreateInstance, FireTimer, SendTrigger, to_message
 from engine.service.definitions import DefinitionCatalog
+from engine.service.firing import fire
+from engine.service.results import Result, outcome_of
 from engine.service.retrying import RetryLater, retried
 from engine.stores.base import EventStore, PendingCommit, append_many, load_follows
 
@@ -59,44 +61,6 @@ log = logging.getLogger("waymark.processor")
 # How often a command is re-decided after losing a race for the same instance before it is handed
 # back to the queue (which retries it later). Races are short: each retry re-reads the instance.
 MAX_CONFLICT_RETRIES = 50
-
-_OUTCOMES = {
-    EventType.CREATED: Outcome.CREATED,
-    EventType.TRANSITION_APPLIED: Outcome.APPLIED,
-    EventType.TRIGGER_IGNORED: Outcome.IGNORED,
-    EventType.TRIGGER_REJECTED: Outcome.REJECTED,
-    EventType.FAULTED: Outcome.FAULTED,
-    EventType.RECOVERED: Outcome.RECOVERED,
-    EventType.TERMINATED: Outcome.TERMINATED,
-    EventType.MIGRATED: Outcome.MIGRATED,
-    EventType.TIMER_SCHEDULED: Outcome.SCHEDULED,
-    EventType.TIMER_CANCELLED: Outcome.CANCELLED,
-}
-
-
-def outcome_of(commit: Commit) -> Outcome:
-    """What a commit did, read from its events (a fault anywhere in it wins; a timer's firing is known by what its
-    trigger did)."""
-    types = [event.type for event in commit.events]
-    if EventType.FAULTED in types:
-        return Outcome.FAULTED
-    if types[0] is EventType.TIMER_FIRED and len(types) > 1:
-        return _OUTCOMES.get(types[1], Outcome.APPLIED)
-    return _OUTCOMES.get(types[0], Outcome.APPLIED)
-
-
-@dataclass(frozen=True)
-class Result:
-    tenant: str
-    instance_id: str
-    trigger_id: str
-    outcome: Outcome
-    commit: Commit
-    duplicate: bool = False  # the trigger was already recorded: nothing new was written
-
-    @property
-    def instance(self) -> Instance:
-        return self.commit.state
 
 
 CommitListener = Callable[[str, Commit], None]
@@ -130,8 +94,6 @@ class CommandProcessor:
             case Broadcast():
                 return self.broadcast(command.tenant, command.trigger)
             case FireTimer():
-                from engine.service.firing import fire
-
                 return fire(self, command)
 
     def create(self, command: CreateInstance) -> Result:
@@ -171,7 +133,7 @@ class CommandProcessor:
             return decide_trigger(instance, workflow, trigger, now=self.clock(), services=services)
 
         try:
-            return self._decide_and_append(tenant, instance_id, trigger.id, decide)
+            return self.decide_and_append(tenant, instance_id, trigger.id, decide)
         except RetryAction as retry:
             raise retried(SendTrigger(tenant, instance_id, trigger, action_retries=attempts or {}), retry) from None
 
@@ -264,13 +226,13 @@ class CommandProcessor:
                                   context_patch=context_patch, force=force, retry_trigger=retry_trigger,
                                   retry_step=retry_step)
 
-        return self._decide_and_append(tenant, instance_id, recovery_id, decide)
+        return self.decide_and_append(tenant, instance_id, recovery_id, decide)
 
     def terminate(self, tenant: str, instance_id: str, *, by: str, reason: str, command_id: str) -> Result:
         def decide(instance: Instance) -> Decision:
             return decide_terminate(instance, by=by, reason=reason, command_id=command_id, now=self.clock())
 
-        return self._decide_and_append(tenant, instance_id, command_id, decide)
+        return self.decide_and_append(tenant, instance_id, command_id, decide)
 
     # ------------------------------------------------------------------------------------ time and change
 
@@ -286,7 +248,7 @@ class CommandProcessor:
             except SchedulingRefused as e:
                 raise SchedulingRefused(tenant, instance_id, e.reason) from e
 
-        return self._decide_and_append(tenant, instance_id, scheduling_id(trigger.id), decide)
+        return self.decide_and_append(tenant, instance_id, scheduling_id(trigger.id), decide)
 
     def cancel_scheduled(self, tenant: str, instance_id: str, timer_id: str, *, by: str, reason: str,
                          command_id: str) -> Result:
@@ -301,7 +263,7 @@ class CommandProcessor:
             except SchedulingRefused as e:
                 raise SchedulingRefused(tenant, instance_id, e.reason) from e
 
-        return self._decide_and_append(tenant, instance_id, command_id, decide)
+        return self.decide_and_append(tenant, instance_id, command_id, decide)
 
     def plan_migration(self, tenant: str, instance: Instance, to_version: int, *, state_map: Mapping[str, str],
                        context_patch: Mapping[str, Any] | None, by: str, reason: str, command_id: str) -> Decision:
@@ -325,9 +287,9 @@ class CommandProcessor:
             return self.plan_migration(tenant, instance, to_version, state_map=state_map,
                                        context_patch=context_patch, by=by, reason=reason, command_id=command_id)
 
-        return self._decide_and_append(tenant, instance_id, command_id, decide)
+        return self.decide_and_append(tenant, instance_id, command_id, decide)
 
-    def _decide_and_append(self, tenant: str, instance_id: str, command_id: str,
+    def decide_and_append(self, tenant: str, instance_id: str, command_id: str,
                            decide: Callable[[Instance], Decision]) -> Result:
         """Load, decide, append — re-deciding on the new version after a lost race. A command id already
         recorded on the instance answers with its first result and writes nothing."""

@@ -28,7 +28,8 @@ from engine.service.commands import MalformedCommand, SendTrigger, from_message
 from engine.service.failures import CommandFailures
 from engine.service.fairness import BatchInProgress, TenantGate, send_back, tenant_of
 from engine.service.parked import ParkedCommands
-from engine.service.processor import CommandProcessor, Result
+from engine.service.processor import CommandProcessor
+from engine.service.results import Result
 from engine.service.retrying import RetryLater
 
 log = logging.getLogger("waymark.worker")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.domain import NotFound, timestamp
-from engine.stores._sqlite import DURABLE, Synchronous, TenantDatabases, rollback
+from engine.drivers.sqlite import DURABLE, Synchronous, TenantDatabases, rollback
 
 __all__ = ["REASONS", "MemoryParkedStore", "ParkedCommand", "ParkedNotFound", "ParkedPage", "ParkedQuery",
            "ParkedStore", "SqliteParkedStore", "continuation_of", "moment", "sort_key"]

@@ -28,18 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain import Commit, Event, Instance, StoreUnavailable
-from engine.stores._sqlite import DURABLE, Synchronous, checked_synchronous
+from engine.drivers.cosmos import CosmosLocation, cosmos_client
+from engine.drivers.sqlite import DURABLE, Synchronous, checked_synchronous
 from engine.stores.base import DefinitionStore, EventStore, Page, PendingCommit, append_many, embedded
-from engine.stores.cosmos import (
-    CosmosDefinitionStore,
-    CosmosEventStore,
-    CosmosLocation,
-    cosmos_client,
-)
+from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore
 from engine.stores.parked import ParkedCommand, ParkedPage, ParkedQuery, ParkedStore, SqliteParkedStore
 from engine.stores.parked_cosmos import CosmosParkedStore, ParkedLocation
-from engine.tenant_config import InvalidTenantConfig, TenantConfig, parse_tenant_config
 from engine.tenants import TenantRegistry
+from engine.tenants.config import InvalidTenantConfig, TenantConfig, parse_tenant_config
 
 __all__ = ["STORE_KINDS", "TenantRoutedDefinitionStore", "TenantRoutedEventStore", "TenantRoutedParkedStore",
            "TenantStoreRouter", "routed_stores"]
@@ -116,7 +112,7 @@ class TenantStoreRouter:
         return config
 
     def parsed(self, tenant: str) -> TenantConfig:
-        """The tenant's configuration as engine/tenant_config.py reads it; a record with a wrong value in a known
+        """The tenant's configuration as engine/tenants/config.py reads it; a record with a wrong value in a known
         key makes the tenant's storage unavailable (the command waits on its queue until the record is fixed)."""
         try:
             return parse_tenant_config(self.config(tenant))

@@ -1,4 +1,4 @@
-"""The embedded event and definition stores: one SQLite file per tenant (see engine/stores/_sqlite.py).
+"""The embedded event and definition stores: one SQLite file per tenant (see engine/drivers/sqlite.py).
 
 An append is one `BEGIN IMMEDIATE` transaction, usually of one prepared statement: insert the commit (its events
 and the instance after them, as JSON) if, in the same statement, the stream's version read from the commits (the
@@ -38,8 +38,8 @@ from engine.domain import (
     WorkflowNotFound,
     timestamp,
 )
+from engine.drivers.sqlite import DURABLE, Synchronous, TenantDatabases, rollback, unsynced
 from engine.stores._rides import MarkRides, Ride
-from engine.stores._sqlite import DURABLE, Synchronous, TenantDatabases, rollback, unsynced
 from engine.stores.base import Page, PendingCommit, load_expected
 from engine.stores.checks import (
     check_commit,

@@ -1,9 +1,9 @@
 """Dashboard sessions, sealed into the session cookie: no process keeps them, so any process of a host that runs
 several behind one address (a scaled-out Function App) can serve any page.
 
-A session is JSON sealed (engine/sealing.py: AES-256-GCM under a key derived from the server secret): the browser
-holds it but can neither read it (it carries the key the operator logged in with, checked on every request so that
-a rotated key or a removed tenant ends the session) nor change it. It is sealed again on every response, which
+A session is JSON sealed (engine/tenants/sealing.py: AES-256-GCM under a key derived from the server secret): the
+browser holds it but can neither read it (it carries the key the operator logged in with, checked on every request
+so that a rotated key or a removed tenant ends the session) nor change it. It is sealed again on every response, which
 records the time it was last used and carries the one-time messages ("flashes") from an action to the page after
 it.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from engine.sealing import Sealer
+from engine.tenants.sealing import Sealer
 
 __all__ = ["Session", "SessionStore"]
 

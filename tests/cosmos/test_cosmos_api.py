@@ -17,10 +17,10 @@ import pytest
 
 from engine.domain import StoreUnavailable
 from engine.feed import ChangeFeed, MemorySubscriptionStore
-from engine.sealing import SEALED_PREFIX
 from engine.service.commands import CreateInstance
 from engine.service.processor import CommandProcessor
 from engine.stores.memory import MemoryEventStore
+from engine.tenants.sealing import SEALED_PREFIX
 from tests.cosmos_fixtures import CosmosSilo
 from tests.integration.conftest import RunningServer, serve_api
 
@@ -204,7 +204,7 @@ def test_a_load_after_a_find_trigger_on_the_same_thread_sees_a_later_commit(cosm
 
     from engine.domain import Trigger
     from engine.queues.memory import MemoryCommandQueue
-    from engine.runtime import Engine
+    from engine.service.engine import Engine
 
     engine = Engine(events=cosmos_silo.event_store(), definitions=cosmos_silo.definition_store(),
                     queue=MemoryCommandQueue())

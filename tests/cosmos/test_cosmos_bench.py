@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.bench_cosmos import CosmosServerMissing, LocalCosmosServer, run_cosmos_bench
+from engine.bench.cosmos import run_cosmos_bench
+from engine.bench.cosmos_server import CosmosServerMissing, LocalCosmosServer
 
 
 def test_the_bench_prints_one_json_object_within_the_request_budget(capsys: pytest.CaptureFixture[str]) -> None:

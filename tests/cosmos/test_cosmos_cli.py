@@ -279,7 +279,7 @@ def test_bench_cosmos_is_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append((as_json, sizes))
         return {}
 
-    monkeypatch.setattr("engine.cli.bench_cosmos.run_cosmos_bench", fake)
+    monkeypatch.setattr("engine.bench.cosmos.run_cosmos_bench", fake)
     result = waymark("bench", "cosmos", "--json", "--instances", "3", "--rounds", "2", "--batch", "4")
     assert result.exit_code == 0, result.output
     assert calls == [(True, {"instances": 3, "rounds": 2, "batch": 4})]

@@ -13,10 +13,11 @@ import warnings
 from typing import Any
 
 from engine.domain import Trigger
+from engine.drivers.cosmos import CosmosLocation, cosmos_client
 from engine.queues.memory import MemoryCommandQueue
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance
-from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore, CosmosLocation, cosmos_client
+from engine.service.engine import Engine
+from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore
 from tests.contract.test_event_store import A
 from tests.cosmos_fixtures import CosmosSilo
 

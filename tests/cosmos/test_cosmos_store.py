@@ -30,12 +30,13 @@ from engine.domain import (
     fold,
     parse_definition,
 )
+from engine.drivers.cosmos import CosmosLocation, RequestCounter
 from engine.queues.memory import MemoryCommandQueue
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
-from engine.service.processor import Result
+from engine.service.engine import Engine
+from engine.service.results import Result
 from engine.service.worker import Worker
-from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore, CosmosLocation, RequestCounter
+from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore
 from tests.contract.test_event_store import A, B, create, send, triggered
 from tests.cosmos_fixtures import CosmosSilo
 

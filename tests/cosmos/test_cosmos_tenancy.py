@@ -12,16 +12,12 @@ from typing import Any
 import pytest
 
 from engine.domain import InstanceNotFound, StoreUnavailable, TenantNotFound, WorkflowNotFound
-from engine.sealing import SEALED_PREFIX
-from engine.stores.cosmos import CosmosLocation
+from engine.drivers.cosmos import CosmosLocation
 from engine.stores.routing import TenantRoutedDefinitionStore, TenantRoutedEventStore, routed_stores
 from engine.tenants import InvalidTenantId, MemoryTenantRegistry, TenantAlreadyExists
-from engine.tenants_cosmos import (
-    CosmosTenantRegistry,
-    onboard_cosmos_tenant,
-    record_bicep_outputs,
-    tenant_bicep_command,
-)
+from engine.tenants.cosmos import CosmosTenantRegistry
+from engine.tenants.onboarding import onboard_cosmos_tenant, record_bicep_outputs, tenant_bicep_command
+from engine.tenants.sealing import SEALED_PREFIX
 from tests.contract.test_event_store import create, send
 from tests.cosmos_fixtures import CosmosSilo
 

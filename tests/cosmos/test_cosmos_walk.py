@@ -10,8 +10,8 @@ from typing import Any
 from engine.domain import EventType, Status, Trigger
 from engine.feed import ChangeFeed, SqliteSubscriptionStore
 from engine.queues.memory import MemoryCommandQueue
-from engine.runtime import Engine
 from engine.service.commands import Broadcast, CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 from engine.service.worker import Worker
 from tests.cosmos_fixtures import CosmosSilo
 

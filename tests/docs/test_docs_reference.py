@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from engine.azure_settings import SETTINGS
 from engine.cli.main import app
+from engine.hosting.azure_settings import SETTINGS
+from engine.hosting.settings import Settings
 from engine.schemas import asyncapi_document, event_schema, event_types, load
-from engine.settings import Settings
 from tools.docs.api_reference import http_api_reference, openapi_document, operation_anchor
 from tools.docs.cli_reference import cli_reference, commands
 from tools.docs.config_reference import configuration_reference, env_names, serve_flags

@@ -20,7 +20,8 @@ import pytest
 import uvicorn
 
 from engine.feed import ChangeFeed, MemorySubscriptionStore, RetryPolicy, WebhookPublisher
-from engine.runtime import Engine, memory_engine
+from engine.hosting.runtime import memory_engine
+from engine.service.engine import Engine
 from tests.webhook_receiver import Receiver, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.feed import ChangeFeed, SqliteSubscriptionStore
-from engine.runtime import sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.worker import Worker
 
 TENANT = "acme"

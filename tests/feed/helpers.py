@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.domain import Commit, Event, EventType, RecoveryMode, Trigger, fold, timestamp
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance, FireTimer
+from engine.service.engine import Engine
 
 TENANT = "acme"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.cli.bench_feed import run_feed_bench
+from engine.bench.feed import run_feed_bench
 
 pytestmark = pytest.mark.integration
 

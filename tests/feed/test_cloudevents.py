@@ -11,7 +11,7 @@ from cloudevents.core.formats.json import JSONFormat
 from engine.domain import EventType, RecoveryMode, fold
 from engine.feed import CloudEventMapper, from_batch, to_batch
 from engine.feed.cloudevents import ALL_TYPES, binary_message, commit_events, structured_message
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from tests.feed.helpers import FAULTY, TENANT, admin, create, every_event_type, trigger
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from engine.feed import CloudEventMapper
-from engine.runtime import Engine, memory_engine
+from engine.hosting.runtime import memory_engine
+from engine.service.engine import Engine
 from samples.dashboard.app import create_dashboard
 from samples.dashboard.counts import ClaimCounts
 from tests.feed.conftest import serve

@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.feed import RetryPolicy
 from engine.feed.lanes import Lanes
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from tests.feed.conftest import fast_webhook
 from tests.feed.helpers import TENANT, create

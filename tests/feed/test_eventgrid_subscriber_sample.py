@@ -19,7 +19,8 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from cloudevents.core.formats.json import JSONFormat
 
 from engine.feed import CloudEventMapper
-from engine.runtime import Engine, memory_engine
+from engine.hosting.runtime import memory_engine
+from engine.service.engine import Engine
 from samples.eventgrid_subscriber import function_app as subscriber
 from samples.eventgrid_subscriber.projection import WaymarkEvent
 from tests.azure_fixtures import AzuriteServer

@@ -13,7 +13,7 @@ import pytest
 
 from engine.domain import Trigger
 from engine.feed import SqliteSubscriptionStore, Subscription, SubscriptionStatus
-from engine.runtime import sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
 from tests.feed.helpers import TENANT
 from tests.webhook_receiver import Receiver

@@ -141,7 +141,7 @@ def test_private_destinations_are_refused_by_the_api(receiver: Receiver, make_ri
 
 def test_included_in_the_real_app_behind_its_auth(receiver: Receiver, make_rig: Any, tmp_path: Path) -> None:
     from engine.api import create_app
-    from engine.settings import Settings
+    from engine.hosting.settings import Settings
     from engine.tenants import MemoryTenantRegistry
 
     rig = make_rig()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.domain import Commit, Trigger
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from tests.feed.helpers import TENANT, create
 from tests.webhook_receiver import Receiver, wait_until
 

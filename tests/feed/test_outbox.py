@@ -18,7 +18,7 @@ from engine.feed import (
     SubscriptionStatus,
     parse_static_subscriptions,
 )
-from engine.runtime import sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from tests.feed.conftest import fast_webhook
 from tests.feed.helpers import FAULTY, TENANT, claim_lifecycle, create, trigger
 from tests.webhook_receiver import Receiver, Reply, wait_until

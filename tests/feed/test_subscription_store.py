@@ -12,8 +12,8 @@ import pytest
 
 from engine.feed import MemorySubscriptionStore, SqliteSubscriptionStore, Subscription, SubscriptionStatus
 from engine.feed.subscriptions import Mode, Source
-from engine.sealing import SealedValueError
 from engine.tenants import KeyHasher
+from engine.tenants.sealing import SealedValueError
 
 SEALER = KeyHasher("server-secret-0123456789").sealer("subscription secrets")
 

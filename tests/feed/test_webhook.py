@@ -275,7 +275,7 @@ def test_the_check_is_made_on_the_addresses_connected_to(receiver: Receiver, exp
     webhook = WebhookPublisher(origin=ORIGIN, resolve=resolve, retry=RetryPolicy(attempts=1))
     try:
         webhook.check_destination(f"http://rebind.example:{receiver.port}/hook")  # first answer: public
-        from engine.runtime import memory_engine
+        from engine.hosting.runtime import memory_engine
 
         engine = memory_engine()
         engine.catalog.put(TENANT, expense_claim)

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from engine.azure_host import AzureHost
-from engine.stores.cosmos import CosmosEventStore, CosmosLocation, cosmos_client
+from engine.drivers.cosmos import CosmosLocation, cosmos_client
+from engine.hosting.azure import AzureHost
+from engine.stores.cosmos import CosmosEventStore
 from tests.azure_fixtures import AzuriteServer
 from tests.functions.harness import HostQueue, function_app
 from tests.webhook_receiver import Receiver

@@ -31,8 +31,8 @@ import pytest
 from azure.functions.queue import QueueMessage as HostQueueMessage
 from azure.storage.queue import QueueClient
 
-from engine.azure_host import MAX_DEQUEUE_COUNT
 from engine.domain import Trigger
+from engine.hosting.azure import MAX_DEQUEUE_COUNT
 from engine.queues.azure import AzureStorageCommandQueue
 from engine.service.commands import SendTrigger, to_message
 from tests.functions.conftest import ADMIN_KEY, AzureEnv

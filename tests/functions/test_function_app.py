@@ -14,8 +14,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from engine.azure_host import MAX_DEQUEUE_COUNT
-from engine.azure_settings import SETTINGS, AzureSettingsError, load_azure_settings
+from engine.hosting.azure import MAX_DEQUEUE_COUNT
+from engine.hosting.azure_settings import SETTINGS, AzureSettingsError, load_azure_settings
 from tests.functions.harness import HTTP_FUNCTION, QUEUE_FUNCTION, ROOT, TIMER_FUNCTION, function_app, functions
 
 SETTING_NAMES = {setting.name for setting in SETTINGS}
@@ -107,7 +107,7 @@ def test_every_app_setting_the_code_reads_is_declared() -> None:
     assert recording.read and recording.read <= SETTING_NAMES
 
     # ... and nothing around it reads the environment itself.
-    for path in ("function_app.py", "engine/azure_host.py", "engine/observability.py",
+    for path in ("function_app.py", "engine/hosting/azure.py", "engine/hosting/observability.py",
                  "engine/feed/subscriptions_cosmos.py"):
         source = (ROOT / path).read_text()
         assert not re.search(r"os\.environ|getenv\(", source), f"{path} reads the environment directly"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.azure_settings import AzureSettingsError, load_azure_settings
+from engine.hosting.azure_settings import AzureSettingsError, load_azure_settings
 from engine.queues.azure import MAX_BODY_BYTES
 from tests.cosmos_fixtures import CosmosAccount
 from tests.functions.conftest import ADMIN_KEY, AzureEnv

@@ -1,4 +1,4 @@
-"""Structured logs and traces of command processing (engine/observability.py).
+"""Structured logs and traces of command processing (engine/hosting/observability.py).
 
 - Every processing line carries tenant, instance, trigger and sequence (and the message's id and dequeue count),
   rendered as key=value or JSON, for `waymark serve`'s stderr and for the Functions worker's root handlers.
@@ -28,11 +28,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from engine import observability
-from engine.azure_host import UndecodableMessage, process_message
 from engine.domain import Trigger
-from engine.runtime import Engine, memory_engine
+from engine.hosting import observability
+from engine.hosting.azure import UndecodableMessage, process_message
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 from tests.functions.harness import ROOT
 
 TENANT = "acme"
@@ -190,9 +191,9 @@ _EXPORTING = r"""
 import json, sys
 from opentelemetry import trace
 from opentelemetry._logs import get_logger_provider
-from engine import observability
-from engine.azure_host import process_message
-from engine.runtime import memory_engine
+from engine.hosting import observability
+from engine.hosting.azure import process_message
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance, to_message
 
 undo = observability.configure_host_logging("info")

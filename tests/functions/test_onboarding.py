@@ -3,7 +3,7 @@ after a failure in each step: it finishes with one tenant, one key, its storage 
 
 `az` cannot be installed here: a stand-in on PATH plays it (it records its arguments, fails when told to, and
 "deploys" by creating the tenant's database and containers on cosmosdb-server, as tenant.bicep would, then prints
-outputs shaped like the template's). The app is the Azure host's (engine/azure_host.py) on cosmosdb-server and
+outputs shaped like the template's). The app is the Azure host's (engine/hosting/azure.py) on cosmosdb-server and
 Azurite, served by uvicorn on a loopback port, built as in Azure: it creates no tenant storage itself.
 """
 
@@ -24,12 +24,12 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from engine.azure_host import AzureHost
 from engine.cli.main import app as cli
-from engine.cli.serve import bind, url_of
+from engine.drivers.cosmos import cosmos_client
+from engine.hosting.azure import AzureHost
+from engine.hosting.local import bind, url_of
 from engine.queues.azure import AzureStorageCommandQueue
-from engine.stores.cosmos import cosmos_client
-from engine.tenants_cosmos import CosmosTenantRegistry
+from engine.tenants.cosmos import CosmosTenantRegistry
 from tests.cosmos_fixtures import CosmosAccount
 from tests.functions.conftest import ADMIN_KEY, LOCAL_COSMOS_KEY, SECRET, AzureEnv
 

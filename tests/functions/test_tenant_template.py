@@ -10,8 +10,8 @@ from typing import Any
 from tree_sitter import Node
 
 from engine.stores.cosmos import DEFINITIONS_INDEXING_POLICY, EVENTS_INDEXING_POLICY, EVENTS_UNIQUE_KEY_POLICY
-from engine.tenant_config import CONFIG_KEYS, parse_tenant_config
-from engine.tenants_cosmos import config_from_outputs
+from engine.tenants.config import CONFIG_KEYS, parse_tenant_config
+from engine.tenants.onboarding import config_from_outputs
 from tests.functions.harness import ROOT
 from tests.infra.bicep_source import outputs, parse, properties, resources, string_value, text, top_level
 

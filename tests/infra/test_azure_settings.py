@@ -1,4 +1,4 @@
-"""engine/azure_settings.py: reading the Azure host's app settings, and refusing bad ones all at once."""
+"""engine/hosting/azure_settings.py: reading the Azure host's app settings, and refusing bad ones all at once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from engine.azure_settings import SETTINGS, AzureSettingsError, load_azure_settings
+from engine.hosting.azure_settings import SETTINGS, AzureSettingsError, load_azure_settings
 
 IDENTITY_BASED = {
     "WAYMARK_STORE": "cosmos",

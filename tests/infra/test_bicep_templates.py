@@ -1,5 +1,5 @@
 """infra/: the Bicep templates parse, their parameter files match them, and main.bicep sets exactly the app
-settings engine/azure_settings.py declares."""
+settings engine/hosting/azure_settings.py declares."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS
+from engine.hosting.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS
 from tests.infra.bicep_source import (
     app_setting_names,
     bicepparam_values,
@@ -74,7 +74,7 @@ def test_main_bicep_sets_exactly_the_app_settings_the_code_reads() -> None:
     alternatives = {setting.name for setting in SETTINGS if not setting.deployed}
     ours_in_bicep = set(in_bicep) - FUNCTIONS_HOST_SETTINGS
 
-    assert sorted(deployed - ours_in_bicep) == [], "declared in engine/azure_settings.py, not set by main.bicep"
+    assert sorted(deployed - ours_in_bicep) == [], "declared in engine/hosting/azure_settings.py, not set by main.bicep"
     assert sorted(ours_in_bicep - deployed - alternatives) == [], "set by main.bicep, unknown to azure_settings"
     assert sorted(ours_in_bicep & alternatives) == [], "main.bicep deploys identity-based: no key settings"
     # The host's storage is identity-based too.

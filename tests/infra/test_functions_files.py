@@ -9,8 +9,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from engine.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS, load_azure_settings
-from engine.stores.cosmos import cosmos_client
+from engine.drivers.cosmos import cosmos_client
+from engine.hosting.azure_settings import FUNCTIONS_HOST_SETTINGS, SETTINGS, load_azure_settings
 from tests.cosmos_fixtures import CosmosAccount
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_docs_describe_every_setting() -> None:
     """The documentation site's configuration reference is generated from each setting's description: every
     setting has one, and its row there carries it."""
     from engine.cli.main import app
-    from engine.settings import Settings
+    from engine.hosting.settings import Settings
     from tools.docs.config_reference import configuration_reference
     from tools.docs.markdown import cell
 

@@ -25,9 +25,10 @@ import httpx
 import pytest
 import uvicorn
 
-from engine.cli.serve import Service, WorkerPool, bind, open_service, url_of, uvicorn_config
-from engine.runtime import Engine
-from engine.settings import Settings
+from engine.hosting.local import Service, bind, open_service, url_of, uvicorn_config
+from engine.hosting.settings import Settings
+from engine.hosting.worker import WorkerPool
+from engine.service.engine import Engine
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

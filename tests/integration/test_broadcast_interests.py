@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from engine.domain import EventType, Trigger
-from engine.runtime import Engine, memory_engine, sqlite_engine
+from engine.hosting.runtime import memory_engine, sqlite_engine
 from engine.service.commands import CreateInstance
+from engine.service.engine import Engine
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from engine.domain import Trigger
-from engine.runtime import Engine, memory_engine, sqlite_engine
+from engine.hosting.runtime import memory_engine, sqlite_engine
 from engine.service.commands import CreateInstance
+from engine.service.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 T = "acme"

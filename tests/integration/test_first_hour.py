@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from engine.cli.main import app
-from engine.cli.serve import WorkerPool
+from engine.hosting.worker import WorkerPool
 from tests.integration.conftest import RunningServer, serve_api
 from tests.integration.test_operations import PAYMENTS
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from engine.domain import Outcome, Services, Trigger
+from engine.hosting.runtime import memory_engine
 from engine.outbound import DestinationPolicy, OutboundClient
-from engine.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.http_port import HttpxPort
 

@@ -13,8 +13,8 @@ import pytest
 from engine.domain import Outcome, RecoveryMode, Services, Status, Trigger
 from engine.outbound import DestinationPolicy, OutboundClient
 from engine.queues.memory import MemoryCommandQueue
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 from engine.service.http_port import HttpxPort
 from engine.service.worker import Worker
 from engine.stores.memory import MemoryDefinitionStore, MemoryEventStore

@@ -1,5 +1,5 @@
 """A hostile tenant beside an ordinary one, through `waymark serve` (a real process, SQLite, 2 workers): tenant A
-uploads the worst definitions it can write (engine/cli/bench_isolation.py: costly expressions, an `http` action to a
+uploads the worst definitions it can write (engine/bench/isolation.py: costly expressions, an `http` action to a
 tarpit that drips one byte a second, a webhook to another tarpit) and keeps creating instances of them, while tenant
 B creates 200 instances and sends 1,000 triggers. Every one of B's triggers applies; A's instances fault with
 messages that say what was exceeded; the tarpits really were called. (`waymark bench isolation` runs the same
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.bench_isolation import HOSTILE_EXPRESSIONS, NoisyNeighbour, Tarpits, bench_isolation, running_server
-from engine.cli.serve import open_engine, open_tenants
+from engine.bench.isolation import HOSTILE_EXPRESSIONS, NoisyNeighbour, Tarpits, running_server
+from engine.cli.bench import bench_isolation
 from engine.domain import HttpRequest
-from engine.settings import Settings
+from engine.hosting.local import open_engine, open_tenants
+from engine.hosting.settings import Settings
 
 pytestmark = pytest.mark.integration
 

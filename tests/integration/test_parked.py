@@ -154,7 +154,7 @@ def test_the_local_queues_poison_is_moved_to_the_tenants_parked_store(tmp_path: 
     """A worker that died on each delivery leaves the message to the SQLite queue's poison table; the drain (the
     serve's and `waymark worker`'s, every minute) moves it to the tenant's parked store — a message naming no
     tenant stays for the admin."""
-    from engine.runtime import sqlite_engine
+    from engine.hosting.runtime import sqlite_engine
 
     engine = sqlite_engine(tmp_path, max_dequeue_count=2)
     try:

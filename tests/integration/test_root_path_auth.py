@@ -16,8 +16,8 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from engine.cli.serve import Service, open_service
-from engine.settings import Settings
+from engine.hosting.local import Service, open_service
+from engine.hosting.settings import Settings
 from tests.integration.conftest import ADMIN_KEY, serve_api
 
 pytestmark = pytest.mark.integration

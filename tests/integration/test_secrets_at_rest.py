@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from engine.cli.main import app
 from engine.feed.webhook import verify_signature
-from engine.sealing import SEALED_PREFIX
+from engine.tenants.sealing import SEALED_PREFIX
 from tests.integration.conftest import RunningServer, serve_api
 from tests.integration.test_api import problem
 from tests.webhook_receiver import Receiver, Reply, wait_until

@@ -142,7 +142,7 @@ def test_serve_walks_the_expense_claim_and_stops_cleanly_on_sigint(served: Serve
         left = queue.depth()
         assert queue.poisoned() == []
     # whatever was not processed is still queued; whatever was processed is stored: nothing was lost
-    from engine.runtime import sqlite_engine
+    from engine.hosting.runtime import sqlite_engine
 
     engine = sqlite_engine(served.data_dir)
     created = {i.id for i in engine.events.list_instances("demo", limit=1000).items}

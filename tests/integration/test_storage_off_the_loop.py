@@ -13,18 +13,18 @@ import pytest
 
 from engine.api import create_app
 from engine.domain import Trigger
+from engine.hosting.settings import Settings
 from engine.queues.azure import AzureStorageCommandQueue
 from engine.queues.memory import MemoryCommandQueue
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance
-from engine.settings import Settings
+from engine.service.engine import Engine
 from engine.stores.base import embedded
 from engine.stores.cosmos import CosmosEventStore
 from engine.stores.memory import MemoryDefinitionStore, MemoryEventStore
 from engine.stores.routing import TenantRoutedEventStore, TenantStoreRouter
 from engine.stores.sqlite import SqliteEventStore
 from engine.tenants import MemoryTenantRegistry
-from engine.tenants_cosmos import CosmosTenantRegistry
+from engine.tenants.cosmos import CosmosTenantRegistry
 from tests.feed.conftest import api_client
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from engine.cli.serve import WorkerPool
 from engine.domain import Services
+from engine.hosting.runtime import sqlite_engine
+from engine.hosting.worker import WorkerPool
 from engine.outbound import DestinationPolicy, OutboundClient
 from engine.queues.base import Message
-from engine.runtime import Engine, sqlite_engine
 from engine.service.commands import CreateInstance, from_message, to_message
+from engine.service.engine import Engine
 from engine.service.fairness import BatchInProgress, HandBack, TenantGate, deferred_body
 from engine.service.http_port import HttpxPort
 from engine.service.worker import Worker

@@ -17,8 +17,8 @@ from azure.identity import ManagedIdentityCredential
 
 from engine.domain import InvalidDefinition, Outcome, Services, Trigger, default_registry, parse_definition
 from engine.feed import RetryPolicy, Subscription, SubscriptionStatus, WebhookPublisher
+from engine.hosting.runtime import memory_engine
 from engine.outbound import DestinationPolicy, ManagedIdentityTokens, OutboundClient
-from engine.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.http_port import HttpxPort
 from tests.webhook_receiver import Receiver, Reply

@@ -19,11 +19,11 @@ import pytest
 
 from engine.domain import Outcome, Services, Trigger
 from engine.feed import RetryPolicy, Subscription, SubscriptionStatus, WebhookPublisher
+from engine.hosting.runtime import memory_engine
 from engine.outbound import DestinationPolicy, OutboundClient, OutboundError, refusal
-from engine.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.http_port import HttpxPort
-from engine.service.processor import Result
+from engine.service.results import Result
 from tests.webhook_receiver import Receiver, Reply
 
 # Each target the guard must refuse, as a host name resolves to it (one address each).

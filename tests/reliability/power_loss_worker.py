@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from engine.domain import Trigger
-from engine.runtime import sqlite_engine
+from engine.drivers.sqlite import checked_synchronous, durable
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import SendTrigger, to_message
 from engine.service.worker import Worker
-from engine.stores._sqlite import checked_synchronous, durable
 
 TENANT = "acme"
 INSTANCES = ("claim-1", "claim-2", "claim-3")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.serve import open_service
 from engine.domain import Trigger
-from engine.runtime import sqlite_engine
+from engine.hosting.local import open_service
+from engine.hosting.runtime import sqlite_engine
+from engine.hosting.settings import Settings
 from engine.service.commands import CreateInstance, SendTrigger, to_message
 from engine.service.worker import Worker
-from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 T = "acme"

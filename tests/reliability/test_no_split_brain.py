@@ -20,9 +20,10 @@ import pytest
 
 from engine.domain import Trigger, fold
 from engine.feed import ChangeFeed, MemorySubscriptionStore, RetryPolicy, WebhookPublisher
+from engine.hosting.runtime import sqlite_engine
 from engine.queues.base import Message
-from engine.runtime import Engine, sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 from engine.service.worker import Worker
 from tests.webhook_receiver import Receiver, wait_until
 

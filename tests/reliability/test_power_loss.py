@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime import sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance
 from tests.reliability.power_loss_worker import INSTANCES, TENANT
 

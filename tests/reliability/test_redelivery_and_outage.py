@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from engine.domain import Trigger
-from engine.runtime import Engine, sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 from engine.service.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.domain import Trigger
 from engine.feed import ChangeFeed, SqliteSubscriptionStore, WebhookPublisher
-from engine.runtime import sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
 from engine.tenants import SqliteTenantRegistry, read_or_create_secret
 from tests.webhook_receiver import Receiver, wait_until
@@ -29,7 +29,7 @@ def _worker(data_dir: Path, *, capture: bool = False) -> subprocess.Popen[bytes]
     env = {**os.environ, "WAYMARK_VISIBILITY_TIMEOUT": "1", "WAYMARK_MAX_DEQUEUE_COUNT": "1000",
            "WAYMARK_WORKERS": "2", "WAYMARK_FEED_GRACE_SECONDS": "1", "WAYMARK_FEED_SWEEP_SECONDS": "0.5",
            "WAYMARK_LOG_LEVEL": "error"}
-    return subprocess.Popen([sys.executable, "-m", "engine.service.worker_process", str(data_dir)], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "engine.hosting.worker", str(data_dir)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if capture else subprocess.DEVNULL)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from engine.domain import Trigger
-from engine.runtime import Engine, memory_engine, sqlite_engine
+from engine.hosting.runtime import memory_engine, sqlite_engine
 from engine.service.commands import CreateInstance
+from engine.service.engine import Engine
 from engine.ui.listing import by_natural_id, natural_key, recently_updated
 
 T = "acme"

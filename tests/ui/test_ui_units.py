@@ -10,7 +10,7 @@ import pytest
 
 from engine.domain import default_registry, parse_definition
 from engine.domain.events import Event, EventType
-from engine.sealing import Sealer
+from engine.tenants.sealing import Sealer
 from engine.ui.diagram import layout
 from engine.ui.security import same_origin, tokens_match
 from engine.ui.sessions import SessionStore

@@ -64,7 +64,7 @@ def test_rich_markup_in_user_data_is_printed_as_text(capsys: object) -> None:
 def test_the_docs_describe_every_setting_of_serve() -> None:
     """The configuration reference of the documentation site is generated from each setting's `description`: a
     setting without one, or whose row lacks it, is an undocumented setting."""
-    from engine.settings import Settings
+    from engine.hosting.settings import Settings
     from tools.docs.config_reference import configuration_reference, env_names
     from tools.docs.markdown import cell
 

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from engine.feed import CloudEventMapper
 from engine.feed.cloudevents import ALL_TYPES, CE_TYPES, commit_events
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.schemas import dataschema, event_schema, event_types
 from tests.event_contract import CONTRACT, CheckedCloudEvent
 from tests.feed.helpers import create, trigger

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.domain import RecoveryMode, Trigger
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance
 from engine.service.explain import explain
 from tests.integration.test_operations import PAYMENTS

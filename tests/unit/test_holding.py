@@ -14,8 +14,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from engine.domain import StoreUnavailable, Trigger
-from engine.runtime import Engine, memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance, MalformedCommand, SendTrigger, to_message
+from engine.service.engine import Engine
 from engine.service.failures import CommandFailures
 from engine.service.holding import CircuitBreakers, HoldPolicy, held_body, hold_of
 

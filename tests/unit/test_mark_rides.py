@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from engine.domain import Trigger
-from engine.runtime import Engine, sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance
+from engine.service.engine import Engine
 from engine.stores._rides import MarkRides
 from engine.stores.sqlite import SqliteEventStore
 

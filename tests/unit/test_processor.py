@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.domain import Commit, ConcurrencyConflict, InstanceAlreadyExists, Outcome, Status, Trigger
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import Broadcast, CreateInstance, SendTrigger, from_message, to_message
 from engine.service.processor import CommandProcessor
 

@@ -16,7 +16,7 @@ from engine.domain import (
     Trigger,
     fold,
 )
-from engine.runtime import memory_engine
+from engine.hosting.runtime import memory_engine
 from engine.service.commands import CreateInstance
 
 T = "acme"

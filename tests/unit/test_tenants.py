@@ -12,7 +12,7 @@ import pytest
 
 from engine.api.limits import preferred_wait
 from engine.domain import StoreUnavailable, TenantNotFound
-from engine.settings import Settings
+from engine.hosting.settings import Settings
 from engine.tenants import (
     InvalidTenantId,
     KeyHasher,
@@ -35,7 +35,7 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TenantR
         yield sqlite
         sqlite.close()
     else:  # the session's cosmosdb-server, a platform database of this test's own
-        from engine.tenants_cosmos import CosmosTenantRegistry
+        from engine.tenants.cosmos import CosmosTenantRegistry
 
         silo = request.getfixturevalue("cosmos_silo")
         yield CosmosTenantRegistry(silo.client, secret=SECRET, database=f"{silo.prefix}-platform", create=True)
@@ -210,8 +210,8 @@ def test_prefer_wait_is_parsed_and_clamped(header: str | None, expected: float |
 
 
 def test_first_start_creates_the_demo_tenant_with_the_samples_once() -> None:
-    from engine.cli.serve import DEMO_TENANT, bootstrap
-    from engine.runtime import memory_engine
+    from engine.hosting.local import DEMO_TENANT, bootstrap
+    from engine.hosting.runtime import memory_engine
 
     engine = memory_engine()
     tenants = MemoryTenantRegistry(secret=SECRET)

@@ -29,8 +29,8 @@ DEFINITION = "WorkflowDefinition"  # components embedded from the definition sch
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of `waymark serve`'s app, built on a throw-away data directory without the samples."""
-    from engine.cli.serve import open_service
-    from engine.settings import Settings
+    from engine.hosting.local import open_service
+    from engine.hosting.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="waymark-docs-") as data_dir:
         service = open_service(Settings(data_dir=Path(data_dir), load_samples=False, workers=0))

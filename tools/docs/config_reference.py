@@ -1,5 +1,5 @@
-"""The configuration reference page, from the settings declarations: `engine.settings.Settings` (`waymark serve`
-and `waymark worker`), the CLI's client options, and `engine.azure_settings.SETTINGS` (the Functions app)."""
+"""The configuration reference page, from the settings declarations: `engine.hosting.settings.Settings` (`waymark serve`
+and `waymark worker`), the CLI's client options, and `engine.hosting.azure_settings.SETTINGS` (the Functions app)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ __all__ = ["configuration_reference", "env_names", "serve_flags"]
 INTRO = """\
 # Configuration reference
 
-Generated at every build of this site from the declarations in the code: `engine/settings.py` for
-`waymark serve` and `waymark worker`, the CLI's own options, and `engine/azure_settings.py` for the Azure
+Generated at every build of this site from the declarations in the code: `engine/hosting/settings.py` for
+`waymark serve` and `waymark worker`, the CLI's own options, and `engine/hosting/azure_settings.py` for the Azure
 Functions app. An environment variable set to a value outside its range or choices stops the server at start
 with a message naming it.
 """
@@ -95,6 +95,7 @@ def _azure(settings: Iterable[Any]) -> str:
                                          ("not deployed by main.bicep", not setting.deployed)) if flag]
         default = code(setting.default) if setting.default else ""
         rows.append((code(setting.name), ", ".join(notes), default, cell(setting.description)))
-    return ("## The Azure Functions app\n\nThe app settings `function_app.py` reads (`engine/azure_settings.py`); "
-            "`infra/main.bicep` sets those it deploys. A missing or invalid one stops the app at start with every "
-            "problem listed.\n\n" + table(["app setting", "", "default", "what"], rows))
+    return ("## The Azure Functions app\n\nThe app settings `function_app.py` reads "
+            "(`engine/hosting/azure_settings.py`); `infra/main.bicep` sets those it deploys. A missing or invalid one "
+            "stops the app at start with every problem listed.\n\n"
+            + table(["app setting", "", "default", "what"], rows))

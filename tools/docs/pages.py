@@ -13,10 +13,10 @@ def _json(document: Any) -> str:
 
 def generated_pages() -> dict[str, str]:
     """Site path → content. Imports here: building the docs is the only thing that needs all of these at once."""
-    from engine.azure_settings import SETTINGS
     from engine.cli.main import app
+    from engine.hosting.azure_settings import SETTINGS
+    from engine.hosting.settings import Settings
     from engine.schemas import asyncapi_document, event_schema, event_types, load
-    from engine.settings import Settings
     from tools.docs.api_reference import http_api_reference, openapi_document
     from tools.docs.cli_reference import cli_reference
     from tools.docs.config_reference import configuration_reference

@@ -14,7 +14,7 @@ synchronous level it is given, which it reads back from its own connections (wha
   transaction; and the same marks: as many group commits carrying the marks made until then as carried marks in
   Waymark's round, and as many mark transactions of their own as Waymark's made. Each transaction synced as
   Waymark syncs it (at FULL: the group commit; the claims, deletes and marks unsynced, see
-  engine/stores/_sqlite.unsynced). The physical limit of the design on this disk.
+  engine/drivers/sqlite.py unsynced). The physical limit of the design on this disk.
 - `pyeventsourcing_round`: pyeventsourcing's `Application` on SQLite, its connections set to the same synchronous
   level, the aggregate cache on, and the same batching: per batch, the 16 aggregates are got, changed, and saved
   with one `app.save(*aggregates)`. It has no queue and no outbox to mark (what it does not do is not timed).
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.domain import Trigger
+from engine.drivers.sqlite import checked_synchronous, unsynced
+from engine.hosting.runtime import sqlite_engine
 from engine.queues.sqlite import SqliteCommandQueue
-from engine.runtime import sqlite_engine
 from engine.service.commands import CreateInstance, FireTimer, SendTrigger, to_message
-from engine.stores._sqlite import checked_synchronous, unsynced
 from engine.stores.sqlite import _FIND_AND_HEAD, _INSERT_COMMIT  # the very statements Waymark runs
 from engine.stores.sqlite import _MARK_DISPATCHED as _MARK
 
@@ -166,7 +166,7 @@ def measure_sizes(data_dir: Path, workload: Workload) -> Sizes:
 def waymark_round(data_dir: Path, workload: Workload) -> Round:
     from engine.feed import ChangeFeed, SqliteSubscriptionStore
     from engine.queues.base import CommandQueue
-    from engine.runtime import Engine
+    from engine.service.engine import Engine
     from engine.service.worker import Worker
     from engine.stores.base import EventStore
     from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
@@ -224,7 +224,7 @@ class _Timed:
 
 def raw_round(data_dir: Path, workload: Workload, sizes: Sizes, marks: Round) -> Round:
     """`marks`: Waymark's round, whose mark transactions and rides this one makes as many of."""
-    from engine.stores._sqlite import TenantDatabases
+    from engine.drivers.sqlite import TenantDatabases
 
     synchronous = checked_synchronous(workload.synchronous)
     _prepare_engine(data_dir, workload)  # the same files: schema, instances and the queued commands

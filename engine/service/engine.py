@@ -1,13 +1,13 @@
-"""The composition root: which adapters an engine runs on, built from a data directory or settings.
+"""An engine: the use cases (processing, the catalog, parked commands, failures) over the ports it is given.
 
-Hosts (`waymark serve`, the CLI, `function_app.py`) build one `Engine` per process and share it.
+Hosts choose the adapters (engine/hosting/runtime.py builds the embedded ones; engine/hosting/local.py and
+engine/hosting/azure.py those of `waymark serve` and the Functions app) and build one `Engine` per process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.domain import Services
@@ -31,7 +31,7 @@ class Engine:
     processor: CommandProcessor = field(init=False)
     services: Services = field(default_factory=Services)
     on_commit: CommitListener | None = None
-    sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/sealing.py)
+    sealer: SecretSealer | None = None  # seals the definitions' secrets at rest (engine/tenants/sealing.py)
     scheduler: TimerScheduler | None = None  # default: timers straight onto `queue`, however far away
     # Where each tenant's parked commands are kept (engine/stores/parked.py); hosts pass their durable one.
     parked_store: ParkedStore = field(default_factory=MemoryParkedStore)
@@ -56,34 +56,3 @@ class Engine:
 
     def _resend(self, body: Mapping[str, Any], delay: float) -> None:
         self.queue.send(body, delay=delay)
-
-
-def sqlite_engine(data_dir: Path, *, services: Services | None = None, max_dequeue_count: int = 5,
-                  busy_timeout: float = 10.0, synchronous: str = "full") -> Engine:
-    """The embedded default: one SQLite file per tenant, and a SQLite command queue, under `data_dir`.
-
-    `busy_timeout` is how long a statement waits for a lock held elsewhere before the store reports itself
-    unavailable (and the command goes back on the queue). `synchronous` is how every file is synced ("full",
-    durable; or "normal": see WAYMARK_SQLITE_SYNCHRONOUS)."""
-    from engine.queues.sqlite import SqliteCommandQueue
-    from engine.stores._sqlite import checked_synchronous
-    from engine.stores.parked import SqliteParkedStore
-    from engine.stores.sqlite import SqliteDefinitionStore, SqliteEventStore
-
-    sync = checked_synchronous(synchronous)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return Engine(
-        events=SqliteEventStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
-        definitions=SqliteDefinitionStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
-        queue=SqliteCommandQueue(data_dir / "queue.db", max_dequeue_count=max_dequeue_count, synchronous=sync),
-        services=services or Services(),
-        parked_store=SqliteParkedStore(data_dir, busy_timeout=busy_timeout, synchronous=sync),
-    )
-
-
-def memory_engine(*, services: Services | None = None) -> Engine:
-    from engine.queues.memory import MemoryCommandQueue
-    from engine.stores.memory import MemoryDefinitionStore, MemoryEventStore
-
-    return Engine(events=MemoryEventStore(), definitions=MemoryDefinitionStore(), queue=MemoryCommandQueue(),
-                  services=services or Services())

@@ -44,24 +44,25 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from engine.azure_settings import AzureSettings, load_azure_settings
 from engine.domain import ActionRetries, ExpressionBudget, InstanceAlreadyExists, Services, StoreUnavailable
+from engine.drivers.cosmos import cosmos_client
 from engine.feed import ChangeFeed, EventGridPublisher, SweepReport, WebhookPublisher, parse_static_subscriptions
 from engine.feed.pausing import ResumePolicy
 from engine.feed.subscriptions_cosmos import CosmosSubscriptionStore, SubscriptionsLocation
-from engine.observability import command_span, configure_host_logging, configure_tracing, log_context
+from engine.hosting.azure_settings import AzureSettings, load_azure_settings
+from engine.hosting.observability import command_span, configure_host_logging, configure_tracing, log_context
+from engine.hosting.settings import Settings
 from engine.queues.azure import AzureStorageCommandQueue, decode_body
-from engine.runtime import Engine
 from engine.schemas import DEFAULT_SCHEMA_BASE
 from engine.service.commands import MalformedCommand, from_message
+from engine.service.engine import Engine
 from engine.service.failures import CommandFailures
 from engine.service.fairness import TenantGate, deferred_body, tenant_of
 from engine.service.holding import CircuitBreakers, HoldPolicy
-from engine.service.processor import CommandProcessor, Result
+from engine.service.processor import CommandProcessor
+from engine.service.results import Result
 from engine.service.retrying import RetryLater
 from engine.service.timers import TimerScheduler
-from engine.settings import Settings
-from engine.stores.cosmos import cosmos_client
 from engine.stores.routing import (
     TenantRoutedDefinitionStore,
     TenantRoutedEventStore,
@@ -70,7 +71,7 @@ from engine.stores.routing import (
 )
 from engine.stores.timers_cosmos import CosmosTimerIndex, TimersLocation
 from engine.tenants import DEFINITION_SECRETS, sealer_of
-from engine.tenants_cosmos import CosmosTenantRegistry
+from engine.tenants.cosmos import CosmosTenantRegistry
 
 __all__ = ["MAX_DEQUEUE_COUNT", "SWEEP_WAIT_SECONDS", "TIMERS_SCHEDULE", "AzureHost", "LazyAzureHost",
            "SweepOutcome", "UndecodableMessage", "process_message"]

@@ -16,7 +16,7 @@ __all__ = ["Settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 StoreKind = Literal["sqlite", "cosmos"]
-Synchronous = Literal["full", "normal"]  # engine.stores._sqlite.Synchronous
+Synchronous = Literal["full", "normal"]  # engine.drivers.sqlite.Synchronous
 
 
 class Settings(BaseSettings):

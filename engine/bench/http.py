@@ -28,13 +28,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import typer
 from rich.table import Table
 
-from engine.cli import render
+from engine.bench.output import console
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -63,8 +62,8 @@ def serve_empty(port: int) -> None:
     """Run the empty app on 127.0.0.1:`port` under the same uvicorn settings as `waymark serve`."""
     import uvicorn
 
-    from engine.cli.serve import bind, uvicorn_config
-    from engine.settings import Settings
+    from engine.hosting.local import bind, uvicorn_config
+    from engine.hosting.settings import Settings
 
     sock = bind("127.0.0.1", port)
     uvicorn.Server(uvicorn_config(empty_app(), Settings())).run(sockets=[sock])
@@ -79,9 +78,9 @@ def free_port() -> int:
 
 def prepare(data_dir: Path, instances: int) -> list[str]:
     """The demo tenant with the samples, and `instances` expense claims, written before the server starts."""
-    from engine.cli.serve import open_service
+    from engine.hosting.local import open_service
+    from engine.hosting.settings import Settings
     from engine.service.commands import CreateInstance
-    from engine.settings import Settings
 
     service = open_service(Settings(data_dir=data_dir, admin_key=ADMIN_KEY, demo_key=DEMO_KEY, load_samples=True))
     ids = [f"claim-{n:03d}" for n in range(instances)]
@@ -219,7 +218,7 @@ def run_http_bench(*, seconds: float, concurrency: int, max_requests: int, insta
         empty_port = free_port()
         empty_url = f"http://127.0.0.1:{empty_port}"
         servers.enter_context(server(
-            [sys.executable, "-c", f"from engine.cli.bench_http import serve_empty; serve_empty({empty_port})"],
+            [sys.executable, "-c", f"from engine.bench.http import serve_empty; serve_empty({empty_port})"],
             env, f"{empty_url}/empty", method="POST"))
         targets = {"trigger": (real_url, [f"/tenants/{TENANT}/instances/{i}/triggers" for i in ids]),
                    "empty": (empty_url, ["/empty"])}
@@ -251,23 +250,8 @@ def run_http_bench(*, seconds: float, concurrency: int, max_requests: int, insta
     }
 
 
-def bench_http(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    seconds: Annotated[float, typer.Option(min=0.5, max=60, help="Measured seconds per server.")] = 4.0,
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 32,
-    max_requests: Annotated[int, typer.Option(min=100, help="At most this many requests per server.")] = 50_000,
-    instances: Annotated[int, typer.Option(min=1, help="Instances the triggers go to.")] = 50,
-    workers: Annotated[int, typer.Option(min=0, max=16, help="Queue workers in the real server.")] = 0,
-    client: Annotated[str, typer.Option(help="raw (asyncio streams, cheap) or httpx (AsyncClient).")] = "raw",
-) -> None:
-    """Triggers accepted per second over HTTP (no Prefer: wait) beside an empty FastAPI endpoint."""
-    if client not in ("raw", "httpx"):
-        raise typer.BadParameter("raw or httpx", param_hint="--client")
-    figures = run_http_bench(seconds=seconds, concurrency=concurrency, max_requests=max_requests,
-                             instances=instances, workers=workers, client=client)
-    if as_json:
-        print(json.dumps(figures))
-        return
+def print_figures(figures: dict[str, Any]) -> None:
+    """The figures as a table, with the settings they were measured under."""
     ratio = figures["ratio"] or 0.0
     table = Table("measure", "requests/s", "requests", "target", "met", title="waymark bench http")
     table.add_row("POST …/instances/{i}/triggers (202)", f"{figures['trigger_rps']:,.0f}",
@@ -275,6 +259,7 @@ def bench_http(
     table.add_row("POST /empty (202, FastAPI)", f"{figures['empty_rps']:,.0f}", str(figures["empty_requests"]), "-",
                   "")
     table.add_row("ratio", f"{ratio:.0%}", "", "", "")
-    render.console.print(table)
-    render.console.print(f"{concurrency} requests in flight for {seconds:g} s per server, {workers} queue worker(s), "
-                         f"{figures['errors']} error(s), {client} client, {figures['cpus']} CPU(s)", highlight=False)
+    console.print(table)
+    console.print(f"{figures['concurrency']} requests in flight for {figures['seconds']:g} s per server, "
+                  f"{figures['workers']} queue worker(s), {figures['errors']} error(s), {figures['client']} client, "
+                  f"{figures['cpus']} CPU(s)", highlight=False)

@@ -1,16 +1,13 @@
-"""`waymark bench cosmos`: every request the Cosmos store sends per trigger on the worker's path, with the outbox and
-one webhook subscriber, beside the same path on SQLite, in one run (engine/cli/bench_cosmos_work.py measures).
+"""A local `@vercel/cosmosdb-server` (from npm) for `waymark bench cosmos` and the tests: `LocalCosmosServer`.
 
-It starts a local `@vercel/cosmosdb-server` itself (`LocalCosmosServer`, which the tests use too) and counts the
-HTTP requests the Cosmos client sends (a `RequestCounter` on the SDK's per-request hook: every request on the wire,
-retries included), with the request charges the responses carry.
+It starts the server on a free loopback port over HTTPS with its self-signed certificate; the client it gives skips
+TLS verification (that server only).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -18,19 +15,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-import warnings
 import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rich.table import Table
-
-from engine.cli import render
-
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "samples" / "expense-claim.json"
-TENANT = "bench"
 HOST = "127.0.0.1"
 # The well-known key of the Cosmos DB emulator: cosmosdb-server accepts any key, the SDK needs one in base64.
 LOCAL_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
@@ -135,7 +125,7 @@ class LocalCosmosServer:
 
     def client(self, **options: Any) -> Any:
         """A client of this server (TLS not verified: the certificate is self-signed)."""
-        from engine.stores.cosmos import cosmos_client
+        from engine.drivers.cosmos import cosmos_client
 
         return cosmos_client(self.endpoint, key=self.key, verify=False, **options)
 
@@ -148,51 +138,3 @@ _started: weakref.WeakSet[LocalCosmosServer] = weakref.WeakSet()
 def _stop_leftovers() -> None:
     for server in list(_started):
         server.close()
-
-
-# ---------------------------------------------------------------------------------------------- the bench
-
-def run_cosmos_bench(as_json: bool, *, instances: int = 20, rounds: int = 15, batch: int = 16) -> dict[str, Any]:
-    """`waymark bench cosmos [--json]`: starts cosmosdb-server, measures, prints a table (or one JSON object)."""
-    from urllib3.exceptions import InsecureRequestWarning
-
-    from engine.cli.bench_cosmos_work import cosmos_figures, sqlite_tps
-
-    with warnings.catch_warnings():
-        # The local server's certificate is self-signed, and only its connections skip verification.
-        warnings.simplefilter("ignore", InsecureRequestWarning)
-        with LocalCosmosServer() as server:
-            figures = cosmos_figures(server, instances=instances, rounds=rounds, batch=batch)
-    figures["sqlite_tps"] = round(sqlite_tps(instances=instances, rounds=rounds, batch=batch), 1)
-    if as_json:
-        print(json.dumps(figures))
-        return figures
-    _print(figures)
-    return figures
-
-
-def _print(figures: dict[str, Any]) -> None:
-    def met(ok: bool) -> str:
-        return "[green]yes[/]" if ok else "[red]no[/]"
-
-    table = Table("measure", "Cosmos (cosmosdb-server)", "SQLite", "target", "met",
-                  title="waymark bench cosmos: the worker's path with the outbox and one webhook subscriber")
-    total = figures["requests_per_trigger_total"]
-    table.add_row("requests per trigger, all on the wire (steady state, sweeper amortised)", f"{total:g}", "-",
-                  f"≤ {figures['target_requests_per_trigger_total']:g}", met(figures["met"]))
-    table.add_row("  of which by method", ", ".join(f"{k} {v:g}" for k, v in figures["requests_by_method"].items()),
-                  "-", "", "")
-    table.add_row("  of which the sweeper (per pass, amortised)",
-                  f"{figures['sweeper_requests_per_pass']} per pass, {figures['sweeper_requests_per_trigger']:g}",
-                  "-", "", "")
-    table.add_row("requests per trigger, one command at a time (the Functions host)",
-                  f"{figures['requests_per_trigger_single']:g}", "-", "", "")
-    table.add_row("requests per trigger, cold (a new process)", f"{figures['requests_per_trigger_cold']:g}", "-", "",
-                  "")
-    ru = figures["ru_per_trigger"]
-    table.add_row("RU per trigger (x-ms-request-charge)", "n/a" if ru is None else f"{ru:g}", "-", "", "")
-    table.add_row("triggers/s, delivered and marked", f"{figures['cosmos_tps']:,.0f}", f"{figures['sqlite_tps']:,.0f}",
-                  "", "")
-    render.console.print(table)
-    render.console.print(figures["ru_note"], highlight=False, soft_wrap=True)
-    render.console.print(figures["excluded"], highlight=False, soft_wrap=True)

@@ -39,14 +39,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-import typer
 from rich.table import Table
 
-from engine.cli import render
-from engine.cli.bench_http import free_port, server
+from engine.bench.http import free_port, server
+from engine.bench.output import console
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
@@ -154,7 +153,7 @@ class Tarpits:
     def __init__(self) -> None:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "engine.cli.bench_isolation", "--tarpit"],
+        self.process = subprocess.Popen([sys.executable, "-m", "engine.bench.isolation", "--tarpit"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
@@ -420,23 +419,8 @@ def run_isolation_bench(*, instances: int = 200, triggers: int = 1000, concurren
     }
 
 
-def bench_isolation(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    instances: Annotated[int, typer.Option(min=1, help="Tenant B's instances.")] = 200,
-    triggers: Annotated[int, typer.Option(min=100, help="Tenant B's triggers.")] = 1000,
-    concurrency: Annotated[int, typer.Option(min=1, max=128, help="Tenant B's requests in flight.")] = 16,
-    rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of (alone, beside A), interleaved.")] = 3,
-    settle_seconds: Annotated[float, typer.Option(min=0, help="How long A's instances may take to end after B "
-                                                              "(last round).")] = 60.0,
-    hostile_items: Annotated[int, typer.Option(min=1, help="Length of the list A's expressions go over.")] = 1000,
-) -> None:
-    """Tenant B's trigger latency alone and beside a hostile tenant A (costly expressions, an `http` action to a
-    tarpit, a webhook to a tarpit), each run through its own `waymark serve`."""
-    figures = run_isolation_bench(instances=instances, triggers=triggers, concurrency=concurrency, rounds=rounds,
-                                  settle_seconds=settle_seconds, hostile_items=hostile_items)
-    if as_json:
-        print(json.dumps(figures))
-        return
+def print_figures(figures: dict[str, Any]) -> None:
+    """B's percentiles alone and beside A, each round's p99, and what A and the tarpits saw."""
     table = Table("tenant B's triggers (Prefer: wait)", "alone", "beside hostile tenant A",
                   title="waymark bench isolation (waymark serve, SQLite, 2 workers)")
     for name in ("p50", "p99", "max"):
@@ -446,11 +430,11 @@ def bench_isolation(
                   ", ".join(f"{r['p99_ms_with_hostile_neighbour']:,.0f}" for r in figures["rounds"]))
     table.add_row("outcomes", json.dumps(figures["victim_outcomes_alone"]),
                   json.dumps(figures["victim_outcomes_with_hostile_neighbour"]))
-    render.console.print(table)
-    render.console.print(f"tenant A: {figures['hostile_instances']} instances, "
-                         f"{json.dumps(figures['hostile_outcomes'])}; tarpits: "
-                         f"{json.dumps(figures['tarpit_requests'])} requests, at most "
-                         f"{figures['tarpit_most_open_connections']} connections open", highlight=False)
+    console.print(table)
+    console.print(f"tenant A: {figures['hostile_instances']} instances, "
+                  f"{json.dumps(figures['hostile_outcomes'])}; tarpits: "
+                  f"{json.dumps(figures['tarpit_requests'])} requests, at most "
+                  f"{figures['tarpit_most_open_connections']} connections open", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover - the tarpit process

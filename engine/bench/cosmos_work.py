@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.cli.bench_cosmos import SAMPLE, TENANT, LocalCosmosServer
+from engine.bench.cosmos_server import ROOT, LocalCosmosServer
 from engine.domain import Trigger
-from engine.runtime import Engine
 from engine.service.commands import CreateInstance, SendTrigger, to_message
+from engine.service.engine import Engine
 
+SAMPLE = ROOT / "samples" / "expense-claim.json"
+TENANT = "bench"
 TARGET = 3.0
 SWEEP_SECONDS = 10.0  # Settings.feed_sweep_seconds's default
 EXCLUDED = ("Not counted: the command queue (embedded here; on Azure the Functions host's queue trigger adds its "
@@ -45,10 +47,10 @@ class _Rig:
 
 def _rig(engine: Engine, data_dir: Path) -> _Rig:
     """The engine with its change feed wired, one webhook subscriber (in a process of its own) consenting."""
-    from engine.cli.bench_feed import _RemoteReceiver
+    from engine.bench.feed import RemoteReceiver
     from engine.feed import ChangeFeed, SqliteSubscriptionStore
 
-    receiver = _RemoteReceiver()
+    receiver = RemoteReceiver()
     subscriptions = SqliteSubscriptionStore(data_dir)
     feed = ChangeFeed(engine.events, subscriptions, definitions=engine.catalog, tenants=lambda: [TENANT],
                       allow_private_destinations=True)
@@ -102,8 +104,9 @@ def _run(rig: _Rig, ids: list[str], label: str, rounds: range, *, batch: int, on
 
 
 def cosmos_figures(server: LocalCosmosServer, *, instances: int, rounds: int, batch: int) -> dict[str, Any]:
+    from engine.drivers.cosmos import CosmosLocation, RequestCounter
     from engine.queues.memory import MemoryCommandQueue
-    from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore, CosmosLocation, RequestCounter
+    from engine.stores.cosmos import CosmosDefinitionStore, CosmosEventStore
 
     counter = RequestCounter()
     client = server.client(request_hook=counter)
@@ -178,7 +181,7 @@ def cosmos_figures(server: LocalCosmosServer, *, instances: int, rounds: int, ba
 
 def sqlite_tps(*, instances: int, rounds: int, batch: int) -> float:
     """The same path on the embedded store (SQLite at its default durability), with the same feed and subscriber."""
-    from engine.runtime import sqlite_engine
+    from engine.hosting.runtime import sqlite_engine
 
     with tempfile.TemporaryDirectory(prefix="waymark-bench-cosmos-") as tmp:
         engine = sqlite_engine(Path(tmp))

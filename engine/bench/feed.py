@@ -36,11 +36,12 @@ from typing import Any
 import httpx
 from rich.table import Table
 
-from engine.cli import render
+from engine.bench.output import console
 from engine.domain import Commit, Trigger
 from engine.feed import ChangeFeed, SqliteSubscriptionStore
-from engine.runtime import Engine, sqlite_engine
+from engine.hosting.runtime import sqlite_engine
 from engine.service.commands import CreateInstance
+from engine.service.engine import Engine
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "expense-claim.json"
 TENANT = "bench"
@@ -50,7 +51,7 @@ FLAKY_SLOW_SHARE = 0.1  # of those failures answered after sleeping 2 s
 
 class _Receiver:
     """A minimal webhook endpoint that notes when (`time.monotonic`) each event id arrived. It runs in a process of
-    its own (`python -m engine.cli.bench_feed --receiver`) so that it does not compete with the engine for the
+    its own (`python -m engine.bench.feed --receiver`) so that it does not compete with the engine for the
     GIL: what is measured is the engine's delivery, not the receiver's parsing. CLOCK_MONOTONIC is one clock for
     every process of a machine, so arrival times compare with the commit times taken in the engine's process."""
 
@@ -116,13 +117,13 @@ def _serve_receiver(flaky: bool) -> None:
     sys.stdin.read()
 
 
-class _RemoteReceiver:
+class RemoteReceiver:
     """The engine's side of the receiver process."""
 
     def __init__(self, *, flaky: bool = False) -> None:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "engine.cli.bench_feed", "--receiver"]
+        self.process = subprocess.Popen([sys.executable, "-m", "engine.bench.feed", "--receiver"]
                                         + (["--flaky"] if flaky else []),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
@@ -158,14 +159,14 @@ class _RemoteReceiver:
             self.process.stdout.close()
 
 
-def _all_arrived(receiver: _RemoteReceiver, ids: list[str]) -> bool:
+def _all_arrived(receiver: RemoteReceiver, ids: list[str]) -> bool:
     return all(i in receiver.arrived for i in ids)
 
 
 def _flaky_run(engine: Engine, feed: ChangeFeed, committed: dict[str, float], instances: int,
                triggers: int) -> dict[str, Any]:
     """(d): the same commits to a flaky and a healthy subscriber at once."""
-    steady, flaky = _RemoteReceiver(), _RemoteReceiver(flaky=True)
+    steady, flaky = RemoteReceiver(), RemoteReceiver(flaky=True)
     feed.start(sweep_interval=10.0)  # as `waymark serve` runs it: what the live retries give up on comes later
     try:
         for name, receiver in (("steady", steady), ("flaky", flaky)):
@@ -206,7 +207,7 @@ def measure(data_dir: Path, *, latency_samples: int, instances: int, triggers: i
             flaky_triggers: int = 500) -> dict[str, Any]:
     engine = sqlite_engine(data_dir)
     engine.catalog.put(TENANT, json.loads(SAMPLE.read_text()))
-    receiver = _RemoteReceiver()
+    receiver = RemoteReceiver()
     feed = ChangeFeed(engine.events, SqliteSubscriptionStore(data_dir), definitions=engine.catalog,
                       tenants=lambda: [TENANT], allow_private_destinations=True)
     committed: dict[str, float] = {}
@@ -314,7 +315,7 @@ def run_feed_bench(as_json: bool, *, latency_samples: int = 300, instances: int 
     table.add_row("  the same commits to a healthy subscriber meanwhile, p50 / p95 / last",
                   f"{figures['flaky_baseline_p50_ms']:,.0f} / {figures['flaky_baseline_p95_ms']:,.0f} / "
                   f"{figures['flaky_baseline_last_ms']:,.0f} ms")
-    render.console.print(table)
+    console.print(table)
     return figures
 
 
