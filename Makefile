@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint docs bench clean
+.PHONY: run test lint docs screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: lint docs $(NODE_STAMP) $(CHROMIUM)
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treated as a failure"; exit 1; fi; \
 	exit $$rc
+
+# The dashboard's pictures in docs/img/: the browser tests' screenshots (tests/ui/helpers.py names which), copied
+# there when asked; review them with `git diff --stat docs/img` before committing.
+screenshots: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+	WAYMARK_DOCS_SCREENSHOTS=1 $(BIN)/pytest -q tests/ui/test_ui_browser.py
 
 bench: $(STAMP)
 	$(BIN)/waymark bench engine

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,27 @@ from tests.integration.conftest import RunningServer
 from tests.integration.test_operations import faulted_instance
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The screenshots the documentation shows, by the name the browser tests save them under: `make screenshots` runs
+# the browser tests with WAYMARK_DOCS_SCREENSHOTS=1, which copies each of these into docs/img/.
+DOCS_SCREENSHOTS = {
+    "01-login": "ui-login.png", "02-overview": "ui-overview.png", "03-instances-filtered": "ui-instances.png",
+    "04-instance-faulted": "ui-instance-faulted.png", "05-confirm-dialog": "ui-confirm.png",
+    "06-instance-recovered": "ui-instance-recovered.png", "07-live-feed": "ui-live-feed.png",
+    "09-phone-instance": "ui-phone.png", "09-phone-diagram": "ui-phone-diagram.png",
+    "10-dark-overview": "ui-dark.png", "11-diagram": "ui-diagram.png",
+}
+
+
+def saved(artifacts: Path, name: str) -> str:
+    """Where a screenshot goes (test-artifacts/ui/NAME.png); `published` copies it into the docs when asked to."""
+    return str(artifacts / f"{name}.png")
+
+
+def published(artifacts: Path, name: str) -> None:
+    """Copy a saved screenshot the documentation shows into docs/img/, under `make screenshots`."""
+    if os.environ.get("WAYMARK_DOCS_SCREENSHOTS") == "1" and name in DOCS_SCREENSHOTS:
+        shutil.copyfile(artifacts / f"{name}.png", DOCS_IMAGES / DOCS_SCREENSHOTS[name])
 
 
 @dataclass

@@ -25,7 +25,7 @@ from playwright.sync_api import (
 )
 
 from tests.integration.conftest import RunningServer
-from tests.ui.helpers import ARTIFACTS, Tenant
+from tests.ui.helpers import ARTIFACTS, Tenant, published, saved
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,8 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 def shoot(page: Page, artifacts: Path, name: str, *, full_page: bool = False) -> None:
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=full_page, animations="disabled")
+    page.screenshot(path=saved(artifacts, name), full_page=full_page, animations="disabled")
+    published(artifacts, name)
 
 
 def log_in(page: Page, server: RunningServer, tenant: Tenant, artifacts: Path | None = None) -> None:
@@ -198,8 +199,9 @@ def test_an_operator_finds_and_recovers_a_faulted_instance(ui_server: RunningSer
     # the path it took: update (a loop on draft), then submit; the states it was in
     expect(claim_diagram.locator("g.edge.taken")).to_have_count(2)
     expect(claim_diagram.locator("g.node.visited")).to_have_count(2)  # draft, and awaiting-approval (current)
-    page.locator("section", has=claim_diagram).screenshot(path=str(artifacts / "11-diagram.png"),
+    page.locator("section", has=claim_diagram).screenshot(path=saved(artifacts, "11-diagram"),
                                                           animations="disabled")
+    published(artifacts, "11-diagram")
     assert console.errors == []
 
 
@@ -278,7 +280,8 @@ def test_narrow_screen_and_dark_mode(ui_server: RunningServer, tenant: Tenant, b
                 assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
                 expect(page.locator(".scroll-hint")).to_be_visible()
                 wrap.evaluate("w => { w.scrollLeft = 120; }")
-                wrap.screenshot(path=str(artifacts / "09-phone-diagram.png"), animations="disabled")
+                wrap.screenshot(path=saved(artifacts, "09-phone-diagram"), animations="disabled")
+                published(artifacts, "09-phone-diagram")
             if name == "10-dark":
                 page.goto(f"{ui_server.url}/ui/")
                 shoot(page, artifacts, "10-dark-overview")
