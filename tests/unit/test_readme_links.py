@@ -108,3 +108,26 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     first_block = re.search(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert first_block is not None
     assert [line.split()[:2] for line in first_block.group(1).splitlines()] == [["make", "run"], ["make", "test"]]
+
+
+# A path in the repository as the pages write it: `engine/stores/cosmos.py`, tests/reliability/, engine/tenants*.py.
+_PATH = re.compile(r"(?<![\w./{-])((?:engine|tests|infra|samples|tools|docs)/[\w./*{}-]*[\w*/}])")
+
+
+def named_paths(markdown: str) -> set[str]:
+    """The repository paths a page names (a path with a `{placeholder}` is a pattern, not a path: left out)."""
+    return {match.group(1) for match in _PATH.finditer(markdown) if "{" not in match.group(1)}
+
+
+def test_named_paths_are_found() -> None:
+    assert named_paths("`engine/stores/cosmos.py` (tests/reliability/, `engine/tenants*.py`), "
+                       "`engine/schemas/events/{type}.json`, {data-dir}/tenants/x.db, ./engine/x") \
+        == {"engine/stores/cosmos.py", "tests/reliability/", "engine/tenants*.py"}
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=["README.md", *(page.name for page in PAGES)])
+def test_every_repository_path_a_page_names_exists(page: Path) -> None:
+    """Modules move (issue 15's layout); a page that names where something is must follow."""
+    missing = [path for path in named_paths(page.read_text(encoding="utf-8"))
+               if not (list(ROOT.glob(path)) if "*" in path else (ROOT / path).exists())]
+    assert missing == []
