@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from engine.bench.child import end_child
 from engine.bench.output import console
 from engine.domain import Commit, Trigger
 from engine.feed import ChangeFeed, SqliteSubscriptionStore
@@ -148,15 +149,7 @@ class RemoteReceiver:
 
     def close(self) -> None:
         self.http.close()
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        end_child(self.process)
 
 
 def _all_arrived(receiver: RemoteReceiver, ids: list[str]) -> bool:

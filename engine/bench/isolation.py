@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from engine.bench.child import end_child
 from engine.bench.http import free_port, server
 from engine.bench.output import console
 
@@ -166,15 +167,7 @@ class Tarpits:
         return result
 
     def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        end_child(self.process)
 
 
 # ---------------------------------------------------------------------------------------------- the scenario

@@ -72,18 +72,24 @@ def workflows_validate(file: Path, as_json: AsJson = False) -> None:
                              f"({len(definition.states)} states)")
 
 
-# Commands that talk to a running server (and `serve` itself) live in their own modules.
+# Commands that talk to a running server (and `serve` itself) live in their own modules, by group.
 # `workflows diagram` and `instances show/history` are there too: they read a file or a data directory when
 # given one, and ask the server otherwise.
+from engine.cli.instances import register as register_instances  # noqa: E402
 from engine.cli.marain import import_marain  # noqa: E402
 from engine.cli.operations import register as register_operations  # noqa: E402
-from engine.cli.remote import register as register_remote  # noqa: E402
 from engine.cli.serve import serve  # noqa: E402
+from engine.cli.tenants import register as register_tenants  # noqa: E402
 from engine.cli.time_commands import register as register_time_commands  # noqa: E402
+from engine.cli.triggers import register as register_triggers  # noqa: E402
+from engine.cli.workflows import register as register_workflows  # noqa: E402
 
 app.command("serve")(serve)
 workflows_app.command("import-marain")(import_marain)
-register_remote(app, workflows_app, instances_app)
+register_tenants(app)
+register_workflows(workflows_app)
+register_instances(instances_app)
+register_triggers(app)
 register_operations(app, instances_app)
 register_time_commands(instances_app)
 

@@ -19,7 +19,7 @@ import typer
 from engine.cli import render
 from engine.cli.help import Cli
 from engine.cli.parked import register as register_parked
-from engine.cli.remote import DEFAULT_URL, AsJson, Key, LocalDir, Remote, Tenant, Url, _fail, _json_option
+from engine.cli.remote import DEFAULT_URL, AsJson, Key, LocalDir, Remote, Tenant, Url, fail, json_option
 from engine.domain import StoreUnavailable
 from engine.queues.base import CommandQueue
 from engine.service.explain import explain
@@ -64,7 +64,7 @@ def instances_explain(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
         try:
             instance = engine.events.load(tenant, instance_id).to_dict()
         except NotFound as e:
-            _fail(str(e), 1)
+            fail(str(e), 1)
         events = [e.to_dict() for e in engine.events.read(tenant, instance_id)]
     else:
         with Remote(url, key, tenant) as remote:
@@ -80,10 +80,10 @@ def instances_explain(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
 def _recovery_body(mode: str, reason: str, by: str | None, state: str | None, to_sequence: int | None,
                    context: str | None, force: bool, operation_id: str | None) -> dict[str, Any]:
     if mode not in ("retry", "reset"):
-        _fail("--mode is retry or reset", 2)
+        fail("--mode is retry or reset", 2)
     body: dict[str, Any] = {"mode": mode, "reason": reason, "force": force}
     for name, value in (("by", by), ("state", state), ("toSequence", to_sequence), ("id", operation_id),
-                        ("context", _json_option(context, "--context"))):
+                        ("context", json_option(context, "--context"))):
         if value is not None:
             body[name] = value
     return body
@@ -131,7 +131,7 @@ def _ask(question: str) -> None:
     try:
         agreed = typer.confirm(question)
     except typer.Abort:
-        _fail("No answer: nothing done (--yes runs it without asking).", 1)
+        fail("No answer: nothing done (--yes runs it without asking).", 1)
     if not agreed:
         render.console.print("Nothing done.", highlight=False)
         raise typer.Exit(0)
@@ -214,7 +214,7 @@ def _direct_queue(data_dir: Path | None, connection: str | None, name: str,
         from engine.queues.sqlite import SqliteCommandQueue
 
         if not (data_dir / "queue.db").exists():
-            _fail(f"no command queue in {data_dir}", 2)
+            fail(f"no command queue in {data_dir}", 2)
         queue = SqliteCommandQueue(data_dir / "queue.db")
     elif account_url is not None:
         from azure.identity import DefaultAzureCredential
@@ -230,7 +230,7 @@ def _direct_queue(data_dir: Path | None, connection: str | None, name: str,
     try:
         yield queue
     except StoreUnavailable as e:
-        _fail(f"{e} (with --queue-account-url, DefaultAzureCredential must find a credential: `az login`, a managed "
+        fail(f"{e} (with --queue-account-url, DefaultAzureCredential must find a credential: `az login`, a managed "
               "identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)" if account_url else str(e), 2)
     finally:
         if queue is not None:
@@ -273,7 +273,7 @@ def poison_requeue(message_id: str, url: Url = DEFAULT_URL, key: Key = None, ten
             try:
                 queue.requeue_poisoned(message_id)
             except KeyError:
-                _fail(f"no poisoned command {message_id!r}", 1)
+                fail(f"no poisoned command {message_id!r}", 1)
         else:
             with Remote(url, key, tenant) as remote:
                 remote.call("POST", remote.path("commands", "poison", message_id, "requeue"), ok=(202,))

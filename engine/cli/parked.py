@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from engine.cli import render
 from engine.cli.help import Cli
-from engine.cli.remote import DEFAULT_URL, AsJson, Key, Remote, Tenant, Url, _fail
+from engine.cli.remote import DEFAULT_URL, AsJson, Key, Remote, Tenant, Url, fail
 
 __all__ = ["register"]
 
@@ -88,7 +88,7 @@ def _act(action: str, parked_id: str | None, url: str, key: str | None, tenant: 
     with Remote(url, key, tenant) as remote:
         if parked_id is not None:
             if wanted or every:
-                _fail("give a parked command's id, or a filter, not both", 2)
+                fail("give a parked command's id, or a filter, not both", 2)
             if action == "requeue":
                 result = remote.call("POST", remote.path("parked", parked_id, "requeue")).json()
             else:
@@ -99,7 +99,7 @@ def _act(action: str, parked_id: str | None, url: str, key: str | None, tenant: 
             report = {"dryRun": False, "results": [result]}
         else:
             if not wanted and not every:
-                _fail("give a filter (--instance, --reason, --since, --until) or --all-parked", 2)
+                fail("give a filter (--instance, --reason, --since, --until) or --all-parked", 2)
             body = {"filter": wanted, "all": every, "limit": limit}
             preview = remote.call("POST", remote.path("parked", action), json={**body, "dryRun": True}).json()
             if dry_run or not preview["matched"]:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from engine.cli import render
 from engine.cli.operations import By, DryRun, OperationId, Reason, Yes, _ask
-from engine.cli.remote import DEFAULT_URL, AsJson, Key, Remote, Tenant, Url, _fail, _json_option
+from engine.cli.remote import DEFAULT_URL, AsJson, Key, Remote, Tenant, Url, fail, json_option
 
 ToVersion = Annotated[int, typer.Option("--to-version", min=1, help="The version to move to.")]
 StateMap = Annotated[list[str] | None, typer.Option("--map", help="OLD=NEW: a state of its version → the target's "
@@ -25,7 +25,7 @@ def _state_map(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         old, sep, new = pair.partition("=")
         if not sep or not old or not new:
-            _fail(f"--map {pair!r}: write OLD=NEW", 2)
+            fail(f"--map {pair!r}: write OLD=NEW", 2)
         mapping[old] = new
     return mapping
 
@@ -33,7 +33,7 @@ def _state_map(pairs: list[str] | None) -> dict[str, str]:
 def _migration_body(to_version: int, state_map: list[str] | None, context: str | None, reason: str, by: str | None,
                     operation_id: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"toVersion": to_version, "stateMap": _state_map(state_map), "reason": reason}
-    patch = _json_option(context, "--context")
+    patch = json_option(context, "--context")
     for name, value in (("contextPatch", patch), ("by", by), ("id", operation_id)):
         if value is not None:
             body[name] = value
