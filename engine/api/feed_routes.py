@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api.context import AUTH_PROBLEMS, problem_responses
 from engine.api.problems import ApiProblem
+from engine.feed.changefeed import ChangeFeed
 from engine.feed.cloudevents import ALL_TYPES, BATCH_CONTENT_TYPE
-from engine.feed.outbox import ChangeFeed
 from engine.feed.subscriptions import InvalidSubscription, Subscription, TooManySubscriptions
 from engine.feed.webhook import DestinationRefused
 

@@ -5,6 +5,7 @@ Hosts build one `ChangeFeed` per process, pass `feed.on_commit` to the engine, `
 and `close()` it on shutdown. The API includes `engine.api.feed_routes.feed_router(feed, ...)`.
 """
 
+from engine.feed.changefeed import ChangeFeed, FeedPage
 from engine.feed.cloudevents import (
     ALL_TYPES,
     BATCH_CONTENT_TYPE,
@@ -15,18 +16,18 @@ from engine.feed.cloudevents import (
     to_batch,
 )
 from engine.feed.eventgrid import EventGridPublisher
-from engine.feed.outbox import ChangeFeed, Dispatcher, FeedPage, Sweeper, SweepReport
+from engine.feed.outbox import Dispatcher
+from engine.feed.sources import StaticSubscription, parse_static_subscriptions
 from engine.feed.subscriptions import (
     InvalidSubscription,
-    MemorySubscriptionStore,
-    SqliteSubscriptionStore,
-    StaticSubscription,
     Subscription,
     SubscriptionNotFound,
     SubscriptionStatus,
     TooManySubscriptions,
-    parse_static_subscriptions,
 )
+from engine.feed.subscriptions_memory import MemorySubscriptionStore
+from engine.feed.subscriptions_sqlite import SqliteSubscriptionStore
+from engine.feed.sweeper import Sweeper, SweepReport
 from engine.feed.webhook import (
     SIGNATURE_HEADER,
     DestinationRefused,

@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.domain import timestamp
+from engine.feed.catalog import SubscriptionCatalog
 from engine.feed.handshake import shake_hands
-from engine.feed.subscriptions import Kind, Subscription, SubscriptionCatalog, SubscriptionStatus
+from engine.feed.subscriptions import Kind, Subscription, SubscriptionStatus
 from engine.feed.webhook import WebhookPublisher
 
 __all__ = ["PAUSED_SIGNAL", "RESUMED_SIGNAL", "ResumePolicy", "needs_attention", "paused_by_failures",

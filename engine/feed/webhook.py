@@ -33,6 +33,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import hashlib
 import hmac
@@ -114,6 +115,20 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random) -> float:
         cap = min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
         return rng.uniform(cap / 2, cap)
+
+    def next_attempt(self, result: DeliveryResult, attempt: int,
+                     rng: random.Random) -> tuple[float | None, DeliveryResult]:
+        """When to try a failed delivery again after attempt `attempt` (None: not again now), and the result to
+        count if not."""
+        if result.ok or result.gone or not result.retryable or attempt >= self.attempts:
+            return None, result
+        if result.retry_after is None:
+            return self.backoff(attempt, rng), result
+        if result.retry_after > self.max_retry_after:
+            return None, dataclasses.replace(result, error=(
+                f"{result.error}; Retry-After of {result.retry_after:.0f}s is beyond the "
+                f"{self.max_retry_after:.0f}s a delivery waits"))
+        return result.retry_after, result
 
 
 @dataclass(frozen=True, slots=True)

@@ -385,7 +385,8 @@ def load_azure_settings(environ: Mapping[str, str] | None = None) -> AzureSettin
 
     feed_subscriptions = raw("WAYMARK_FEED_SUBSCRIPTIONS")
     if feed_subscriptions is not None:
-        from engine.feed.subscriptions import InvalidSubscription, parse_static_subscriptions
+        from engine.feed.sources import parse_static_subscriptions
+        from engine.feed.subscriptions import InvalidSubscription
 
         try:
             parse_static_subscriptions(feed_subscriptions)

@@ -41,7 +41,7 @@ class Engine:
     breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
     failures: CommandFailures = field(init=False)
     # The tenant's change-feed subscriptions an operator must know about (paused, gone): set by the host that runs
-    # the feed (engine/feed/outbox.py ChangeFeed.attention), for /readyz and the dashboard.
+    # the feed (engine/feed/changefeed.py ChangeFeed.attention), for /readyz and the dashboard.
     feed_attention: Callable[[str], list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
