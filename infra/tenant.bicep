@@ -103,9 +103,9 @@ var storageQueueDataMessageSenderRoleId = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var serviceBusDataSenderRoleId = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var subscribing = createEventGridTopic && !empty(eventSubscriptions)
 var deadLettering = createEventGridTopic && !empty(deadLetterStorageAccountName)
-// One file, kept equal to EVENTS_INDEXING_POLICY of engine/stores/cosmos.py (a test compares them).
+// One file, kept equal to EVENTS_INDEXING_POLICY of engine/stores/cosmos/containers.py (a test compares them).
 var eventsIndexingPolicy = loadJsonContent('events-indexing-policy.json')
-// EVENTS_UNIQUE_KEY_POLICY of engine/stores/cosmos.py. Unique per logical partition, i.e. per instance: a trigger id
+// EVENTS_UNIQUE_KEY_POLICY of engine/stores/cosmos/containers.py. Unique per logical partition, i.e. per instance: a trigger id
 // is recorded once on an instance (the store's idempotency), and the store refuses a container without it.
 var eventsUniqueKeyPolicy = {
   uniqueKeys: [
@@ -116,7 +116,7 @@ var eventsUniqueKeyPolicy = {
     }
   ]
 }
-// DEFINITIONS_INDEXING_POLICY of engine/stores/cosmos.py: the definition document itself is JSON text, never queried.
+// DEFINITIONS_INDEXING_POLICY of engine/stores/cosmos/containers.py: the definition document itself is JSON text, never queried.
 var definitionsIndexingPolicy = {
   indexingMode: 'consistent'
   automatic: true

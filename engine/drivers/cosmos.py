@@ -2,7 +2,7 @@
 (`cosmos_client`), where a tenant's data lives in it (`CosmosLocation`), and a counter of the requests a client
 sends (`RequestCounter`, for the benchmark and the tests).
 
-Used by the event and definition stores (engine/stores/cosmos.py, which also creates a tenant's containers), the
+Used by the event and definition stores (engine/stores/cosmos/, which also creates a tenant's containers), the
 tenant registry (engine/tenants/cosmos.py), the change feed's subscription store and the hosts.
 """
 

@@ -304,7 +304,7 @@ def test_the_sweeper_folds_the_outbox_marks_into_a_watermark(cosmos_silo: Cosmos
 
 def test_marks_held_up_by_an_undispatched_commit_stay_bounded(cosmos_silo: CosmosSilo,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.stores.cosmos_outbox as outbox
+    import engine.stores.cosmos.outbox as outbox
 
     monkeypatch.setattr(outbox, "MAX_MARKS", 4)
     store = cosmos_silo.event_store()
@@ -323,7 +323,7 @@ def test_marks_held_up_by_an_undispatched_commit_stay_bounded(cosmos_silo: Cosmo
 
 
 def test_the_watermark_steps_over_gaps_and_old_missing_positions_only() -> None:
-    from engine.stores.cosmos_outbox import OutboxState, Slot, advance
+    from engine.stores.cosmos.outbox import OutboxState, Slot, advance
 
     def slot(position: int, kind: str = "commit", *, flagged: bool = False, old: bool = False) -> Slot:
         return Slot(position, kind, flagged, old)

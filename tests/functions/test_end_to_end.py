@@ -114,7 +114,7 @@ def test_a_claim_goes_through_the_functions_to_paid(make_env: Callable[[str], Az
                                        enable_cross_partition_query=True))
     container.patch_item(doc["id"], doc["instanceId"], [{"op": "set", "path": "/dispatched", "value": False},
                                                         {"op": "set", "path": "/indexed", "value": False}])
-    # ... and not in the tenant's outbox document either (engine/stores/cosmos_outbox.py), where marks are kept.
+    # ... and not in the tenant's outbox document either (engine/stores/cosmos/outbox.py), where marks are kept.
     others = [c["position"] for c in container.query_items("SELECT c.position FROM c WHERE c.kind = 'commit'",
                                                            enable_cross_partition_query=True)
               if c["position"] != doc["position"]]
