@@ -5,6 +5,8 @@ Nothing here performs I/O or reads the clock: time, ids and the HTTP port come i
 
 from engine.domain.builtins import default_registry
 from engine.domain.commit import Commit
+from engine.domain.creation import decide_create
+from engine.domain.decision import Decision, Outcome
 from engine.domain.definition import WorkflowDefinition, load_json, mermaid, parse_definition
 from engine.domain.errors import (
     CommandTooLarge,
@@ -45,24 +47,10 @@ from engine.domain.extensions import (
     Services,
     SpecProblems,
 )
-from engine.domain.instance import (
-    VERSION_MISMATCH,
-    Decision,
-    Fault,
-    Instance,
-    Outcome,
-    RecoveryMode,
-    Status,
-    Trigger,
-    apply,
-    decide_create,
-    decide_recover,
-    decide_terminate,
-    decide_trigger,
-    fold,
-    is_version_mismatch,
-)
+from engine.domain.fold import apply, fold
+from engine.domain.instance import Fault, Instance, Status, Trigger
 from engine.domain.migration import decide_migrate, migration_problems
+from engine.domain.recovery import RecoveryMode, decide_recover, decide_terminate
 from engine.domain.scheduling import (
     MAX_SCHEDULED,
     decide_cancel,
@@ -73,6 +61,7 @@ from engine.domain.scheduling import (
 )
 from engine.domain.secrets import REDACTED, SecretSlot, redacted, replace_secrets, secret_slots
 from engine.domain.timers import PendingTimer, firing_id, parse_duration, parse_time
+from engine.domain.triggering import VERSION_MISMATCH, decide_trigger, is_version_mismatch
 
 __all__ = [
     "MAX_SCHEDULED",

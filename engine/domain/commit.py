@@ -1,7 +1,7 @@
 """The commit: the events one command produced, with the instance as it is after them.
 
-It stands above both of its parts: an instance is folded from events (engine/domain/instance.py imports
-engine/domain/events.py), and a commit carries both, so neither of them needs it.
+It stands above both of its parts: an instance is folded from events (engine/domain/fold.py imports
+engine/domain/events.py and engine/domain/instance.py), and a commit carries both, so neither of them needs it.
 """
 
 from __future__ import annotations

@@ -13,11 +13,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from engine.domain.decision import Decision, Outcome, Recorder
 from engine.domain.definition import WorkflowDefinition
 from engine.domain.errors import ExecutionError, MigrationRefused, Problem
 from engine.domain.events import EventType, timestamp
 from engine.domain.extensions import Services
-from engine.domain.instance import Decision, Instance, Outcome, Status, _listening, _Recorder, fold
+from engine.domain.fold import fold
+from engine.domain.instance import Instance, Status
+from engine.domain.steps import interests_in_state
 from engine.domain.timers import parse_time
 from engine.domain.visits import ALL, cancel_timers, scheduled
 
@@ -67,10 +70,10 @@ def decide_migrate(instance: Instance, source: WorkflowDefinition | None, target
                 removed.append(key)
         else:
             changes[key] = value
-    recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
+    recorder = Recorder(instance.id, instance.version, command_id, timestamp(now))
     context = {key: value for key, value in {**instance.context, **changes}.items() if key not in removed}
     try:
-        listening = _listening(instance, target, to_state, context, recorder.next, services or Services())
+        listening = interests_in_state(instance, target, to_state, context, recorder.next, services or Services())
     except ExecutionError as error:
         raise MigrationRefused("", instance.id, [Problem(error.where, f"the target state's interests cannot be "
                                                                       f"computed: {error.message}")]) from error

@@ -6,23 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.domain.decision import Decision, Outcome, Recorder, decided, instance_view, record_fault
 from engine.domain.definition import WorkflowDefinition
 from engine.domain.errors import ExecutionError, SchedulingRefused, TimerNotFound
 from engine.domain.events import EventType, timestamp
 from engine.domain.extensions import Scope, Services
-from engine.domain.instance import (
-    Decision,
-    Instance,
-    Outcome,
-    Status,
-    Trigger,
-    _fault,
-    _Recorder,
-    _view,
-    decide_trigger,
-    fold,
-)
+from engine.domain.fold import fold
+from engine.domain.instance import Instance, Status, Trigger
 from engine.domain.timers import PendingTimer
+from engine.domain.triggering import decide_trigger
 from engine.domain.visits import cancel_timers, next_firing
 
 __all__ = ["MAX_SCHEDULED", "decide_cancel", "decide_fire", "decide_schedule", "decide_stale_firing",
@@ -36,18 +28,12 @@ def scheduling_id(trigger_id: str) -> str:
     return f"{trigger_id}:scheduled"
 
 
-def _done(instance: Instance, recorder: _Recorder, outcome: Outcome, reason: str | None = None) -> Decision:
-    after = fold(instance, recorder.events)
-    assert after is not None
-    return Decision(outcome, tuple(recorder.events), after, reason)
-
-
 def decide_fire(instance: Instance, workflow: WorkflowDefinition, timer: PendingTimer, *, now: datetime,
                 services: Services) -> Decision:
     """A pending timer fires: `TimerFired`, then what its trigger does (the ordinary trigger path), then, for a
     repeating timeout whose visit goes on, the next firing. One commit, known by the firing's trigger id."""
     trigger = Trigger(timer.trigger["topic"], timer.trigger["id"], timer.trigger.get("content"))
-    recorder = _Recorder(instance.id, instance.version, trigger.id, timestamp(now))
+    recorder = Recorder(instance.id, instance.version, trigger.id, timestamp(now))
     recorder.record(EventType.TIMER_FIRED, {"timerId": timer.id, "kind": timer.kind,
                                             "entrySequence": timer.entry_sequence, "n": timer.n,
                                             "dueAt": timer.due_at, "state": timer.state, "topic": trigger.topic})
@@ -60,27 +46,27 @@ def decide_fire(instance: Instance, workflow: WorkflowDefinition, timer: Pending
     timeout = workflow.state(after.state).timeout(timer.id) if timer.state == after.state else None
     if (timeout is not None and timer.kind == "timeout" and after.status is Status.WAITING
             and after.entry_sequence == timer.entry_sequence):
-        scope = Scope(_view(after.id, workflow, after.state, after.status, after.version), dict(after.context),
+        scope = Scope(instance_view(after.id, workflow, after.state, after.status, after.version), dict(after.context),
                       trigger.to_dict(), recorder.next, services)
         try:
             following = next_firing(timer, timeout, instance_id=instance.id, now=now, evaluate=scope.evaluate)
         except ExecutionError as error:
-            _fault(recorder, error, trigger, None, step=scope.step)
-            return _done(instance, recorder, Outcome.FAULTED, error.message)
+            record_fault(recorder, error, trigger, None, step=scope.step)
+            return decided(instance, recorder, Outcome.FAULTED, error.message)
         if following is not None:
             recorder.record(EventType.TIMER_SCHEDULED, following)
-    return _done(instance, recorder, result.outcome, result.reason)
+    return decided(instance, recorder, result.outcome, result.reason)
 
 
 def decide_stale_firing(instance: Instance, *, timer_id: str, entry_sequence: int | None, n: int, trigger_id: str,
                         topic: str | None, reason: str, now: datetime) -> Decision:
     """A firing of a timer that is no longer pending (its visit ended, it was cancelled): recorded as
     `TriggerIgnored` with why, never applied."""
-    recorder = _Recorder(instance.id, instance.version, trigger_id, timestamp(now))
+    recorder = Recorder(instance.id, instance.version, trigger_id, timestamp(now))
     recorder.record(EventType.TRIGGER_IGNORED, {"topic": topic, "reason": reason,
                                                 "timer": {"timerId": timer_id, "entrySequence": entry_sequence,
                                                           "n": n}})
-    return _done(instance, recorder, Outcome.IGNORED, reason)
+    return decided(instance, recorder, Outcome.IGNORED, reason)
 
 
 def decide_schedule(instance: Instance, trigger: Trigger, *, due: datetime, now: datetime,
@@ -96,13 +82,13 @@ def decide_schedule(instance: Instance, trigger: Trigger, *, due: datetime, now:
     if len(scheduled) >= MAX_SCHEDULED:
         raise SchedulingRefused("", instance.id, f"it has {len(scheduled)} scheduled triggers pending, the most "
                                                  "one instance may have")
-    recorder = _Recorder(instance.id, instance.version, scheduling_id(trigger.id), timestamp(now))
+    recorder = Recorder(instance.id, instance.version, scheduling_id(trigger.id), timestamp(now))
     data: dict[str, Any] = {"timerId": trigger.id, "kind": "trigger", "entrySequence": None, "n": 1,
                             "dueAt": timestamp(due), "trigger": trigger.to_dict()}
     if by is not None:
         data["by"] = by
     recorder.record(EventType.TIMER_SCHEDULED, data)
-    return _done(instance, recorder, Outcome.SCHEDULED)
+    return decided(instance, recorder, Outcome.SCHEDULED)
 
 
 def decide_cancel(instance: Instance, timer_id: str, *, by: str, reason: str, command_id: str,
@@ -115,9 +101,9 @@ def decide_cancel(instance: Instance, timer_id: str, *, by: str, reason: str, co
     if all(t.kind != "trigger" for t in pending):
         raise SchedulingRefused("", instance.id, f"{timer_id!r} is a timeout of state {instance.state!r}: it ends "
                                                  "when the instance leaves the state")
-    recorder = _Recorder(instance.id, instance.version, command_id, timestamp(now))
+    recorder = Recorder(instance.id, instance.version, command_id, timestamp(now))
     for data in cancel_timers([t for t in pending if t.kind == "trigger"], reason=reason,
                               kinds=frozenset({"trigger"}), by=by):
         recorder.record(EventType.TIMER_CANCELLED, data)
-    return _done(instance, recorder, Outcome.CANCELLED)
+    return decided(instance, recorder, Outcome.CANCELLED)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.ui.dashboard import SESSION_COOKIE, create_dashboard
+from engine.ui.dashboard import create_dashboard
+from engine.ui.pages import SESSION_COOKIE
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

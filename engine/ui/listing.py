@@ -13,6 +13,9 @@ index by time. Both orders here are built from what every store has, at a bounde
   bound it says so: the order is then that of the first `max_scanned` ids.
 
 An id searched for exactly is always found (one read), whatever the bound.
+
+Beside them: where the tenant's feed ends (`feed_end`, where reading backwards starts) and the names of its
+workflows (the list's filter and the overview's rows).
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.domain import Instance, NotFound
+from engine.domain import Instance, NotFound, WaymarkError
+from engine.service.definitions import DefinitionCatalog
 from engine.stores.base import EventStore
 
-__all__ = ["IdPage", "RecentPage", "by_natural_id", "natural_key", "recently_updated"]
+__all__ = ["MAX_POSITION", "MAX_SCANNED", "IdPage", "RecentPage", "by_natural_id", "definition_names", "exactly",
+           "feed_end", "natural_key", "recently_updated", "searched"]
 
 WINDOW = 200  # feed positions read per step backwards
+MAX_SCANNED = 20_000  # instances a page by id (and the overview) reads before it says "at least"
+MAX_POSITION = 2**62
 _RUNS = re.compile(r"(\d+)")
 
 Matches = Callable[[Instance], bool]
@@ -135,3 +142,36 @@ def exactly(events: EventStore, tenant: str, instance_id: str) -> Instance | Non
         return events.load(tenant, instance_id)
     except NotFound:
         return None
+
+
+def feed_end(events: EventStore, tenant: str) -> int:
+    """The tenant's last feed position, found in O(log n) reads of one commit (the store has no "tail")."""
+    def beyond(position: int) -> bool:
+        return bool(events.read_feed(tenant, after=position, limit=1))
+
+    if not beyond(0):
+        return 0
+    low, high = 0, 1
+    while beyond(high):
+        low, high = high, high * 2
+        if high > MAX_POSITION:
+            return low
+    while high - low > 1:
+        middle = (low + high) // 2
+        if beyond(middle):
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def definition_names(catalog: DefinitionCatalog, tenant: str) -> dict[str, str | None]:
+    """Each workflow of the tenant, and the display name of its latest version (None: it has none, or it cannot
+    be read)."""
+    names: dict[str, str | None] = {}
+    for workflow_id, version in catalog.list(tenant):
+        try:
+            names[workflow_id] = catalog.get(tenant, workflow_id, version).display_name
+        except WaymarkError:
+            names[workflow_id] = None
+    return names

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from engine.ui.dashboard import until
+from engine.ui.times import until
 from tests.ui.helpers import Tenant
 
 TIMED = {

@@ -29,7 +29,7 @@ from engine.domain import (
     parse_duration,
 )
 from engine.domain.definition import WorkflowDefinition
-from engine.domain.instance import RecoveryMode
+from engine.domain.recovery import RecoveryMode
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
