@@ -29,15 +29,14 @@ lost, order is not promised (the catch-up and new commits interleave), and a com
 A *pending* subscription (no consent yet) or a *gone* one (410) is owed nothing.
 
 The steps have modules of their own: lanes.py (a subscription's queue), outcomes.py (what a delivery does to its
-subscription), handshake.py (a pending webhook's consent), marking.py (step 3). The `Sweeper` (sweeper.py)
-republishes commits still undispatched after a grace period, and restarts the catch-up of resumed subscriptions
-whose process died. `ChangeFeed` (changefeed.py) puts it together for hosts and the API.
+subscription), handshake.py (a pending webhook's consent), marking.py (step 3), catchup.py (a resumed subscription's
+backlog). The `Sweeper` (sweeper.py) republishes commits still undispatched after a grace period, and restarts the
+catch-up of resumed subscriptions whose process died. `ChangeFeed` (changefeed.py) puts it together for hosts and
+the API.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import queue
 import random
@@ -51,6 +50,7 @@ from cloudevents.core.base import BaseCloudEvent
 
 from engine.domain import Commit
 from engine.feed.catalog import SubscriptionCatalog
+from engine.feed.catchup import CatchUps
 from engine.feed.cloudevents import CE_TYPES, CloudEventMapper
 from engine.feed.eventgrid import EventGridPublisher
 from engine.feed.handshake import PendingHandshakes
@@ -113,7 +113,6 @@ class Dispatcher:
         self.mapper = mapper or CloudEventMapper(store)
         self.retry = retry or webhook.retry
         self.rng = rng or random.Random()
-        self.catch_up_page = catch_up_page
         self.on_retry = on_retry  # a test hook: told the delay of each retry scheduled
         self.monotonic = monotonic
         self.lanes = Lanes(threads=max_workers, per_tenant=tenant_concurrency, per_lane=lane_concurrency,
@@ -122,7 +121,6 @@ class Dispatcher:
         self._idle = threading.Condition(self._lock)
         # The commits on their way, each with the event set when it is done with, where someone waits for it.
         self._inflight: dict[tuple[str, int], threading.Event | None] = {}
-        self._catching_up: set[tuple[str, str]] = set()
         self.accounting = Accounting(catalog, pause_after=pause_after, resume_policy=self.resume_policy)
         self.handshakes = PendingHandshakes(catalog, webhook, retry_seconds=handshake_retry_seconds,
                                             monotonic=monotonic)
@@ -133,6 +131,10 @@ class Dispatcher:
         self._hurry = threading.Event()
         self._draining = 0
         self._closed = False
+        self._catch_ups = CatchUps(store=store, catalog=catalog, mapper=self.mapper, lanes=self.lanes,
+                                   accounting=self.accounting, publish=self._publish,
+                                   next_attempt=self._next_attempt, later=self._later, page=catch_up_page,
+                                   idle=self._idle, closed=lambda: self._closed)
         self._router = threading.Thread(target=self._route_loop, name="waymark-feed-router", daemon=True)
         self._marker = Marker(store, catalog.store, release=self._release, hurry=self._hurry, mark_delay=mark_delay,
                               before_mark=before_mark)
@@ -214,16 +216,8 @@ class Dispatcher:
         return new
 
     def catch_up(self, tenant: str, subscription: Subscription) -> bool:
-        """Deliver a resumed subscription's backlog in its lane. False if one is already running here."""
-        key = (tenant, subscription.name)
-        with self._lock:
-            if self._closed or key in self._catching_up:
-                return False
-            self._catching_up.add(key)
-        if not self.lanes.push(key, lambda: self._catch_up(tenant, subscription)):
-            self._caught_up(key)
-            return False
-        return True
+        """Deliver a resumed subscription's backlog in its lane (catchup.py). False if one is already running here."""
+        return self._catch_ups.start(tenant, subscription)
 
     def wait_for(self, commits: Iterable[tuple[str, int | None]], timeout: float) -> bool:
         """Wait until these commits (tenant, feed position) are done with — dispatched, or left for the sweeper —
@@ -248,7 +242,7 @@ class Dispatcher:
             self._draining += 1
             self._hurry.set()
             try:
-                while self._inflight or self._catching_up:
+                while self._inflight or self._catch_ups.running:
                     left = deadline - self.monotonic()
                     if left <= 0:
                         return False
@@ -360,7 +354,7 @@ class Dispatcher:
             key = (tenant, subscription.name)
             result = self.publisher(subscription).publish(subscription, events)
             self.lanes.attempted(key, result.ok)
-            delay, result = self.retry.next_attempt(result, attempt, self.rng)
+            delay, result = self._next_attempt(result, attempt)
             if delay is not None:
                 rest = events[result.delivered:]
                 if self._later(delay, key, self._task(work, spec, rest, attempt + 1)):
@@ -371,6 +365,12 @@ class Dispatcher:
             log.exception("delivering a commit failed; the sweeper will retry it",
                           extra={"tenant": tenant, "subscription": spec.name, "position": work.position})
             return Outcome.FAILED
+
+    def _publish(self, subscription: Subscription, events: Sequence[BaseCloudEvent]) -> DeliveryResult:
+        return self.publisher(subscription).publish(subscription, events)
+
+    def _next_attempt(self, result: DeliveryResult, attempt: int) -> tuple[float | None, DeliveryResult]:
+        return self.retry.next_attempt(result, attempt, self.rng)
 
     def _later(self, delay: float, key: LaneKey, task: Callable[[], None]) -> bool:
         if self.on_retry is not None:
@@ -397,64 +397,6 @@ class Dispatcher:
             log.exception("could not record deliveries; the sweeper's retry may deliver them again",
                           extra={"tenant": work.tenant, "position": work.position})
         self._release(work.tenant, work.commit)
-
-    # -------------------------------------------------------------------------------------- catching up
-
-    def _catch_up(self, tenant: str, spec: Subscription, attempt: int = 1) -> None:
-        key = (tenant, spec.name)
-        again = False
-        try:
-            while True:
-                subscription = self.catalog.current(tenant, spec)
-                if subscription is None or subscription.status is not ACTIVE or subscription.backlog_from is None:
-                    return
-                start = subscription.backlog_from
-                commits = self.store.read_feed(tenant, after=start - 1, limit=self.catch_up_page)
-                wanted = [c for c in commits if subscription.selects(c.state.workflow_id)]
-                for commit, events in zip(wanted, self.mapper.page(tenant, wanted), strict=True):
-                    chosen = [event for event in events if subscription.wants(event.get_type())]
-                    if not chosen:
-                        continue
-                    current = self.catalog.current(tenant, spec)
-                    if current is None or current.status is not ACTIVE:
-                        return
-                    assert commit.position is not None
-                    result = self.publisher(current).publish(current, chosen)
-                    self.lanes.attempted(key, result.ok)
-                    delay, result = self.retry.next_attempt(result, attempt, self.rng)
-                    if delay is not None:  # resume here after the backoff, without holding the thread meanwhile
-                        self._advance(tenant, current, start, commit.position)
-                        again = self._later(delay, key, functools.partial(self._catch_up, tenant, spec, attempt + 1))
-                        return
-                    attempt = 1
-                    if self.accounting.account(tenant, current, result, commit.position) is not Outcome.DELIVERED:
-                        self._advance(tenant, current, start, commit.position)  # resume here next time
-                        return
-                finished = len(commits) < self.catch_up_page
-                following = None if finished else (commits[-1].position or start) + 1
-                self._advance(tenant, subscription, start, following)
-                if finished:
-                    log.info("subscription %s has caught up", spec.name, extra={"tenant": tenant})
-                    return
-        except Exception:
-            log.exception("catching up failed; the sweeper will restart it", extra={"tenant": tenant,
-                                                                                     "subscription": spec.name})
-        finally:
-            if not again:
-                self._caught_up(key)
-
-    def _advance(self, tenant: str, subscription: Subscription, start: int, following: int | None) -> None:
-        def advance(s: Subscription) -> Subscription:
-            if s.backlog_from != start:  # changed meanwhile (e.g. gone): leave it
-                return s
-            return dataclasses.replace(s, backlog_from=following)
-
-        self.catalog.modify(tenant, subscription, advance)
-
-    def _caught_up(self, key: tuple[str, str]) -> None:
-        with self._idle:
-            self._catching_up.discard(key)
-            self._idle.notify_all()
 
 
 def _wanted(targets: Iterable[Subscription], commit: Commit, skip: Collection[str]) -> list[Subscription]:
