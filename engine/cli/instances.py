@@ -79,15 +79,8 @@ def instances_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "de
                         ("continuation", continuation)):
         if value is not None:
             params[name] = value
-    items: list[dict[str, Any]] = []
     with Remote(url, key, tenant) as remote:
-        while True:
-            page = remote.call("GET", remote.path("instances"), params=params).json()
-            items += page["items"]
-            if not every or page["continuation"] is None:
-                break
-            params["continuation"] = page["continuation"]
-    next_page = None if every else page["continuation"]
+        items, next_page = remote.pages(remote.path("instances"), params, every=every)
     if as_json:
         render.print_json({"items": items, "continuation": next_page})
         return
@@ -124,15 +117,8 @@ def instances_history(instance_id: str, url: Url = DEFAULT_URL, key: Key = None,
         if not events:
             fail(f"instance {instance_id!r} does not exist in tenant {tenant!r}", 1)
     else:
-        events = []
-        params: dict[str, Any] = {"limit": 1000}
         with Remote(url, key, tenant) as remote:
-            while True:
-                page = remote.call("GET", remote.path("instances", instance_id, "events"), params=params).json()
-                events += page["items"]
-                if page["continuation"] is None:
-                    break
-                params["continuation"] = page["continuation"]
+            events = remote.pages(remote.path("instances", instance_id, "events"), {"limit": 1000})[0]
     show_result({"items": events}, as_json, lambda value: render.history_table(value["items"], wide=wide))
 
 

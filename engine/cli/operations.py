@@ -43,14 +43,8 @@ Force = Annotated[bool, typer.Option("--force", help="Recover an instance that i
 
 def _fetch(remote: Remote, instance_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     instance = remote.call("GET", remote.path("instances", instance_id)).json()
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 1000}
-    while True:
-        page = remote.call("GET", remote.path("instances", instance_id, "events"), params=params).json()
-        events += page["items"]
-        if page["continuation"] is None:
-            return instance, events
-        params["continuation"] = page["continuation"]
+    events = remote.pages(remote.path("instances", instance_id, "events"), {"limit": 1000})[0]
+    return instance, events
 
 
 def instances_explain(instance_id: str, url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo",

@@ -53,15 +53,8 @@ def parked_list(url: Url = DEFAULT_URL, key: Key = None, tenant: Tenant = "demo"
     params: dict[str, Any] = {**_filter(instance, reason, since, until), "limit": limit}
     if continuation is not None:
         params["continuation"] = continuation
-    items: list[dict[str, Any]] = []
     with Remote(url, key, tenant) as remote:
-        while True:
-            page = remote.call("GET", remote.path("parked"), params=params).json()
-            items += page["items"]
-            if not every or page["continuation"] is None:
-                break
-            params["continuation"] = page["continuation"]
-    following = None if every else page["continuation"]
+        items, following = remote.pages(remote.path("parked"), params, every=every)
     if as_json:
         render.print_json({"items": items, "continuation": following})
         return

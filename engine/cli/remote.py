@@ -90,6 +90,18 @@ class Remote:
             _problem(response)
         return response
 
+    def pages(self, path: str, params: dict[str, Any], *,
+              every: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+        """A listing's items, following its continuations (or the first page only), and the continuation left."""
+        params = dict(params)
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.call("GET", path, params=params).json()
+            items += page["items"]
+            if not every or page["continuation"] is None:
+                return items, page["continuation"]
+            params["continuation"] = page["continuation"]
+
 
 def _problem(response: httpx.Response) -> NoReturn:
     try:
