@@ -56,6 +56,13 @@ def test_triggers_wait_while_the_store_is_locked_and_complete_afterwards(tmp_pat
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+    _every_trigger_applied_once_the_store_is_back(engine, stop, thread)
+    assert engine.queue.poisoned() == []
+
+
+def _every_trigger_applied_once_the_store_is_back(engine: Engine, stop: threading.Event,
+                                                  thread: threading.Thread) -> None:
+    """Let the worker empty the queue (30 s at most), stop it, and find the ten triggers applied, each once."""
     deadline = time.monotonic() + 30
     while engine.queue.depth() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -63,8 +70,6 @@ def test_triggers_wait_while_the_store_is_locked_and_complete_afterwards(tmp_pat
     thread.join(timeout=10)
     events = engine.events.read(T, "claim")
     assert sorted(e.trigger_id for e in events[1:]) == sorted(f"t-{n}" for n in range(10))
-    assert engine.queue.poisoned() == []
-
 
 def test_an_outage_longer_than_the_retries_is_held_locally_not_poisoned(tmp_path: Path) -> None:
     """The SQLite queue's not-before time holds each command while the tenant's file stays locked, far longer than
@@ -93,12 +98,6 @@ def test_an_outage_longer_than_the_retries_is_held_locally_not_poisoned(tmp_path
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    deadline = time.monotonic() + 30
-    while engine.queue.depth() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    thread.join(timeout=10)
-    events = engine.events.read(T, "claim")
-    assert sorted(e.trigger_id for e in events[1:]) == sorted(f"t-{n}" for n in range(10))
+    _every_trigger_applied_once_the_store_is_back(engine, stop, thread)
     assert engine.queue.poisoned() == [] and engine.parked.list(T).items == []
     assert breakers.states() == {}
