@@ -152,16 +152,10 @@ def _onboard_sqlite(tenant_id: str, *, data_dir: Path, event_grid_topic: str | N
 
 def _create_sqlite_tenant(registry: SqliteTenantRegistry, tenant_id: str, data_dir: Path,
                           event_grid_topic: str | None) -> tuple[TenantRecord, str]:
-    from engine.domain import TenantNotFound
     from engine.stores.sqlite import SqliteEventStore
-    from engine.tenants import TenantAlreadyExists
+    from engine.tenants.base import refuse_existing
 
-    try:
-        registry.get(tenant_id)
-    except TenantNotFound:
-        pass
-    else:
-        raise TenantAlreadyExists(tenant_id)
+    refuse_existing(registry, tenant_id)
     store = SqliteEventStore(data_dir)
     try:
         store.ping(tenant_id)  # creates the tenant's file

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.domain.errors import WaymarkError
+from engine.domain.errors import TenantNotFound, WaymarkError
 from engine.domain.secrets import REDACTED
 
 __all__ = [
@@ -126,6 +126,15 @@ class TenantRegistry(Protocol):
 
 
 Defaults = Callable[[str], Mapping[str, Any]]
+
+
+def refuse_existing(registry: TenantRegistry, tenant_id: str) -> None:
+    """Onboarding makes a new tenant: TenantAlreadyExists if the registry knows this id already."""
+    try:
+        registry.get(tenant_id)
+    except TenantNotFound:
+        return
+    raise TenantAlreadyExists(tenant_id)
 
 
 def new_config(tenant_id: str, config: Mapping[str, Any] | None, defaults: Defaults | None) -> dict[str, Any]:

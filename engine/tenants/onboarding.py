@@ -19,7 +19,7 @@ from azure.core.exceptions import AzureError
 from engine.domain.errors import StoreUnavailable, TenantNotFound
 from engine.drivers.cosmos import CosmosLocation, cosmos_client
 from engine.stores.cosmos import ensure_tenant
-from engine.tenants.base import TenantAlreadyExists, TenantRecord, TenantRegistry, check_tenant_id
+from engine.tenants.base import TenantAlreadyExists, TenantRecord, TenantRegistry, check_tenant_id, refuse_existing
 from engine.tenants.config import CONFIG_KEYS, InvalidTenantConfig, parse_tenant_config
 
 __all__ = ["config_from_outputs", "cosmos_tenant_config", "onboard_cosmos_tenant", "record_bicep_outputs",
@@ -56,12 +56,7 @@ def onboard_cosmos_tenant(registry: TenantRegistry, tenant_id: str, *, endpoint:
     """
     check_tenant_id(tenant_id)
     location = CosmosLocation(database or f"{database_prefix}{tenant_id}", events_container, definitions_container)
-    try:
-        registry.get(tenant_id)
-    except TenantNotFound:
-        pass
-    else:
-        raise TenantAlreadyExists(tenant_id)
+    refuse_existing(registry, tenant_id)
     for other in registry.list():
         if (str(other.config.get("cosmosEndpoint", "")).rstrip("/").lower() == endpoint.rstrip("/").lower()
                 and other.config.get("database") == location.database):
